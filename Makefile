@@ -1,0 +1,42 @@
+# Every target installs what it needs: uv (pinned, from PyPI) and the locked environment,
+# the control-plane binaries (built once per machine from the Go module proxy).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export GOTOOLCHAIN := local
+PY := .venv/bin/python
+
+.PHONY: help uv sync control-plane lint format crds test
+
+help:
+	@echo "make test           set up everything and run lint + the whole test suite"
+	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
+	@echo "make crds           regenerate crds/ from the API models"
+	@echo "make control-plane  build kube-apiserver, etcd, kubectl, helm into the cache"
+
+uv:
+	@[ -x "$(UV)" ] || python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
+
+sync: uv
+	@$(UV) sync --frozen --quiet
+
+control-plane:
+	@bash hack/control-plane.sh >/dev/null
+
+lint: sync
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy -p langmerge.operator
+
+format: sync
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+crds: sync
+	.venv/bin/langmerge crds --out crds
+
+test: sync control-plane lint
+	$(PY) -m pytest

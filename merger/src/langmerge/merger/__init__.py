@@ -1,0 +1,1 @@
+"""langmerge merger: merges language adapters into one model."""

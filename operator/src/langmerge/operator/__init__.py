@@ -1,0 +1,1 @@
+"""langmerge operator: CRD models, planner, cost model, kopf handlers, local runner."""

@@ -1,0 +1,249 @@
+"""LanguageAdapter: one LoRA adapter for one language of one task."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, WithJsonSchema
+
+from langmerge.operator.api.common import (
+    BCP47,
+    ActiveJob,
+    ApiModel,
+    BaseModelRef,
+    Conditions,
+    CustomResource,
+    Resources,
+    RunResult,
+    Timestamp,
+    Totals,
+    summary_schema,
+)
+
+
+class DatasetFormat(StrEnum):
+    AUTO = "auto"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+    CSV = "csv"
+    ARROW = "arrow"
+
+
+class DatasetFields(ApiModel):
+    """Which columns hold the text. One style: prompt + response, chat messages, or plain text."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.prompt) && has(self.response) ? 1 : 0)"
+                    " + (has(self.messages) ? 1 : 0) + (has(self.text) ? 1 : 0) == 1",
+                    "message": "set exactly one style: prompt and response, messages, or text",
+                },
+                {
+                    "rule": "has(self.prompt) == has(self.response)",
+                    "message": "prompt and response go together",
+                    "fieldPath": ".response",
+                },
+            ]
+        }
+    }
+
+    prompt: str | None = Field(
+        default=None, max_length=128, description="Column with the instruction or input."
+    )
+    response: str | None = Field(
+        default=None, max_length=128, description="Column with the expected output."
+    )
+    messages: str | None = Field(
+        default=None, max_length=128, description="Column with chat messages (role/content list)."
+    )
+    text: str | None = Field(default=None, max_length=128, description="Column with plain text.")
+
+
+class Dataset(ApiModel):
+    uri: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="Training data: a path under the artifact root, file://, or s3:// URI.",
+    )
+    format: DatasetFormat = Field(
+        default=DatasetFormat.AUTO,
+        description="jsonl, parquet, csv, arrow (a saved datasets folder) or auto.",
+    )
+    revision: str = Field(
+        default="",
+        max_length=128,
+        description="Version of the data; change it to retrain when the URI stays the same.",
+    )
+    fields: DatasetFields = Field(
+        default_factory=lambda: DatasetFields(prompt="prompt", response="response"),
+        description="Column mapping.",
+    )
+    eval_uri: str | None = Field(
+        default=None, max_length=1024, description="Optional held-out split for evaluation loss."
+    )
+
+
+class Lora(ApiModel):
+    rank: int = Field(default=16, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(
+        default=32, gt=0, le=4096, description="LoRA alpha; the update is scaled by alpha/r."
+    )
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        max_length=32,
+        description="Names of the linear modules that get adapters.",
+    )
+    use_rslora: bool = Field(default=False, description="Scale by alpha/sqrt(r) (rsLoRA).")
+
+
+class Precision(StrEnum):
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+
+class Training(ApiModel):
+    epochs: float = Field(default=1, gt=0, le=100, description="Passes over the data.")
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Stop after this many steps (overrides epochs).",
+    )
+    learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="Sequences per device per step.")
+    gradient_accumulation: int = Field(
+        default=1, ge=1, le=1024, description="Steps accumulated per optimiser step."
+    )
+    max_seq_length: int = Field(
+        default=1024,
+        ge=8,
+        le=131072,
+        description="Tokens per sequence (longer ones are truncated).",
+    )
+    precision: Precision = Field(default=Precision.BF16, description="bf16, fp16 or fp32.")
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Random seed.")
+
+
+class Output(ApiModel):
+    uri: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Where to write the adapter; default: "
+        "<artifact root>/<namespace>/<name>/<fingerprint>.",
+    )
+
+
+class LanguageAdapterSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.language == oldSelf.language",
+                    "message": "language is immutable; create a new LanguageAdapter",
+                    "fieldPath": ".language",
+                },
+                {
+                    "rule": "self.task == oldSelf.task",
+                    "message": "task is immutable; create a new LanguageAdapter",
+                    "fieldPath": ".task",
+                },
+            ]
+        }
+    }
+
+    base_model: BaseModelRef = Field(description="The base model the adapter is trained on.")
+    task: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Task name, e.g. sentiment; adapters merge only within one task.",
+    )
+    language: str = Field(
+        min_length=2,
+        max_length=35,
+        pattern=BCP47,
+        description="BCP-47 language tag, e.g. de or zh-Hans.",
+    )
+    dataset: Dataset = Field(description="Training data.")
+    lora: Lora = Field(default_factory=Lora, description="LoRA settings.")
+    training: Training = Field(default_factory=Training, description="Training settings.")
+    resources: Resources = Field(
+        default_factory=Resources, description="Scheduling and pricing; never retrains."
+    )
+    output: Output = Field(default_factory=Output, description="Where the adapter is written.")
+    suspend: bool = Field(default=False, description="When true no new training run starts.")
+
+
+class AdapterArtifact(ApiModel):
+    uri: str = Field(max_length=1024, description="Where the adapter is.")
+    sha256: str = Field(max_length=64, description="sha256 over the adapter's files.")
+    fingerprint: str = Field(
+        max_length=64, description="Fingerprint of the spec it was trained from."
+    )
+    trained_at: Timestamp | None = Field(default=None, description="When training finished.")
+
+
+class RunRecord(ApiModel):
+    job: str = Field(max_length=63, description="Job name.")
+    fingerprint: str = Field(max_length=64, description="Fingerprint the run was for.")
+    result: RunResult | None = Field(default=None, description="Succeeded or Failed.")
+    started_at: Timestamp | None = Field(default=None, description="Container start.")
+    finished_at: Timestamp | None = Field(default=None, description="Container finish.")
+    gpu_seconds: float | None = Field(default=None, ge=0, description="(finish - start) x GPUs.")
+    cost_usd: float | None = Field(default=None, ge=0, description="Cost of the run in USD.")
+    reason: str | None = Field(default=None, max_length=4096, description="Why the run failed.")
+    summary: Annotated[dict[str, Any] | None, WithJsonSchema(summary_schema())] = Field(
+        default=None, description="The trainer's summary JSON."
+    )
+
+
+class LanguageAdapterStatus(ApiModel):
+    observed_generation: int | None = Field(
+        default=None, description="Last metadata.generation acted on."
+    )
+    conditions: Conditions | None = Field(default=None, description="Ready, Training, Failed.")
+    fingerprint: str | None = Field(
+        default=None, max_length=64, description="Fingerprint of the current spec."
+    )
+    artifact: AdapterArtifact | None = Field(
+        default=None, description="The current, last good adapter."
+    )
+    active_job: ActiveJob | None = Field(default=None, description="The training Job running now.")
+    last_run: RunRecord | None = Field(default=None, description="The last finished run.")
+    totals: Totals | None = Field(default=None, description="Totals over all runs.")
+
+
+class LanguageAdapter(CustomResource):
+    KIND: ClassVar[str] = "LanguageAdapter"
+    PLURAL: ClassVar[str] = "languageadapters"
+    SHORT_NAMES: ClassVar[list[str]] = ["la", "ladapter"]
+    DESCRIPTION: ClassVar[str] = (
+        "A LoRA adapter for one language of one task, trained by a Job whenever a field that "
+        "changes the result changes."
+    )
+    PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
+        {"name": "Language", "type": "string", "jsonPath": ".spec.language"},
+        {"name": "Task", "type": "string", "jsonPath": ".spec.task"},
+        {
+            "name": "Status",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.status=="True")].type',
+        },
+        {
+            "name": "Cost",
+            "type": "number",
+            "jsonPath": ".status.totals.costUsd",
+            "description": "USD",
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+    kind: Literal["LanguageAdapter"] = "LanguageAdapter"
+    spec: LanguageAdapterSpec
+    status: LanguageAdapterStatus | None = None

@@ -1,0 +1,229 @@
+"""Building blocks shared by both custom resources: the camelCase base model, metav1.Condition,
+Kubernetes quantities, scheduling resources, run records and totals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.alias_generators import to_camel
+
+GROUP = "langmerge.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Names of Kubernetes objects we create from user names end up in labels: 63 characters.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# BCP-47 in the shape we accept: a 2-3 letter primary language, then script/region/variant subtags.
+BCP47 = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+# apimachinery's resource.Quantity grammar (for the string form of an int-or-string).
+_NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+QUANTITY = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+
+
+class ApiModel(BaseModel):
+    """Fields are snake_case in Python and camelCase on the wire; unknown fields are errors,
+    so a typo in a manifest fails loudly instead of being dropped."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it (camelCase, unset optional fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# A Kubernetes resource quantity ("4", 4, "16Gi", "500m"): int-or-string on the wire.
+Quantity = Annotated[
+    int | str,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY,
+        }
+    ),
+]
+
+# Timestamps are RFC 3339 strings, as metav1.Time serialises.
+Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(ApiModel):
+    """metav1.Condition."""
+
+    type: str = Field(
+        description="Type of condition in CamelCase, e.g. Ready.",
+        max_length=316,
+        pattern=r"^[A-Za-z][A-Za-z0-9]*$",
+    )
+    status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this condition was set for."
+    )
+    last_transition_time: Timestamp = Field(
+        description="When the condition last changed from one status to another."
+    )
+    reason: str = Field(
+        description="Machine-readable CamelCase reason for the last transition.",
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+class TolerationOperator(StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class Toleration(ApiModel):
+    """core/v1 Toleration, for scheduling training and merge pods onto tainted GPU nodes."""
+
+    key: str | None = Field(default=None, max_length=316, description="Taint key to tolerate.")
+    operator: TolerationOperator | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class Resources(ApiModel):
+    """What a training or merge Job asks the cluster for. Never part of a fingerprint: changing
+    it reschedules future runs but never retrains."""
+
+    gpus: int = Field(default=1, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
+    gpu_type: str | None = Field(
+        default=None,
+        max_length=63,
+        description="GPU type used for pricing and, via nodeSelector, placement, "
+        "e.g. nvidia-a100-80gb.",
+    )
+    cpu: Quantity | None = Field(default=None, description="CPU request, e.g. 8 or 7500m.")
+    memory: Quantity | None = Field(default=None, description="Memory request, e.g. 64Gi.")
+    node_selector: dict[str, str] | None = Field(
+        default=None,
+        json_schema_extra={"maxProperties": 32},
+        description="Node labels the pod must match.",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=32, description="Taints the pod tolerates."
+    )
+    priority_class_name: str | None = Field(
+        default=None, max_length=253, description="PriorityClass of the pod."
+    )
+    queue_name: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job.",
+    )
+    price_per_hour_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Overrides the price table: USD per GPU-hour (per core-hour when gpus is 0).",
+    )
+
+
+class BaseModelRef(ApiModel):
+    """The base model every adapter of a task must share."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Model id (e.g. meta-llama/Llama-3.1-8B-Instruct) or builtin:tiny.",
+    )
+    revision: str = Field(
+        default="main", min_length=1, max_length=128, description="Model revision (commit or tag)."
+    )
+    uri: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Where to load the weights from instead of the hub: a path under the artifact "
+        "root or an s3:// URI.",
+    )
+
+
+class RunResult(StrEnum):
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class Totals(ApiModel):
+    """Running totals over every run of this object; each run counted once."""
+
+    runs: int = Field(default=0, ge=0, description="Runs finished.")
+    succeeded: int = Field(default=0, ge=0, description="Runs that succeeded.")
+    failed: int = Field(default=0, ge=0, description="Runs that failed.")
+    gpu_seconds: float = Field(default=0, ge=0, description="GPU-seconds of all runs.")
+    cost_usd: float = Field(default=0, ge=0, description="Cost of all runs in USD.")
+
+
+class ActiveJob(ApiModel):
+    """The Job running now for this object."""
+
+    name: str = Field(max_length=63, description="Job name.")
+    fingerprint: str = Field(max_length=64, description="Fingerprint the Job produces.")
+    created_at: Timestamp | None = Field(default=None, description="When the Job was created.")
+
+
+def summary_schema() -> dict[str, Any]:
+    """Run summaries are the trainer's and merger's contract (see summaries.py); status keeps
+    them as reported, so their keys are free-form there."""
+    return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+class ObjectMeta(BaseModel):
+    """The part of metav1.ObjectMeta the operator reads; the API server owns the rest."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_LABEL)
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int = 0
+    uid: str | None = None
+
+
+class CustomResource(ApiModel):
+    """apiVersion, kind and metadata around a spec and a status."""
+
+    KIND: ClassVar[str]
+    PLURAL: ClassVar[str]
+    SHORT_NAMES: ClassVar[list[str]]
+    DESCRIPTION: ClassVar[str]
+    PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]]
+
+    api_version: str = Field(default=API_VERSION, alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta
+
+    @property
+    def ref(self) -> str:
+        """How errors and logs name the object: Kind namespace/name."""
+        return f"{self.KIND} {self.metadata.namespace}/{self.metadata.name}"

@@ -1,0 +1,304 @@
+"""MergedModel: the language adapters of one task merged into one model."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from langmerge.operator.api.adapter import RunRecord
+from langmerge.operator.api.common import (
+    DNS_LABEL,
+    ActiveJob,
+    ApiModel,
+    BaseModelRef,
+    Conditions,
+    CustomResource,
+    Resources,
+    Timestamp,
+    Totals,
+)
+
+
+class MergeMethod(StrEnum):
+    LINEAR = "linear"
+    TIES = "ties"
+    DARE_LINEAR = "dare-linear"
+    DARE_TIES = "dare-ties"
+    KNOTS_TIES = "knots-ties"
+    KNOTS_DARE_TIES = "knots-dare-ties"
+    CAT = "cat"
+
+
+class MajoritySign(StrEnum):
+    TOTAL = "total"
+    FREQUENCY = "frequency"
+
+
+class TopkScope(StrEnum):
+    MODEL = "model"
+    MODULE = "module"
+
+
+class LabelSelector(ApiModel):
+    match_labels: dict[str, str] | None = Field(
+        default=None,
+        json_schema_extra={"maxProperties": 32},
+        description="Labels an adapter must carry.",
+    )
+
+
+class AdapterSelection(ApiModel):
+    """Exactly one of selector (labels) or names (explicit list)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.selector) != has(self.names)",
+                    "message": "set exactly one of adapters.selector or adapters.names",
+                }
+            ]
+        }
+    }
+
+    selector: LabelSelector | None = Field(
+        default=None, description="Select LanguageAdapters in this namespace by label."
+    )
+    names: list[Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_LABEL)]] | None = (
+        Field(
+            default=None,
+            min_length=1,
+            max_length=64,
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+            description="Names of LanguageAdapters in this namespace.",
+        )
+    )
+
+
+class MergeParameters(ApiModel):
+    weights: dict[str, Annotated[float, Field(ge=0, le=100)]] | None = Field(
+        default=None,
+        json_schema_extra={
+            "maxProperties": 64,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(k, k.matches('^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$'))",
+                    "message": "keys must be BCP-47 language tags such as de or zh-Hans",
+                }
+            ],
+        },
+        description="Weight per language (BCP-47 tag -> weight >= 0); "
+        "languages not listed weigh 1.",
+    )
+    density: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Fraction of entries kept by TIES pruning / DARE dropping, in (0, 1].",
+    )
+    lambda_: float = Field(
+        default=1.0, alias="lambda", gt=0, le=10, description="Scale of the merged update."
+    )
+    majority_sign: MajoritySign = Field(
+        default=MajoritySign.TOTAL,
+        description="Sign election: total (sum of values) or frequency (count).",
+    )
+    topk_scope: TopkScope = Field(
+        default=TopkScope.MODEL,
+        description="KnOTS TIES top-k over the whole model (reference) or per module.",
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed for DARE's random drop.")
+
+
+class OutputFormat(StrEnum):
+    LORA = "lora"
+    FULL = "full"
+
+
+class MergeOutput(ApiModel):
+    format: OutputFormat = Field(
+        default=OutputFormat.LORA, description="lora (a peft adapter) or full (merged weights)."
+    )
+    uri: str | None = Field(
+        default=None, max_length=1024, description="Where to write the merged model."
+    )
+    rank: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Rank of a lora output from a dense-space method (ties, dare-*).",
+    )
+
+
+class EvaluationGate(ApiModel):
+    against: str = Field(
+        default="individual",
+        pattern=r"^(individual|current)$",
+        description="Compare each language with its individual adapter "
+        "or with the current artifact.",
+    )
+    max_relative_drop: float = Field(
+        default=0.05, ge=0, le=1, description="Largest relative drop per language still promoted."
+    )
+
+
+class Evaluation(ApiModel):
+    datasets: dict[str, Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        default=None,
+        json_schema_extra={"maxProperties": 64},
+        description="Held-out dataset URI per language.",
+    )
+    metrics: (
+        list[Annotated[str, Field(pattern=r"^(accuracy|f1|precision|recall|rouge1|rougeL|loss)$")]]
+        | None
+    ) = Field(default=None, max_length=16, description="Metrics to compute.")
+    gate: EvaluationGate | None = Field(default=None, description="Promote only merges that pass.")
+
+
+class Budget(ApiModel):
+    monthly_usd: float = Field(
+        ge=0, description="Monthly spend allowed for this model's runs, in USD."
+    )
+
+
+class MergedModelSpec(ApiModel):
+    base_model: BaseModelRef = Field(description="The base model all adapters share.")
+    task: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Task; only adapters of this task are merged.",
+    )
+    adapters: AdapterSelection = Field(description="Which LanguageAdapters to merge.")
+    method: MergeMethod = Field(default=MergeMethod.KNOTS_TIES, description="Merge method.")
+    parameters: MergeParameters = Field(
+        default_factory=MergeParameters, description="Method parameters."
+    )
+    output: MergeOutput = Field(default_factory=MergeOutput, description="What to write.")
+    evaluation: Evaluation | None = Field(
+        default=None, description="Per-language evaluation and gate."
+    )
+    resources: Resources = Field(
+        default_factory=lambda: Resources(gpus=0),
+        description="Scheduling and pricing of the merge Job.",
+    )
+    budget: Budget | None = Field(default=None, description="Optional monthly budget.")
+    suspend: bool = Field(default=False, description="When true no new merge starts.")
+
+
+class MergedArtifact(ApiModel):
+    uri: str = Field(max_length=1024, description="Where the merged model is.")
+    sha256: str = Field(max_length=64, description="sha256 over its files.")
+    fingerprint: str = Field(
+        max_length=64, description="Fingerprint of the merge settings and inputs."
+    )
+    adapter_fingerprints: dict[str, str] | None = Field(
+        default=None, description="Adapter name -> fingerprint of the adapter it was built from."
+    )
+    merged_at: Timestamp | None = Field(default=None, description="When the merge finished.")
+
+
+class UpdateRecord(ApiModel):
+    """One change of the model's inputs: the runs it caused and what a full retrain would cost."""
+
+    trigger: str = Field(
+        max_length=1024, description="What changed, e.g. 'adapters: de' or 'spec'."
+    )
+    retrained_adapters: list[Annotated[str, Field(max_length=253)]] | None = Field(
+        default=None, max_length=64, description="Adapters retrained for this update."
+    )
+    gpu_seconds: float = Field(
+        default=0, ge=0, description="GPU-seconds of the retraining runs and the merge."
+    )
+    cost_usd: float = Field(default=0, ge=0, description="Cost of the update in USD.")
+    full_retrain_estimate_usd: float | None = Field(
+        default=None, ge=0, description="Estimated cost of retraining every language together."
+    )
+    savings_ratio: float | None = Field(
+        default=None, le=1, description="1 - cost / full retrain estimate."
+    )
+    finished_at: Timestamp | None = Field(
+        default=None, description="When the update's merge finished."
+    )
+
+
+class GateResult(ApiModel):
+    passed: bool = Field(description="Whether the merge passed the gate.")
+    reason: str | None = Field(default=None, max_length=4096, description="Why it did not.")
+
+
+class EvaluationResult(ApiModel):
+    per_language: dict[str, dict[str, float]] | None = Field(
+        default=None, description="Language -> metric -> value for the last merge."
+    )
+    gate: GateResult | None = Field(default=None, description="The gate's verdict.")
+
+
+class BudgetStatus(ApiModel):
+    period: str = Field(max_length=7, description="The month, YYYY-MM.")
+    spent_usd: float = Field(ge=0, description="Spent this month.")
+    limit_usd: float = Field(ge=0, description="Allowed this month.")
+
+
+class MergedModelStatus(ApiModel):
+    observed_generation: int | None = Field(
+        default=None, description="Last metadata.generation acted on."
+    )
+    conditions: Conditions | None = Field(
+        default=None, description="Ready, Merging, AdaptersReady."
+    )
+    fingerprint: str | None = Field(
+        default=None, max_length=64, description="Fingerprint of settings and current inputs."
+    )
+    artifact: MergedArtifact | None = Field(
+        default=None, description="The last good merged model, served until a new merge succeeds."
+    )
+    active_job: ActiveJob | None = Field(default=None, description="The merge Job running now.")
+    last_run: RunRecord | None = Field(default=None, description="The last finished merge.")
+    last_update: UpdateRecord | None = Field(default=None, description="The last update.")
+    update_history: list[UpdateRecord] | None = Field(
+        default=None, max_length=20, description="Recent updates, newest last."
+    )
+    evaluation: EvaluationResult | None = Field(
+        default=None, description="Evaluation of the last merge."
+    )
+    budget: BudgetStatus | None = Field(default=None, description="Budget use this month.")
+    totals: Totals | None = Field(default=None, description="Totals over all merges.")
+
+
+class MergedModel(CustomResource):
+    KIND: ClassVar[str] = "MergedModel"
+    PLURAL: ClassVar[str] = "mergedmodels"
+    SHORT_NAMES: ClassVar[list[str]] = ["mm", "merged"]
+    DESCRIPTION: ClassVar[str] = (
+        "The LanguageAdapters of one task merged into one model, rebuilt when an input adapter "
+        "changes; the last good artifact is served until a new merge succeeds."
+    )
+    PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
+        {"name": "Task", "type": "string", "jsonPath": ".spec.task"},
+        {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
+        {
+            "name": "Status",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.status=="True")].type',
+        },
+        {
+            "name": "Savings",
+            "type": "number",
+            "jsonPath": ".status.lastUpdate.savingsRatio",
+            "priority": 1,
+        },
+        {
+            "name": "Cost",
+            "type": "number",
+            "jsonPath": ".status.totals.costUsd",
+            "description": "USD",
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+    kind: Literal["MergedModel"] = "MergedModel"
+    spec: MergedModelSpec
+    status: MergedModelStatus | None = None

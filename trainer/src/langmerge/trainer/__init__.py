@@ -1,0 +1,1 @@
+"""langmerge trainer: trains one LoRA adapter for one language and task."""
