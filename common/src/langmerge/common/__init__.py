@@ -1,0 +1,1 @@
+"""What the trainer and merger share: artifact storage, checksums, run summaries."""

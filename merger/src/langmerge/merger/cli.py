@@ -1,0 +1,232 @@
+"""`langmerge-merge`: the merger image's entrypoint. Flags in; the merged artifact and one
+summary JSON (<= 4 KiB) out. Exits non-zero with the reason in the summary on failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from langmerge.common import storage
+from langmerge.common.summary import default_summary_path, peak_rss_bytes, write_summary
+from langmerge.merger.adapters import AdapterError, LoraAdapter, check_compatible, load_adapter
+from langmerge.merger.methods import METHODS, Merger, MergeSettings
+from langmerge.merger.output import write_full, write_lora
+
+
+class UsageError(ValueError):
+    """A flag value that cannot work; the message names the flag and the fix."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="langmerge-merge", description=__doc__)
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        required=True,
+        metavar="URI",
+        help="a peft LoRA folder: path, file://, or s3:// (repeat per adapter)",
+    )
+    parser.add_argument(
+        "--adapter-sha256",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="expected sha256 of each adapter, in --adapter order (verified first)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="comma-separated weight per adapter, in --adapter order (default 1 each)",
+    )
+    parser.add_argument("--method", choices=sorted(METHODS), default="knots-ties")
+    parser.add_argument("--density", type=float, default=0.5, help="fraction kept, in (0, 1]")
+    parser.add_argument(
+        "--lambda", dest="lambda_", type=float, default=1.0, help="scale of the merged update"
+    )
+    parser.add_argument("--majority-sign", choices=["total", "frequency"], default="total")
+    parser.add_argument(
+        "--topk-scope",
+        choices=["model", "module"],
+        default="model",
+        help="KnOTS TIES top-k over the whole model (reference) or per module",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of DARE's random drop")
+    parser.add_argument("--output-format", choices=["lora", "full"], default="lora")
+    parser.add_argument("--output", required=True, metavar="URI", help="where to write the result")
+    parser.add_argument(
+        "--rank",
+        type=int,
+        default=None,
+        help="rank of a LoRA output from ties/dare-*/linear (default: sum of input ranks)",
+    )
+    parser.add_argument(
+        "--base-model",
+        default=None,
+        metavar="URI",
+        help="base model folder (safetensors), needed for --output-format full",
+    )
+    parser.add_argument(
+        "--artifact-root", default=None, help="refuse local paths outside this folder"
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--summary-file",
+        type=Path,
+        default=default_summary_path(),
+        help="where to write the summary JSON (default: /dev/termination-log if present)",
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
+    if not 0 < args.density <= 1:
+        raise UsageError(f"--density must be in (0, 1], got {args.density}")
+    if args.lambda_ <= 0:
+        raise UsageError(f"--lambda must be > 0, got {args.lambda_}")
+    if args.rank is not None and not 1 <= args.rank <= 4096:
+        raise UsageError(f"--rank must be between 1 and 4096, got {args.rank}")
+    weights = [1.0] * n
+    if args.weights:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError as error:
+            raise UsageError(
+                f"--weights must be comma-separated numbers, got {args.weights!r}"
+            ) from error
+        if len(weights) != n:
+            raise UsageError(
+                f"--weights has {len(weights)} values for {n} adapters; give one per --adapter"
+            )
+        if any(not w >= 0 for w in weights):  # also refuses NaN
+            raise UsageError(f"--weights must all be >= 0, got {args.weights!r}")
+        if sum(weights) == 0:
+            raise UsageError("--weights are all zero; at least one adapter must count")
+    if args.adapter_sha256 and len(args.adapter_sha256) != n:
+        raise UsageError(
+            f"--adapter-sha256 given {len(args.adapter_sha256)} times for {n} adapters"
+        )
+    if args.output_format == "full" and not args.base_model:
+        raise UsageError(
+            "--output-format full needs --base-model (the folder with the base weights)"
+        )
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda asked for, but no CUDA device is visible")
+    return MergeSettings(
+        method=METHODS[args.method],
+        weights=tuple(weights),
+        density=args.density,
+        lambda_=args.lambda_,
+        majority_sign=args.majority_sign,
+        topk_scope=args.topk_scope,
+        seed=args.seed,
+        rank=args.rank,
+        device=args.device,
+    )
+
+
+def _load_inputs(args: argparse.Namespace, scratch: Path) -> list[LoraAdapter]:
+    adapters = []
+    for index, uri in enumerate(args.adapter):
+        storage.check_under_root(uri, args.artifact_root, f"--adapter {uri}")
+        path = storage.fetch_dir(uri, scratch)
+        if args.adapter_sha256:
+            actual = storage.sha256_dir(path)
+            if actual != args.adapter_sha256[index]:
+                raise AdapterError(
+                    f"adapter {uri}: sha256 is {actual}, expected {args.adapter_sha256[index]}; "
+                    "the artifact is corrupt or was changed after training"
+                )
+        adapters.append(load_adapter(uri, path))
+    check_compatible(adapters)
+    return adapters
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.monotonic()
+    settings = _settings(args, len(args.adapter))
+    storage.check_under_root(args.output, args.artifact_root, "--output")
+    with tempfile.TemporaryDirectory(prefix="langmerge-merge-") as scratch_name:
+        scratch = Path(scratch_name)
+        adapters = _load_inputs(args, scratch)
+        staged = storage.staging_dir(args.output)
+        try:
+            merger = Merger(adapters, settings)
+            merger.prepare()
+            if args.output_format == "lora":
+                figures = write_lora(merger, adapters[0], staged, settings.rank)
+            else:
+                storage.check_under_root(args.base_model, args.artifact_root, "--base-model")
+                figures = write_full(merger, storage.fetch_dir(args.base_model, scratch), staged)
+            inputs = [
+                {"uri": a.name, "sha256": storage.sha256_dir(a.path), "language": a.language}
+                for a in adapters
+            ]
+            metadata = {
+                "kind": "merged",
+                "method": settings.method.name,
+                "format": args.output_format,
+                "baseModel": adapters[0].base_model[0],
+                "inputs": inputs,
+                "parameters": _parameters(settings),
+            }
+            (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
+            digest = storage.sha256_dir(staged)
+            storage.publish_dir(staged, args.output)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+    return {
+        "result": "Succeeded",
+        "method": settings.method.name,
+        "parameters": _parameters(settings),
+        "inputs": [{"sha256": i["sha256"], "language": i["language"]} for i in inputs],
+        "output": {"uri": args.output, "sha256": digest, "format": args.output_format},
+        **{k: v for k, v in figures.items() if k != "bytes"},
+        "wallSeconds": round(time.monotonic() - started, 3),
+        "peakRssBytes": peak_rss_bytes(),
+        "device": args.device,
+    }
+
+
+def _parameters(settings: MergeSettings) -> dict[str, Any]:
+    return {
+        "weights": list(settings.weights),
+        "density": settings.density,
+        "lambda": settings.lambda_,
+        "majoritySign": settings.majority_sign,
+        "topkScope": settings.topk_scope,
+        "seed": settings.seed,
+        "rank": settings.rank,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except (UsageError, AdapterError, storage.StorageError, ValueError, FileNotFoundError) as error:
+        summary = {"result": "Failed", "reason": str(error)}
+        print(f"langmerge-merge: {error}", file=sys.stderr)
+        write_summary(summary, args.summary_file)
+        return 1
+    except Exception as error:  # an unexpected fault: keep the trace in the log, reason in summary
+        traceback.print_exc()
+        write_summary(
+            {"result": "Failed", "reason": f"internal error: {error!r}"}, args.summary_file
+        )
+        return 1
+    write_summary(summary, args.summary_file)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,287 @@
+"""Merge methods as compositions of steps, registered in one table.
+
+A method is: a representation of each adapter's update (low-rank factors, dense dW, or KnOTS
+blocks in a shared basis), an optional sparsification (TIES magnitude pruning or DARE), and a
+combination (weighted sum, or sign election + disjoint weighted mean), then lambda. The
+reconstruction follows from the representation: factors and KnOTS stay exactly low rank,
+dense results are returned dense (and compressed by the writer when a LoRA is asked for).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from langmerge.merger import steps
+from langmerge.merger.adapters import LoraAdapter
+
+Space = Literal["factors", "dense", "knots"]
+Sparsify = Literal["magnitude", "dare"] | None
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    space: Space
+    sparsify: Sparsify
+    elect: bool  # sign election + disjoint mean; otherwise a weighted sum
+    compressible: bool = True  # cat is the plain stack, never compressed
+    summary: str = ""
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("linear", "factors", None, False, summary="task arithmetic: lambda * sum w_i dW_i"),
+        Method(
+            "cat",
+            "factors",
+            None,
+            False,
+            compressible=False,
+            summary="the factors side by side: exactly sum w_i dW_i, rank sum r_i",
+        ),
+        Method("ties", "dense", "magnitude", True, summary="TIES on dense dW"),
+        Method("dare-linear", "dense", "dare", False, summary="DARE then weighted sum"),
+        Method("dare-ties", "dense", "dare", True, summary="DARE then sign election"),
+        Method("knots-ties", "knots", "magnitude", True, summary="TIES on KnOTS blocks"),
+        Method("knots-dare-ties", "knots", "dare", True, summary="DARE-TIES on KnOTS blocks"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class MergeSettings:
+    method: Method
+    weights: tuple[float, ...]
+    density: float = 0.5
+    lambda_: float = 1.0
+    majority_sign: str = "total"
+    topk_scope: Literal["model", "module"] = "model"
+    seed: int = 0
+    rank: int | None = None  # compress factor/dense results to this rank for a LoRA output
+    device: str = "cpu"
+    knots_tolerance: float = 1e-5  # singular values below tol * s_max are dropped
+
+
+@dataclass
+class MergedModule:
+    """A merged update: factors (b: out x k, a: k x in, dW = b @ a) or a dense delta."""
+
+    name: str
+    b: torch.Tensor | None = None
+    a: torch.Tensor | None = None
+    delta: torch.Tensor | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def dense(self) -> torch.Tensor:
+        if self.delta is not None:
+            return self.delta
+        assert self.b is not None and self.a is not None
+        return self.b @ self.a
+
+
+def dare_generator(seed: int, module: str, task: int) -> torch.Generator:
+    """A generator per (seed, module, adapter), so DARE's draw does not depend on module order,
+    chunking or device."""
+    digest = hashlib.sha256(f"{seed}:{module}:{task}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+# --- low-rank algebra ------------------------------------------------------------------------
+def factor_svd(b: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SVD of b @ a (out x R times R x in) without forming it: QR of both factors and one
+    R x R SVD. Returns (U: out x R, s: R, Vt: R x in)."""
+    q_b, r_b = torch.linalg.qr(b)
+    q_a, r_a = torch.linalg.qr(a.T)
+    u_core, s, vt_core = torch.linalg.svd(r_b @ r_a.T)
+    return q_b @ u_core, s, vt_core @ q_a.T
+
+
+def truncate(
+    b: torch.Tensor, a: torch.Tensor, rank: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Best rank-`rank` factors of b @ a and the relative Frobenius error of the truncation."""
+    u, s, vt = factor_svd(b, a)
+    kept = min(rank, s.numel())
+    total = float((s**2).sum())
+    error = float((s[kept:] ** 2).sum() / total) ** 0.5 if total > 0 else 0.0
+    return u[:, :kept] * s[:kept], vt[:kept], error
+
+
+def knots_basis(
+    a_list: list[torch.Tensor], b_list: list[torch.Tensor], tolerance: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """KnOTS alignment of one module in factor space.
+
+    The concatenation [dW_1 ... dW_n] (out x n*in, dW_i = B_i A_i) = U S [V_1^T ... V_n^T] is
+    never formed: QR of the stacked B's and of each A_i^T reduce it to one small SVD.
+    Returns U (out x k) and the per-adapter blocks S V_i^T stacked (n x k x in), k <= sum r_i.
+    """
+    q_b, r_b = torch.linalg.qr(torch.cat(b_list, dim=1))
+    q_a, r_a = zip(*(torch.linalg.qr(a.T) for a in a_list), strict=True)
+    core = r_b @ torch.block_diag(*(r.T for r in r_a))
+    u_core, s, vt_core = torch.linalg.svd(core, full_matrices=False)
+    keep = s > tolerance * s[0] if s.numel() and s[0] > 0 else torch.zeros_like(s, dtype=torch.bool)
+    u = q_b @ u_core[:, keep]
+    s_kept, vt_kept = s[keep], vt_core[keep]
+    blocks, start = [], 0
+    for q in q_a:
+        width = q.shape[1]
+        blocks.append((s_kept[:, None] * vt_kept[:, start : start + width]) @ q.T)
+        start += width
+    return u, torch.stack(blocks)
+
+
+# --- combination -------------------------------------------------------------------------
+def combine(stack: torch.Tensor, settings: MergeSettings) -> torch.Tensor:
+    """lambda * (disjoint weighted mean after sign election, or weighted sum) of a stack."""
+    weights = torch.tensor(settings.weights, dtype=stack.dtype, device=stack.device)
+    if settings.method.elect:
+        weighted = steps.apply_weights(stack, weights)
+        sign = steps.elect_sign(weighted, settings.majority_sign)
+        merged = steps.disjoint_weighted_mean(weighted, weights, sign)
+    else:
+        merged = steps.weighted_sum(stack, weights)
+    return settings.lambda_ * merged
+
+
+def sparsify(
+    stack: torch.Tensor, settings: MergeSettings, module: str, thresholds: list[float] | None
+) -> torch.Tensor:
+    """Applies the method's sparsification to each adapter's tensor of one module."""
+    method = settings.method
+    if method.sparsify is None or settings.density >= 1.0:
+        return stack
+    out = torch.empty_like(stack)
+    for task in range(stack.shape[0]):
+        if method.sparsify == "dare":
+            keep = steps.dare_keep_mask(
+                stack[task].shape,
+                settings.density,
+                dare_generator(settings.seed, module, task),
+                stack.device,
+            )
+            out[task] = steps.dare(stack[task], keep, settings.density)
+        else:
+            threshold = (
+                thresholds[task]
+                if thresholds is not None
+                else steps.magnitude_threshold(stack[task], settings.density)
+            )
+            out[task] = steps.prune_by_magnitude(stack[task], threshold)
+    return out
+
+
+# --- per representation --------------------------------------------------------------------
+FactorLoader = Callable[[str], tuple[list[torch.Tensor], list[torch.Tensor]]]
+
+
+def _merge_factors(module: str, loader: FactorLoader, settings: MergeSettings) -> MergedModule:
+    a_list, b_list = loader(module)
+    scale = [settings.lambda_ * w for w in settings.weights]
+    b = torch.cat([s * b for s, b in zip(scale, b_list, strict=True)], dim=1)
+    a = torch.cat(a_list, dim=0)
+    merged = MergedModule(module, b=b, a=a)
+    if settings.method.compressible and settings.rank is not None and settings.rank < a.shape[0]:
+        merged.b, merged.a, error = truncate(b, a, settings.rank)
+        merged.stats["reconstruction_error"] = error
+    return merged
+
+
+def _merge_dense(module: str, loader: FactorLoader, settings: MergeSettings) -> MergedModule:
+    a_list, b_list = loader(module)
+    stack = torch.stack([b @ a for a, b in zip(a_list, b_list, strict=True)])
+    return MergedModule(module, delta=combine(sparsify(stack, settings, module, None), settings))
+
+
+def _merge_knots(
+    module: str, loader: FactorLoader, settings: MergeSettings, thresholds: list[float] | None
+) -> MergedModule:
+    a_list, b_list = loader(module)
+    u, blocks = knots_basis(a_list, b_list, settings.knots_tolerance)
+    merged = combine(sparsify(blocks, settings, module, thresholds), settings)
+    return MergedModule(module, b=u, a=merged, stats={"knots_rank": float(u.shape[1])})
+
+
+def global_thresholds(
+    modules: list[str], loader: FactorLoader, settings: MergeSettings, n_tasks: int
+) -> list[float]:
+    """Per adapter, the TIES threshold over its KnOTS blocks of every module at once (the
+    reference's global top-k), in bounded memory: a magnitude-bucket histogram in one pass,
+    then an exact k-th value among the one bucket that holds it in a second."""
+    counts = [torch.zeros(1 << 15, dtype=torch.int64) for _ in range(n_tasks)]
+    for module in modules:
+        a_list, b_list = loader(module)
+        _, blocks = knots_basis(a_list, b_list, settings.knots_tolerance)
+        for task in range(n_tasks):
+            counts[task] += steps.bucket_counts(blocks[task]).cpu()
+    targets = []
+    for task in range(n_tasks):
+        size = int(counts[task].sum())
+        kth = size - int(size * settings.density)
+        targets.append((kth, *steps.threshold_bucket(counts[task], kth)) if kth > 0 else None)
+    candidates: list[list[torch.Tensor]] = [[] for _ in range(n_tasks)]
+    for module in modules:
+        a_list, b_list = loader(module)
+        _, blocks = knots_basis(a_list, b_list, settings.knots_tolerance)
+        for task, target in enumerate(targets):
+            if target is not None:
+                flat = blocks[task].flatten()
+                candidates[task].append(flat[steps.magnitude_buckets(flat) == target[1]].cpu())
+    thresholds = []
+    for task, target in enumerate(targets):
+        if target is None:
+            thresholds.append(0.0)
+        else:
+            kth, _, below = target
+            thresholds.append(steps.exact_threshold(torch.cat(candidates[task]), kth - below))
+    return thresholds
+
+
+class Merger:
+    """Merges one module at a time, in any order; memory stays bounded by one module.
+
+    prepare() runs what needs the whole model first (KnOTS's global top-k thresholds)."""
+
+    def __init__(self, adapters: list[LoraAdapter], settings: MergeSettings) -> None:
+        self.adapters = adapters
+        self.settings = settings
+        self.modules = sorted(adapters[0].modules)
+        self.thresholds: list[float] | None = None
+        self._dtype = torch.float32 if settings.method.space == "dense" else torch.float64
+
+    def load(self, module: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        pairs = [
+            adapter.factors(module, dtype=self._dtype, device=self.settings.device)
+            for adapter in self.adapters
+        ]
+        return [a for a, _ in pairs], [b for _, b in pairs]
+
+    def prepare(self) -> None:
+        settings, method = self.settings, self.settings.method
+        if (
+            method.space == "knots"
+            and method.sparsify == "magnitude"
+            and settings.topk_scope == "model"
+            and settings.density < 1.0
+        ):
+            self.thresholds = global_thresholds(
+                self.modules, self.load, settings, len(self.adapters)
+            )
+
+    def merge(self, module: str) -> MergedModule:
+        space = self.settings.method.space
+        if space == "factors":
+            return _merge_factors(module, self.load, self.settings)
+        if space == "dense":
+            return _merge_dense(module, self.load, self.settings)
+        return _merge_knots(module, self.load, self.settings, self.thresholds)
+
+    def __iter__(self) -> Iterator[MergedModule]:
+        for module in self.modules:
+            yield self.merge(module)

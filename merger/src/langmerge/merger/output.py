@@ -1,0 +1,181 @@
+"""Writing merge results: a peft LoRA adapter, or full weights streamed from the base model.
+
+Both go through SafetensorsStreamWriter, which holds one tensor in memory at a time: tensor
+bytes are appended to a body file as they come and the header is written when all shapes are
+known."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from langmerge.merger.adapters import CONFIG, WEIGHTS, LoraAdapter
+from langmerge.merger.methods import MergedModule, Merger
+
+PEFT_PREFIX = "base_model.model."
+_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+class SafetensorsStreamWriter:
+    """Writes a .safetensors file tensor by tensor without holding them all in memory."""
+
+    def __init__(self, path: Path, metadata: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.metadata = metadata or {}
+        self._body_path = path.with_name(path.name + ".body")
+        self._body = self._body_path.open("wb")
+        self._header: dict[str, Any] = {}
+        self._offset = 0
+        self.bytes_written = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        data = tensor.detach().contiguous().cpu()
+        raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+        self._header[name] = {
+            "dtype": _DTYPES[data.dtype],
+            "shape": list(data.shape),
+            "data_offsets": [self._offset, self._offset + len(raw)],
+        }
+        self._body.write(raw)
+        self._offset += len(raw)
+
+    def close(self) -> None:
+        self._body.close()
+        header = dict(self._header)
+        if self.metadata:
+            header["__metadata__"] = self.metadata
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        encoded += b" " * (-len(encoded) % 8)  # the format aligns the body to 8 bytes
+        with self.path.open("wb") as out, self._body_path.open("rb") as body:
+            out.write(struct.pack("<Q", len(encoded)))
+            out.write(encoded)
+            shutil.copyfileobj(body, out, 1 << 22)
+        self._body_path.unlink()
+        self.bytes_written = self.path.stat().st_size
+
+
+def _pattern_key(module: str) -> str:
+    return module.removeprefix(PEFT_PREFIX)
+
+
+def write_lora(
+    merged: Iterable[MergedModule],
+    template: LoraAdapter,
+    out_dir: Path,
+    rank: int | None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, float]:
+    """Writes a peft adapter whose B @ A per module is the merged update (scale 1).
+
+    Dense results are compressed to `rank` (default: the sum of the input ranks) by a
+    randomised SVD; the largest relative Frobenius error is reported."""
+    writer = SafetensorsStreamWriter(out_dir / WEIGHTS, {"format": "pt"})
+    ranks: dict[str, int] = {}
+    worst_error = 0.0
+    for module in merged:
+        if module.delta is not None:
+            b, a, error = compress_dense(module.delta, rank)
+        else:
+            assert module.b is not None and module.a is not None
+            b, a, error = module.b, module.a, module.stats.get("reconstruction_error", 0.0)
+        if a.shape[0] == 0:  # nothing survived: keep a valid rank-1 zero update
+            a = torch.zeros((1, a.shape[1]), dtype=a.dtype)
+            b = torch.zeros((b.shape[0], 1), dtype=b.dtype)
+        worst_error = max(worst_error, error)
+        writer.add(f"{module.name}.lora_A.weight", a.to(dtype))
+        writer.add(f"{module.name}.lora_B.weight", b.to(dtype))
+        ranks[_pattern_key(module.name)] = int(a.shape[0])
+    writer.close()
+    top = max(ranks.values())
+    config = dict(template.config)
+    config.update(
+        r=top,
+        lora_alpha=top,
+        use_rslora=False,
+        lora_dropout=0.0,
+        use_dora=False,
+        rank_pattern={k: v for k, v in ranks.items() if v != top},
+        alpha_pattern={k: v for k, v in ranks.items() if v != top},
+        inference_mode=True,
+    )
+    (out_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return {"rank": float(top), "reconstruction_error": worst_error}
+
+
+def compress_dense(
+    delta: torch.Tensor, rank: int | None
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Rank-`rank` factors of a dense update and their relative Frobenius error."""
+    target = min(rank or min(delta.shape), delta.shape[0], delta.shape[1])
+    work = delta.to(torch.float32)
+    if target >= min(delta.shape) * 0.5:
+        u, s, vh = torch.linalg.svd(work, full_matrices=False)
+        u, s, vh = u[:, :target], s[:target], vh[:target]
+    else:
+        u, s, v = torch.svd_lowrank(work, q=min(target + 16, min(delta.shape)), niter=6)
+        u, s, vh = u[:, :target], s[:target], v[:, :target].T
+    b, a = u * s, vh
+    norm = float(torch.linalg.matrix_norm(work))
+    error = float(torch.linalg.matrix_norm(work - b @ a)) / norm if norm > 0 else 0.0
+    return b, a, error
+
+
+def _base_key(module: str) -> str:
+    return module.removeprefix(PEFT_PREFIX) + ".weight"
+
+
+def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float]:
+    """Base weights plus the merged update, shard by shard and tensor by tensor."""
+    targets = {_base_key(m): m for m in merger.modules}
+    shards = sorted(base_dir.glob("*.safetensors"))
+    if not shards:
+        raise FileNotFoundError(f"base model {base_dir} has no .safetensors weights")
+    found: set[str] = set()
+    written = 0
+    for shard in shards:
+        writer = SafetensorsStreamWriter(out_dir / shard.name, {"format": "pt"})
+        with safe_open(str(shard), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open handles are not mappings)
+                tensor = handle.get_tensor(key)
+                if key in targets:
+                    delta = merger.merge(targets[key]).dense()
+                    if tuple(delta.shape) != tuple(tensor.shape):
+                        raise ValueError(
+                            f"base model {base_dir}: {key} is {list(tensor.shape)}, the adapters "
+                            f"update a {list(delta.shape)} weight; "
+                            "merge onto the adapters' base model"
+                        )
+                    tensor = (tensor.to(torch.float32) + delta.to("cpu", torch.float32)).to(
+                        tensor.dtype
+                    )
+                    found.add(key)
+                writer.add(key, tensor)
+        writer.close()
+        written += writer.bytes_written
+    missing = sorted(set(targets) - found)
+    if missing:
+        raise ValueError(
+            f"base model {base_dir} has no weight {missing[0]} that the adapters update"
+        )
+    for extra in base_dir.iterdir():
+        if extra.is_file() and not extra.name.endswith(".safetensors"):
+            shutil.copy2(extra, out_dir / extra.name)
+    return {"bytes": float(written)}

@@ -1,0 +1,119 @@
+"""The mathematical steps merges are composed of, one pure function each.
+
+Conventions (shared by every method):
+- A task tensor is the update of one adapter for one module (dense dW, or a KnOTS block);
+  a stack is those tensors for n adapters, shape (n, ...).
+- Weights are applied *before* the sign election (mergekit's convention): the election sees
+  w_i * tau_i, and the disjoint mean divides by the sum of the weights that agree. With equal
+  weights this is exactly TIES's disjoint mean.
+- TIES pruning keeps, per task, the entries whose magnitude is >= the k-th smallest magnitude
+  with k = d - int(d * density) (the TIES reference's `topk_values_mask`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+_BINS = 1 << 15  # float32 |x| bit patterns >> 16: monotonic in |x|, 32768 buckets
+
+
+def magnitude_buckets(values: torch.Tensor) -> torch.Tensor:
+    """Bucket index of |values| (any float dtype): the top 16 bits of the float32 pattern.
+
+    Rounding to float32 is monotonic, so bucket order is magnitude order; the k-th largest
+    magnitude therefore lies in a bucket found from the bucket counts alone.
+    """
+    bits = values.detach().abs().to(torch.float32).contiguous().view(torch.int32)
+    return torch.bitwise_right_shift(bits, 16).to(torch.int64)
+
+
+def bucket_counts(values: torch.Tensor) -> torch.Tensor:
+    """Histogram (length 32768, int64) of magnitude_buckets(values)."""
+    return torch.bincount(magnitude_buckets(values).flatten(), minlength=_BINS)
+
+
+def threshold_bucket(counts: torch.Tensor, kth_smallest: int) -> tuple[int, int]:
+    """The bucket holding the kth_smallest (1-based) magnitude, and how many entries lie in
+    lower buckets."""
+    cumulative = torch.cumsum(counts, 0)
+    bucket = int(torch.searchsorted(cumulative, torch.tensor(kth_smallest, dtype=cumulative.dtype)))
+    below = int(cumulative[bucket - 1]) if bucket > 0 else 0
+    return bucket, below
+
+
+def exact_threshold(candidates: torch.Tensor, rank_in_bucket: int) -> float:
+    """The rank_in_bucket-th (1-based) smallest magnitude among the bucket's candidates."""
+    return float(candidates.abs().flatten().kthvalue(rank_in_bucket).values)
+
+
+def magnitude_threshold(values: torch.Tensor, density: float) -> float:
+    """The TIES threshold of one tensor: entries with |x| >= it are kept.
+
+    Equal to `values.abs().flatten().kthvalue(d - int(d * density))` but found from a bucket
+    histogram plus a kthvalue over one bucket, which is several times faster on large tensors.
+    """
+    size = values.numel()
+    kth = size - int(size * density)
+    if kth <= 0:
+        return 0.0
+    bucket, below = threshold_bucket(bucket_counts(values), kth)
+    candidates = values.flatten()[magnitude_buckets(values).flatten() == bucket]
+    return exact_threshold(candidates, kth - below)
+
+
+def prune_by_magnitude(values: torch.Tensor, threshold: float) -> torch.Tensor:
+    """values with every entry whose magnitude is below threshold set to zero."""
+    return torch.where(values.abs() >= threshold, values, torch.zeros((), dtype=values.dtype))
+
+
+def dare_keep_mask(
+    shape: torch.Size,
+    density: float,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Bernoulli(density) keep-mask for DARE; drawn on the CPU so results do not depend on
+    the device."""
+    mask = torch.rand(shape, generator=generator, dtype=torch.float32) < density
+    return mask.to(device)
+
+
+def dare(values: torch.Tensor, keep: torch.Tensor, density: float) -> torch.Tensor:
+    """DARE: drop the entries not in keep and rescale the survivors by 1/density."""
+    return torch.where(keep, values / density, torch.zeros((), dtype=values.dtype))
+
+
+def elect_sign(weighted: torch.Tensor, rule: str) -> torch.Tensor:
+    """Elected sign per entry of a weighted stack (n, ...): 'total' takes the sign of the sum
+    of values, 'frequency' the sign of the sum of signs. Returns a tensor of -1, 0, +1."""
+    if rule == "total":
+        return torch.sign(weighted.sum(0))
+    if rule == "frequency":
+        return torch.sign(torch.sign(weighted).sum(0))
+    raise ValueError(f"majority sign rule must be 'total' or 'frequency', got {rule!r}")
+
+
+def disjoint_weighted_mean(
+    weighted: torch.Tensor, weights: torch.Tensor, sign: torch.Tensor
+) -> torch.Tensor:
+    """Mean of the entries that agree with the elected sign, weighted: sum of agreeing w_i*x_i
+    over the sum of agreeing w_i (zero where none agree).
+
+    weighted: (n, ...) already multiplied by weights; weights: (n,).
+    """
+    agree = (torch.sign(weighted) == sign) & (weighted != 0)
+    shape = (-1,) + (1,) * (weighted.dim() - 1)
+    numerator = torch.where(agree, weighted, torch.zeros((), dtype=weighted.dtype)).sum(0)
+    denominator = (agree * weights.to(weighted.dtype).view(shape)).sum(0)
+    return numerator / denominator.clamp_min(torch.finfo(weighted.dtype).tiny)
+
+
+def weighted_sum(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_i w_i * x_i over the first dimension (task arithmetic)."""
+    shape = (-1,) + (1,) * (stack.dim() - 1)
+    return (stack * weights.to(stack.dtype).view(shape)).sum(0)
+
+
+def apply_weights(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    shape = (-1,) + (1,) * (stack.dim() - 1)
+    return stack * weights.to(stack.dtype).view(shape)

@@ -1,0 +1,147 @@
+"""Every method against a slow dense float64 reference written from its definition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from langmerge.merger import steps
+from langmerge.merger.adapters import load_adapter
+from langmerge.merger.methods import METHODS, Merger, MergeSettings, dare_generator
+from tests.merger import reference
+from tests.support.adapters import dense_updates, make_adapter
+
+SHAPES = {
+    "model.layers.0.self_attn.q_proj": (48, 32),
+    "model.layers.0.self_attn.v_proj": (16, 32),
+    "model.layers.0.mlp.down_proj": (32, 64),
+    "model.layers.1.self_attn.q_proj": (48, 32),
+}
+WEIGHTS = [1.0, 0.5, 2.0]
+
+
+@pytest.fixture(scope="module")
+def adapter_dirs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("adapters")
+    # Different ranks, alphas and one rsLoRA adapter: scaling must be folded in per adapter.
+    return [
+        make_adapter(root / "en", SHAPES, rank=4, alpha=8, seed=1, language="en"),
+        make_adapter(root / "de", SHAPES, rank=6, alpha=6, seed=2, language="de"),
+        make_adapter(root / "ja", SHAPES, rank=4, alpha=16, seed=3, language="ja", rslora=True),
+    ]
+
+
+def _merge(adapter_dirs: list[Path], method: str, **kwargs: object) -> dict[str, torch.Tensor]:
+    adapters = [load_adapter(p.name, p) for p in adapter_dirs]
+    settings = MergeSettings(method=METHODS[method], weights=tuple(WEIGHTS), **kwargs)  # type: ignore[arg-type]
+    merger = Merger(adapters, settings)
+    merger.prepare()
+    return {m.name: m.dense().double() for m in merger}
+
+
+def _deltas(adapter_dirs: list[Path]) -> dict[str, list[torch.Tensor]]:
+    per_adapter = [dense_updates(p) for p in adapter_dirs]
+    return {name: [u[name] for u in per_adapter] for name in per_adapter[0]}
+
+
+def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return float(torch.linalg.matrix_norm(actual - expected) / torch.linalg.matrix_norm(expected))
+
+
+def test_linear_is_exact_task_arithmetic(adapter_dirs: list[Path]) -> None:
+    merged = _merge(adapter_dirs, "linear", lambda_=0.7)
+    for name, deltas in _deltas(adapter_dirs).items():
+        expected = 0.7 * sum(w * d for w, d in zip(WEIGHTS, deltas, strict=True))
+        assert _relative_error(merged[name], expected) < 1e-10
+
+
+def test_cat_is_exact_and_stacks_ranks(adapter_dirs: list[Path]) -> None:
+    adapters = [load_adapter(p.name, p) for p in adapter_dirs]
+    merger = Merger(adapters, MergeSettings(method=METHODS["cat"], weights=tuple(WEIGHTS), rank=2))
+    for module, deltas in zip(merger, _deltas(adapter_dirs).values(), strict=True):
+        assert module.a is not None and module.a.shape[0] == 4 + 6 + 4  # never compressed
+        expected = sum(w * d for w, d in zip(WEIGHTS, deltas, strict=True))
+        assert _relative_error(module.dense().double(), expected) < 1e-10
+
+
+@pytest.mark.parametrize("rule", ["total", "frequency"])
+@pytest.mark.parametrize("density", [0.2, 0.5, 1.0])
+def test_ties_matches_reference(adapter_dirs: list[Path], rule: str, density: float) -> None:
+    merged = _merge(adapter_dirs, "ties", density=density, lambda_=1.3, majority_sign=rule)
+    for name, deltas in _deltas(adapter_dirs).items():
+        expected = reference.ties(deltas, WEIGHTS, density, 1.3, rule)
+        assert _relative_error(merged[name], expected) < 1e-5, name
+
+
+@pytest.mark.parametrize("method", ["dare-ties", "dare-linear"])
+def test_dare_matches_reference_for_the_same_seed(adapter_dirs: list[Path], method: str) -> None:
+    merged = _merge(adapter_dirs, method, density=0.4, lambda_=1.0, seed=7)
+    for name, deltas in _deltas(adapter_dirs).items():
+        module = name
+        masks = [
+            steps.dare_keep_mask(d.shape, 0.4, dare_generator(7, module, t))
+            for t, d in enumerate(deltas)
+        ]
+        if method == "dare-ties":
+            expected = reference.dare_ties(deltas, masks, WEIGHTS, 0.4, 1.0)
+        else:
+            expected = reference.dare_linear(deltas, masks, WEIGHTS, 0.4, 1.0)
+        assert _relative_error(merged[name], expected) < 1e-5, name
+
+
+def test_dare_depends_on_the_seed(adapter_dirs: list[Path]) -> None:
+    one = _merge(adapter_dirs, "dare-ties", density=0.4, seed=1)
+    two = _merge(adapter_dirs, "dare-ties", density=0.4, seed=2)
+    again = _merge(adapter_dirs, "dare-ties", density=0.4, seed=1)
+    name = next(iter(one))
+    assert not torch.equal(one[name], two[name])
+    assert torch.equal(one[name], again[name])
+
+
+@pytest.mark.parametrize("scope", ["model", "module"])
+@pytest.mark.parametrize("density", [0.3, 0.7, 1.0])
+def test_knots_ties_matches_dense_reference(
+    adapter_dirs: list[Path], scope: str, density: float
+) -> None:
+    merged = _merge(adapter_dirs, "knots-ties", density=density, lambda_=1.1, topk_scope=scope)
+    expected = reference.knots_ties(_deltas(adapter_dirs), WEIGHTS, density, 1.1, scope=scope)
+    for name in expected:
+        assert _relative_error(merged[name], expected[name]) <= 1e-4, name
+
+
+def test_global_and_module_topk_differ(adapter_dirs: list[Path]) -> None:
+    model = _merge(adapter_dirs, "knots-ties", density=0.3, topk_scope="model")
+    module = _merge(adapter_dirs, "knots-ties", density=0.3, topk_scope="module")
+    assert any(_relative_error(model[n], module[n]) > 1e-3 for n in model)
+
+
+def test_knots_dare_ties_matches_dense_reference(adapter_dirs: list[Path]) -> None:
+    merged = _merge(adapter_dirs, "knots-dare-ties", density=0.6, lambda_=1.0, seed=3)
+    modules = _deltas(adapter_dirs)
+    masks = {}
+    for name, deltas in modules.items():
+        _, blocks = reference.knots_svd(deltas)
+        masks[name] = [
+            steps.dare_keep_mask(b.shape, 0.6, dare_generator(3, name, t))
+            for t, b in enumerate(blocks)
+        ]
+    expected = reference.knots_dare_ties(modules, masks, WEIGHTS, 0.6, 1.0)
+    for name in expected:
+        assert _relative_error(merged[name], expected[name]) <= 1e-4, name
+
+
+def test_knots_rank_stays_within_the_sum_of_input_ranks(adapter_dirs: list[Path]) -> None:
+    adapters = [load_adapter(p.name, p) for p in adapter_dirs]
+    merger = Merger(adapters, MergeSettings(method=METHODS["knots-ties"], weights=tuple(WEIGHTS)))
+    merger.prepare()
+    for module in merger:
+        assert module.a is not None and module.a.shape[0] <= 4 + 6 + 4
+
+
+def test_magnitude_threshold_equals_kthvalue() -> None:
+    values = torch.randn(100_003, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for density in (0.01, 0.3, 0.5, 0.99):
+        k = values.numel() - int(values.numel() * density)
+        assert steps.magnitude_threshold(values, density) == float(values.abs().kthvalue(k).values)
