@@ -105,7 +105,7 @@ def test_full_output_equals_the_merged_adapter_applied(
         str(tiny["base"]),
     )
     assert code == 0, summary
-    full_model = AutoModelForCausalLM.from_pretrained(full, torch_dtype=torch.float32).eval()
+    full_model = AutoModelForCausalLM.from_pretrained(full, dtype=torch.float32).eval()
     applied = PeftModel.from_pretrained(load_base(tiny["base"]), lora).eval()
     torch.testing.assert_close(logits(full_model), logits(applied), rtol=1e-4, atol=1e-4)
 

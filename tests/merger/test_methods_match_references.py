@@ -9,7 +9,7 @@ import torch
 
 from langmerge.merger import steps
 from langmerge.merger.adapters import load_adapter
-from langmerge.merger.methods import METHODS, Merger, MergeSettings, dare_generator
+from langmerge.merger.methods import METHODS, Merger, MergeSettings, dare_rows_mask
 from tests.merger import reference
 from tests.support.adapters import dense_updates, make_adapter
 
@@ -79,10 +79,11 @@ def test_ties_matches_reference(adapter_dirs: list[Path], rule: str, density: fl
 def test_dare_matches_reference_for_the_same_seed(adapter_dirs: list[Path], method: str) -> None:
     merged = _merge(adapter_dirs, method, density=0.4, lambda_=1.0, seed=7)
     for name, deltas in _deltas(adapter_dirs).items():
-        module = name
+        settings = MergeSettings(
+            method=METHODS[method], weights=tuple(WEIGHTS), density=0.4, seed=7
+        )
         masks = [
-            steps.dare_keep_mask(d.shape, 0.4, dare_generator(7, module, t))
-            for t, d in enumerate(deltas)
+            dare_rows_mask(settings, name, t, d.shape, 0, d.shape[0]) for t, d in enumerate(deltas)
         ]
         if method == "dare-ties":
             expected = reference.dare_ties(deltas, masks, WEIGHTS, 0.4, 1.0)
@@ -123,9 +124,11 @@ def test_knots_dare_ties_matches_dense_reference(adapter_dirs: list[Path]) -> No
     masks = {}
     for name, deltas in modules.items():
         _, blocks = reference.knots_svd(deltas)
+        settings = MergeSettings(
+            method=METHODS["knots-dare-ties"], weights=tuple(WEIGHTS), density=0.6, seed=3
+        )
         masks[name] = [
-            steps.dare_keep_mask(b.shape, 0.6, dare_generator(3, name, t))
-            for t, b in enumerate(blocks)
+            dare_rows_mask(settings, name, t, b.shape, 0, b.shape[0]) for t, b in enumerate(blocks)
         ]
     expected = reference.knots_dare_ties(modules, masks, WEIGHTS, 0.6, 1.0)
     for name in expected:
@@ -145,3 +148,22 @@ def test_magnitude_threshold_equals_kthvalue() -> None:
     for density in (0.01, 0.3, 0.5, 0.99):
         k = values.numel() - int(values.numel() * density)
         assert steps.magnitude_threshold(values, density) == float(values.abs().kthvalue(k).values)
+
+
+@pytest.mark.parametrize("method", ["ties", "dare-ties", "dare-linear"])
+def test_dense_methods_give_the_same_result_in_row_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    from langmerge.merger import methods
+
+    shapes = {"model.layers.0.mlp.up_proj": (600, 16)}  # three chunks of <= 256 rows
+    dirs = [make_adapter(tmp_path / str(i), shapes, rank=3, seed=i) for i in range(3)]
+    whole = _merge(dirs, method, density=0.3, seed=5)
+    monkeypatch.setattr(methods, "DENSE_CHUNK_ENTRIES", 256 * 16)
+    chunked = _merge(dirs, method, density=0.3, seed=5)
+    name = next(iter(whole))
+    assert _relative_error(chunked[name], whole[name]) < 1e-6
+    deltas = _deltas(dirs)[name]
+    if method == "ties":
+        expected = reference.ties(deltas, WEIGHTS, 0.3, 1.0)
+        assert _relative_error(chunked[name], expected) < 1e-5

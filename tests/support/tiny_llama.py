@@ -30,7 +30,7 @@ def save_base(path: Path, seed: int = 0) -> Path:
 
 
 def load_base(path: Path) -> LlamaForCausalLM:
-    model = LlamaForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+    model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
     model.eval()
     return model
 

@@ -92,6 +92,64 @@ def dare_generator(seed: int, module: str, task: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
+DARE_BLOCK_ROWS = 256  # DARE draws its mask per block of rows: chunked merges stay identical
+
+
+def dare_rows_mask(
+    settings: MergeSettings,
+    module: str,
+    task: int,
+    shape: tuple[int, int],
+    row_start: int,
+    row_end: int,
+) -> torch.Tensor:
+    """DARE's keep-mask for rows [row_start, row_end) of a (rows, cols) tensor; row_start must
+    be a multiple of DARE_BLOCK_ROWS."""
+    rows, cols = shape
+    parts = []
+    for block in range(row_start, row_end, DARE_BLOCK_ROWS):
+        height = min(DARE_BLOCK_ROWS, rows - block)
+        generator = dare_generator(settings.seed, f"{module}#{block}", task)
+        parts.append(steps.dare_keep_mask(torch.Size((height, cols)), settings.density, generator))
+    return torch.cat(parts)[: row_end - row_start].to(settings.device)
+
+
+class StreamedThresholds:
+    """TIES thresholds per adapter over tensors seen one at a time (many modules, or row
+    chunks of one): a magnitude-bucket histogram in a first pass, then the exact k-th value
+    among the one bucket that holds it in a second pass."""
+
+    def __init__(self, n_tasks: int, density: float) -> None:
+        self.density = density
+        self.counts = [torch.zeros(1 << 15, dtype=torch.int64) for _ in range(n_tasks)]
+        self.targets: list[tuple[int, int, int] | None] = []
+        self.candidates: list[list[torch.Tensor]] = [[] for _ in range(n_tasks)]
+
+    def count(self, task: int, values: torch.Tensor) -> None:
+        self.counts[task] += steps.bucket_counts(values).cpu()
+
+    def locate(self) -> None:
+        for counts in self.counts:
+            size = int(counts.sum())
+            kth = size - int(size * self.density)
+            self.targets.append((kth, *steps.threshold_bucket(counts, kth)) if kth > 0 else None)
+
+    def collect(self, task: int, values: torch.Tensor) -> None:
+        target = self.targets[task]
+        if target is not None:
+            self.candidates[task].append(steps.in_bucket(values, target[1]).cpu())
+
+    def thresholds(self) -> list[float]:
+        found = []
+        for task, target in enumerate(self.targets):
+            if target is None:
+                found.append(0.0)
+            else:
+                kth, _, below = target
+                found.append(steps.exact_threshold(torch.cat(self.candidates[task]), kth - below))
+        return found
+
+
 # --- low-rank algebra ------------------------------------------------------------------------
 def factor_svd(b: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SVD of b @ a (out x R times R x in) without forming it: QR of both factors and one
@@ -138,43 +196,46 @@ def knots_basis(
 
 
 # --- combination -------------------------------------------------------------------------
-def combine(stack: torch.Tensor, settings: MergeSettings) -> torch.Tensor:
-    """lambda * (disjoint weighted mean after sign election, or weighted sum) of a stack."""
+def combine_(stack: torch.Tensor, settings: MergeSettings) -> torch.Tensor:
+    """lambda * (disjoint weighted mean after sign election, or weighted sum) of a stack.
+    Consumes the stack (it is overwritten)."""
     weights = torch.tensor(settings.weights, dtype=stack.dtype, device=stack.device)
     if settings.method.elect:
-        weighted = steps.apply_weights(stack, weights)
+        weighted = steps.apply_weights_(stack, weights)
         sign = steps.elect_sign(weighted, settings.majority_sign)
-        merged = steps.disjoint_weighted_mean(weighted, weights, sign)
+        merged = steps.disjoint_weighted_mean_(weighted, weights, sign)
     else:
         merged = steps.weighted_sum(stack, weights)
-    return settings.lambda_ * merged
+    return merged.mul_(settings.lambda_)
 
 
-def sparsify(
-    stack: torch.Tensor, settings: MergeSettings, module: str, thresholds: list[float] | None
+def sparsify_(
+    stack: torch.Tensor,
+    settings: MergeSettings,
+    module: str,
+    thresholds: list[float] | None,
+    row_start: int = 0,
+    total_rows: int | None = None,
 ) -> torch.Tensor:
-    """Applies the method's sparsification to each adapter's tensor of one module."""
+    """In place: the method's sparsification of each adapter's (rows, cols) tensor of a
+    module, or of rows [row_start, row_start + rows) of it."""
     method = settings.method
     if method.sparsify is None or settings.density >= 1.0:
         return stack
-    out = torch.empty_like(stack)
+    rows, cols = stack.shape[1], stack.shape[2]
+    shape = (total_rows or rows, cols)
     for task in range(stack.shape[0]):
         if method.sparsify == "dare":
-            keep = steps.dare_keep_mask(
-                stack[task].shape,
-                settings.density,
-                dare_generator(settings.seed, module, task),
-                stack.device,
-            )
-            out[task] = steps.dare(stack[task], keep, settings.density)
+            keep = dare_rows_mask(settings, module, task, shape, row_start, row_start + rows)
+            steps.dare_(stack[task], keep, settings.density)
         else:
             threshold = (
                 thresholds[task]
                 if thresholds is not None
                 else steps.magnitude_threshold(stack[task], settings.density)
             )
-            out[task] = steps.prune_by_magnitude(stack[task], threshold)
-    return out
+            steps.prune_by_magnitude_(stack[task], threshold)
+    return stack
 
 
 # --- per representation --------------------------------------------------------------------
@@ -193,10 +254,40 @@ def _merge_factors(module: str, loader: FactorLoader, settings: MergeSettings) -
     return merged
 
 
+DENSE_CHUNK_ENTRIES = 1 << 22  # per adapter and chunk: 16 MiB in float32
+
+
 def _merge_dense(module: str, loader: FactorLoader, settings: MergeSettings) -> MergedModule:
+    """dW_i = B_i A_i is streamed in row chunks (thresholds first, then the merge), so memory
+    holds one chunk per adapter plus the merged result."""
     a_list, b_list = loader(module)
-    stack = torch.stack([b @ a for a, b in zip(a_list, b_list, strict=True)])
-    return MergedModule(module, delta=combine(sparsify(stack, settings, module, None), settings))
+    n, rows, cols = len(a_list), b_list[0].shape[0], a_list[0].shape[1]
+    step = max(1, DENSE_CHUNK_ENTRIES // cols // DARE_BLOCK_ROWS) * DARE_BLOCK_ROWS
+    spans = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
+
+    def chunk(task: int, lo: int, hi: int) -> torch.Tensor:
+        return b_list[task][lo:hi] @ a_list[task]
+
+    thresholds = None
+    if settings.method.sparsify == "magnitude" and settings.density < 1.0:
+        streamed = StreamedThresholds(n, settings.density)
+        for lo, hi in spans:
+            for task in range(n):
+                streamed.count(task, chunk(task, lo, hi))
+        streamed.locate()
+        for lo, hi in spans:
+            for task in range(n):
+                streamed.collect(task, chunk(task, lo, hi))
+        thresholds = streamed.thresholds()
+    like = {"dtype": b_list[0].dtype, "device": b_list[0].device}
+    delta = torch.empty((rows, cols), **like)
+    buffer = torch.empty((n, min(step, rows), cols), **like)
+    for lo, hi in spans:
+        stack = buffer[:, : hi - lo]
+        for task in range(n):
+            torch.matmul(b_list[task][lo:hi], a_list[task], out=stack[task])
+        delta[lo:hi] = combine_(sparsify_(stack, settings, module, thresholds, lo, rows), settings)
+    return MergedModule(module, delta=delta)
 
 
 def _merge_knots(
@@ -204,7 +295,7 @@ def _merge_knots(
 ) -> MergedModule:
     a_list, b_list = loader(module)
     u, blocks = knots_basis(a_list, b_list, settings.knots_tolerance)
-    merged = combine(sparsify(blocks, settings, module, thresholds), settings)
+    merged = combine_(sparsify_(blocks, settings, module, thresholds), settings)
     return MergedModule(module, b=u, a=merged, stats={"knots_rank": float(u.shape[1])})
 
 
@@ -212,35 +303,18 @@ def global_thresholds(
     modules: list[str], loader: FactorLoader, settings: MergeSettings, n_tasks: int
 ) -> list[float]:
     """Per adapter, the TIES threshold over its KnOTS blocks of every module at once (the
-    reference's global top-k), in bounded memory: a magnitude-bucket histogram in one pass,
-    then an exact k-th value among the one bucket that holds it in a second."""
-    counts = [torch.zeros(1 << 15, dtype=torch.int64) for _ in range(n_tasks)]
+    reference's global top-k), in memory bounded by one module."""
+    streamed = StreamedThresholds(n_tasks, settings.density)
     for module in modules:
-        a_list, b_list = loader(module)
-        _, blocks = knots_basis(a_list, b_list, settings.knots_tolerance)
+        _, blocks = knots_basis(*loader(module), settings.knots_tolerance)
         for task in range(n_tasks):
-            counts[task] += steps.bucket_counts(blocks[task]).cpu()
-    targets = []
-    for task in range(n_tasks):
-        size = int(counts[task].sum())
-        kth = size - int(size * settings.density)
-        targets.append((kth, *steps.threshold_bucket(counts[task], kth)) if kth > 0 else None)
-    candidates: list[list[torch.Tensor]] = [[] for _ in range(n_tasks)]
+            streamed.count(task, blocks[task])
+    streamed.locate()
     for module in modules:
-        a_list, b_list = loader(module)
-        _, blocks = knots_basis(a_list, b_list, settings.knots_tolerance)
-        for task, target in enumerate(targets):
-            if target is not None:
-                flat = blocks[task].flatten()
-                candidates[task].append(flat[steps.magnitude_buckets(flat) == target[1]].cpu())
-    thresholds = []
-    for task, target in enumerate(targets):
-        if target is None:
-            thresholds.append(0.0)
-        else:
-            kth, _, below = target
-            thresholds.append(steps.exact_threshold(torch.cat(candidates[task]), kth - below))
-    return thresholds
+        _, blocks = knots_basis(*loader(module), settings.knots_tolerance)
+        for task in range(n_tasks):
+            streamed.collect(task, blocks[task])
+    return streamed.thresholds()
 
 
 class Merger:

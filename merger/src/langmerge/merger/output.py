@@ -130,7 +130,7 @@ def compress_dense(
         u, s, vh = torch.linalg.svd(work, full_matrices=False)
         u, s, vh = u[:, :target], s[:target], vh[:target]
     else:
-        u, s, v = torch.svd_lowrank(work, q=min(target + 16, *delta.shape), niter=6)
+        u, s, v = torch.svd_lowrank(work, q=min(target + 8, *delta.shape), niter=2)
         u, s, vh = u[:, :target], s[:target], v[:, :target].T
     b, a = u * s, vh
     norm = float(torch.linalg.matrix_norm(work))

@@ -24,12 +24,29 @@ def magnitude_buckets(values: torch.Tensor) -> torch.Tensor:
     magnitude therefore lies in a bucket found from the bucket counts alone.
     """
     bits = values.detach().abs().to(torch.float32).contiguous().view(torch.int32)
-    return torch.bitwise_right_shift(bits, 16).to(torch.int64)
+    return torch.bitwise_right_shift(bits, 16)
 
 
 def bucket_counts(values: torch.Tensor) -> torch.Tensor:
     """Histogram (length 32768, int64) of magnitude_buckets(values)."""
     return torch.bincount(magnitude_buckets(values).flatten(), minlength=_BINS)
+
+
+def bucket_range(bucket: int) -> tuple[float, float]:
+    """The magnitudes [low, high) whose float32 pattern falls in bucket."""
+    edges = torch.tensor([bucket << 16, min((bucket + 1) << 16, 0x7F800000)], dtype=torch.int32)
+    low, high = edges.view(torch.float32).tolist()
+    return low, high
+
+
+def in_bucket(values: torch.Tensor, bucket: int) -> torch.Tensor:
+    """The entries of values (flattened) whose magnitude lies in bucket."""
+    flat = values.flatten()
+    if flat.dtype == torch.float32:
+        low, high = bucket_range(bucket)
+        magnitude = flat.abs()
+        return flat[(magnitude >= low) & (magnitude < high)]
+    return flat[magnitude_buckets(flat) == bucket]
 
 
 def threshold_bucket(counts: torch.Tensor, kth_smallest: int) -> tuple[int, int]:
@@ -57,13 +74,12 @@ def magnitude_threshold(values: torch.Tensor, density: float) -> float:
     if kth <= 0:
         return 0.0
     bucket, below = threshold_bucket(bucket_counts(values), kth)
-    candidates = values.flatten()[magnitude_buckets(values).flatten() == bucket]
-    return exact_threshold(candidates, kth - below)
+    return exact_threshold(in_bucket(values, bucket), kth - below)
 
 
-def prune_by_magnitude(values: torch.Tensor, threshold: float) -> torch.Tensor:
-    """values with every entry whose magnitude is below threshold set to zero."""
-    return torch.where(values.abs() >= threshold, values, torch.zeros((), dtype=values.dtype))
+def prune_by_magnitude_(values: torch.Tensor, threshold: float) -> torch.Tensor:
+    """In place: every entry whose magnitude is below threshold set to zero."""
+    return values.masked_fill_(values.abs() < threshold, 0)
 
 
 def dare_keep_mask(
@@ -74,13 +90,12 @@ def dare_keep_mask(
 ) -> torch.Tensor:
     """Bernoulli(density) keep-mask for DARE; drawn on the CPU so results do not depend on
     the device."""
-    mask = torch.rand(shape, generator=generator, dtype=torch.float32) < density
-    return mask.to(device)
+    return (torch.rand(shape, generator=generator, dtype=torch.float32) < density).to(device)
 
 
-def dare(values: torch.Tensor, keep: torch.Tensor, density: float) -> torch.Tensor:
-    """DARE: drop the entries not in keep and rescale the survivors by 1/density."""
-    return torch.where(keep, values / density, torch.zeros((), dtype=values.dtype))
+def dare_(values: torch.Tensor, keep: torch.Tensor, density: float) -> torch.Tensor:
+    """In place: DARE drops the entries not in keep and rescales the survivors by 1/density."""
+    return values.mul_(keep).mul_(1.0 / density)
 
 
 def elect_sign(weighted: torch.Tensor, rule: str) -> torch.Tensor:
@@ -93,27 +108,31 @@ def elect_sign(weighted: torch.Tensor, rule: str) -> torch.Tensor:
     raise ValueError(f"majority sign rule must be 'total' or 'frequency', got {rule!r}")
 
 
-def disjoint_weighted_mean(
+def disjoint_weighted_mean_(
     weighted: torch.Tensor, weights: torch.Tensor, sign: torch.Tensor
 ) -> torch.Tensor:
     """Mean of the entries that agree with the elected sign, weighted: sum of agreeing w_i*x_i
-    over the sum of agreeing w_i (zero where none agree).
+    over the sum of agreeing w_i (zero where none agree). Overwrites `weighted`.
 
     weighted: (n, ...) already multiplied by weights; weights: (n,).
     """
-    agree = (torch.sign(weighted) == sign) & (weighted != 0)
-    shape = (-1,) + (1,) * (weighted.dim() - 1)
-    numerator = torch.where(agree, weighted, torch.zeros((), dtype=weighted.dtype)).sum(0)
-    denominator = (agree * weights.to(weighted.dtype).view(shape)).sum(0)
-    return numerator / denominator.clamp_min(torch.finfo(weighted.dtype).tiny)
+    agree = (weighted * sign) > 0  # same sign as elected, and non-zero
+    numerator = weighted.mul_(agree).sum(0)
+    if bool((weights == weights[0]).all()):  # equal weights: count, then scale
+        denominator = agree.sum(0, dtype=weighted.dtype).mul_(weights[0])
+    else:
+        denominator = torch.tensordot(weights.to(weighted.dtype), agree.to(weighted.dtype), dims=1)
+    return numerator.div_(denominator.clamp_min_(torch.finfo(weighted.dtype).tiny))
 
 
 def weighted_sum(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """sum_i w_i * x_i over the first dimension (task arithmetic)."""
-    shape = (-1,) + (1,) * (stack.dim() - 1)
-    return (stack * weights.to(stack.dtype).view(shape)).sum(0)
+    return torch.tensordot(weights.to(stack.dtype), stack, dims=1)
 
 
-def apply_weights(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def apply_weights_(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """In place: row i of the stack times w_i."""
+    if bool((weights == 1).all()):
+        return stack
     shape = (-1,) + (1,) * (stack.dim() - 1)
-    return stack * weights.to(stack.dtype).view(shape)
+    return stack.mul_(weights.to(stack.dtype).view(shape))

@@ -1,0 +1,291 @@
+"""`langmerge-train`: the trainer image's entrypoint. Trains one LoRA adapter (or, given
+several datasets, one combined adapter: the COMB baseline) and writes it with its metadata;
+one summary JSON (<= 4 KiB) goes to the termination message. Exits non-zero with the reason
+in the summary on failure; bad input fails before any model is loaded."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from langmerge.common import storage
+from langmerge.common.summary import default_summary_path, write_summary
+from langmerge.trainer import builtin
+from langmerge.trainer.data import DataError, Fields, check_records, encode, pack, read_records
+from langmerge.trainer.train import TrainConfig, run_key, train
+
+
+class UsageError(ValueError):
+    """A flag value that cannot work; the message names the flag and the fix."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="langmerge-train", description=__doc__)
+    model = p.add_argument_group("base model")
+    model.add_argument(
+        "--base-model",
+        required=True,
+        help="builtin:tiny, a model-hub id, or a folder: path, file:// or s3://",
+    )
+    model.add_argument("--base-model-revision", default="main")
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        metavar="URI",
+        help="JSONL, Parquet, CSV or a saved datasets folder; repeat for a combined adapter",
+    )
+    data.add_argument("--language", action="append", default=[], help="BCP-47 tag per --dataset")
+    data.add_argument("--task", required=True)
+    data.add_argument(
+        "--dataset-format", default="auto", choices=["auto", "jsonl", "parquet", "csv", "arrow"]
+    )
+    data.add_argument("--prompt-field")
+    data.add_argument("--response-field")
+    data.add_argument("--messages-field")
+    data.add_argument("--text-field")
+    data.add_argument("--eval-dataset", action="append", default=[], metavar="URI")
+    lora = p.add_argument_group("LoRA")
+    lora.add_argument("--lora-rank", type=int, default=16)
+    lora.add_argument("--lora-alpha", type=float, default=32)
+    lora.add_argument("--lora-dropout", type=float, default=0.05)
+    lora.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj")
+    lora.add_argument("--rslora", action="store_true")
+    run = p.add_argument_group("training")
+    run.add_argument("--epochs", type=float, default=1.0)
+    run.add_argument("--max-steps", type=int, default=None)
+    run.add_argument("--learning-rate", type=float, default=2e-4)
+    run.add_argument(
+        "--scheduler",
+        default="linear",
+        choices=["linear", "cosine", "constant", "constant_with_warmup"],
+    )
+    run.add_argument("--warmup-ratio", type=float, default=0.0)
+    run.add_argument("--batch-size", type=int, default=8)
+    run.add_argument("--gradient-accumulation", type=int, default=1)
+    run.add_argument("--max-seq-length", type=int, default=1024)
+    run.add_argument("--packing", action="store_true", help="pack examples into full sequences")
+    run.add_argument("--precision", default="fp32", choices=["bf16", "fp16", "fp32"])
+    run.add_argument("--gradient-checkpointing", action="store_true")
+    run.add_argument("--seed", type=int, default=42)
+    out = p.add_argument_group("output")
+    out.add_argument("--output", required=True, metavar="URI")
+    out.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="local folder for checkpoints; a restart with the same flags resumes",
+    )
+    out.add_argument("--checkpoint-every", type=int, default=50)
+    out.add_argument("--log-every", type=int, default=10)
+    out.add_argument(
+        "--fingerprint", default="", help="the caller's fingerprint, stored in the metadata"
+    )
+    out.add_argument("--artifact-root", default=None, help="refuse local paths outside this folder")
+    out.add_argument("--summary-file", type=Path, default=default_summary_path())
+    return p
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    checks = [
+        (
+            1 <= args.lora_rank <= 1024,
+            f"--lora-rank must be between 1 and 1024, got {args.lora_rank}",
+        ),
+        (args.lora_alpha > 0, f"--lora-alpha must be > 0, got {args.lora_alpha}"),
+        (0 <= args.lora_dropout < 1, f"--lora-dropout must be in [0, 1), got {args.lora_dropout}"),
+        (args.epochs > 0, f"--epochs must be > 0, got {args.epochs}"),
+        (
+            args.max_steps is None or args.max_steps >= 1,
+            f"--max-steps must be >= 1, got {args.max_steps}",
+        ),
+        (
+            0 < args.learning_rate <= 1,
+            f"--learning-rate must be in (0, 1], got {args.learning_rate}",
+        ),
+        (args.batch_size >= 1, f"--batch-size must be >= 1, got {args.batch_size}"),
+        (
+            args.gradient_accumulation >= 1,
+            f"--gradient-accumulation must be >= 1, got {args.gradient_accumulation}",
+        ),
+        (
+            8 <= args.max_seq_length <= 131072,
+            f"--max-seq-length must be between 8 and 131072, got {args.max_seq_length}",
+        ),
+        (
+            args.checkpoint_every >= 1,
+            f"--checkpoint-every must be >= 1, got {args.checkpoint_every}",
+        ),
+        (0 <= args.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1), got {args.warmup_ratio}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    if args.language and len(args.language) != len(args.dataset):
+        raise UsageError(
+            f"--language given {len(args.language)} times for {len(args.dataset)} --dataset; "
+            "give one each"
+        )
+    modules = [m.strip() for m in args.target_modules.split(",") if m.strip()]
+    if not modules:
+        raise UsageError(
+            "--target-modules is empty; name the linear layers to adapt, e.g. q_proj,v_proj"
+        )
+    return TrainConfig(
+        rank=args.lora_rank,
+        alpha=args.lora_alpha,
+        dropout=args.lora_dropout,
+        target_modules=modules,
+        rslora=args.rslora,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        scheduler=args.scheduler,
+        warmup_ratio=args.warmup_ratio,
+        batch_size=args.batch_size,
+        gradient_accumulation=args.gradient_accumulation,
+        max_seq_length=args.max_seq_length,
+        packing=args.packing,
+        precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+    )
+
+
+def _fields(args: argparse.Namespace) -> Fields:
+    if not any((args.prompt_field, args.response_field, args.messages_field, args.text_field)):
+        return Fields(prompt="prompt", response="response")
+    return Fields(args.prompt_field, args.response_field, args.messages_field, args.text_field)
+
+
+def _model_dir(args: argparse.Namespace, scratch: Path) -> Path:
+    if args.base_model == builtin.NAME:
+        return builtin.path()
+    if "://" in args.base_model or Path(args.base_model).exists():
+        storage.check_under_root(args.base_model, args.artifact_root, "--base-model")
+        folder = storage.fetch_dir(args.base_model, scratch)
+        if not (folder / "config.json").is_file():
+            raise UsageError(
+                f"--base-model {args.base_model}: no config.json there; "
+                "is it a transformers model folder?"
+            )
+        return folder
+    from huggingface_hub import snapshot_download  # a hub id: needs network in the cluster
+
+    try:
+        return Path(snapshot_download(args.base_model, revision=args.base_model_revision))
+    except Exception as error:
+        raise UsageError(
+            f"--base-model {args.base_model}: cannot download ({error}); "
+            "give a local folder or s3:// URI where the cluster has no network"
+        ) from error
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    config = _config(args)
+    fields = _fields(args)
+    fields.style  # noqa: B018 (raises on a bad mapping before anything is read)
+    storage.check_under_root(args.output, args.artifact_root, "--output")
+    with tempfile.TemporaryDirectory(prefix="langmerge-train-") as scratch_name:
+        scratch = Path(scratch_name)
+        records, digests = [], []
+        for uri in args.dataset:
+            storage.check_under_root(uri, args.artifact_root, "--dataset")
+            rows, digest = read_records(uri, args.dataset_format, scratch)
+            check_records(rows, fields, uri)
+            records.append(rows)
+            digests.append(digest)
+        eval_records = []
+        for uri in args.eval_dataset:
+            rows, _ = read_records(uri, args.dataset_format, scratch)
+            check_records(rows, fields, uri)
+            eval_records += rows
+        model_dir = _model_dir(args, scratch)  # only now: bad input has failed already
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        examples = [
+            encode(r, fields, tokenizer, config.max_seq_length) for rows in records for r in rows
+        ]
+        if config.packing:
+            examples = pack(examples, config.max_seq_length)
+        evals = [encode(r, fields, tokenizer, config.max_seq_length) for r in eval_records]
+        inputs = {
+            "baseModel": args.base_model,
+            "revision": args.base_model_revision,
+            "datasets": digests,
+            "fields": asdict(fields),
+            "languages": args.language,
+        }
+        staged = storage.staging_dir(args.output)
+        try:
+            figures = train(
+                model_dir,
+                examples,
+                config,
+                run_key(config, inputs),
+                args.checkpoint_dir,
+                staged,
+                evals or None,
+            )
+            metadata = {
+                "kind": "adapter",
+                "baseModel": args.base_model,
+                "baseModelRevision": args.base_model_revision,
+                "task": args.task,
+                "language": args.language[0] if len(args.language) == 1 else None,
+                "languages": args.language,
+                "datasetSha256": digests,
+                "fingerprint": args.fingerprint,
+                "settings": asdict(config),
+                "fields": asdict(fields),
+            }
+            (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
+            digest = storage.sha256_dir(staged)
+            storage.publish_dir(staged, args.output)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+    return {
+        "result": "Succeeded",
+        "task": args.task,
+        "languages": args.language,
+        "fingerprint": args.fingerprint,
+        "output": {"uri": args.output, "sha256": digest},
+        **figures,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        summary = run(args)
+    except (UsageError, DataError, storage.StorageError) as error:
+        print(f"langmerge-train: {error}", file=sys.stderr)
+        write_summary({"result": "Failed", "reason": str(error)}, args.summary_file)
+        return 1
+    except Exception as error:  # unexpected: trace to the log, reason to the summary
+        traceback.print_exc()
+        write_summary(
+            {"result": "Failed", "reason": f"internal error: {error!r}"}, args.summary_file
+        )
+        return 1
+    summary["wallSeconds"] = round(time.monotonic() - started, 3)
+    write_summary(summary, args.summary_file)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

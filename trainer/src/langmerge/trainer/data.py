@@ -1,0 +1,224 @@
+"""Training data: read JSONL, Parquet, CSV or a saved `datasets` folder from any URI, check
+the field mapping before a model is loaded, and turn records into token ids with labels that
+train only on the response."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langmerge.common import storage
+
+
+class DataError(ValueError):
+    """The dataset cannot be used; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Which columns hold the text: prompt + response, chat messages, or plain text."""
+
+    prompt: str | None = None
+    response: str | None = None
+    messages: str | None = None
+    text: str | None = None
+
+    @property
+    def style(self) -> str:
+        styles = [
+            name
+            for name, on in (
+                ("prompt-response", self.prompt is not None or self.response is not None),
+                ("messages", self.messages is not None),
+                ("text", self.text is not None),
+            )
+            if on
+        ]
+        if len(styles) != 1:
+            raise DataError(
+                "set exactly one field style: --prompt-field and --response-field, "
+                "--messages-field, or --text-field"
+            )
+        if styles[0] == "prompt-response" and (self.prompt is None or self.response is None):
+            raise DataError("--prompt-field and --response-field go together")
+        return styles[0]
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.prompt, self.response, self.messages, self.text) if c is not None]
+
+
+def infer_format(uri: str, declared: str) -> str:
+    if declared != "auto":
+        return declared
+    name = uri.rstrip("/").lower()
+    for suffix, fmt in (
+        (".jsonl", "jsonl"),
+        (".json", "jsonl"),
+        (".parquet", "parquet"),
+        (".csv", "csv"),
+    ):
+        if name.endswith(suffix):
+            return fmt
+    if storage.is_local(uri) and storage.local_path(uri).is_dir():
+        return "arrow"
+    raise DataError(
+        f"dataset {uri}: cannot tell the format from the name; set --dataset-format "
+        "(jsonl, parquet, csv or arrow)"
+    )
+
+
+def _decode(raw: bytes, uri: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"dataset {uri}: line {line} is not UTF-8 text; re-encode the file as UTF-8"
+        ) from error
+
+
+def read_records(uri: str, fmt: str, scratch: Path) -> tuple[list[dict[str, Any]], str]:
+    """All records of a dataset and its sha256 (of the file, or of the folder's files)."""
+    fmt = infer_format(uri, fmt)
+    if fmt == "arrow":
+        folder = storage.fetch_dir(uri, scratch)
+        from datasets import load_from_disk
+
+        try:
+            loaded = load_from_disk(str(folder))
+        except Exception as error:  # datasets raises several types for a bad folder
+            raise DataError(f"dataset {uri}: not a saved datasets folder ({error})") from error
+        if hasattr(loaded, "keys"):  # a DatasetDict: take its train split
+            if "train" not in loaded:
+                raise DataError(f"dataset {uri}: holds splits {list(loaded)}, none called train")
+            loaded = loaded["train"]
+        return list(loaded), storage.sha256_dir(folder)
+    try:
+        path = storage.fetch_file(uri, scratch)
+    except storage.StorageError as error:
+        raise DataError(f"dataset {uri}: {error}") from error
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(io.BytesIO(raw)).to_pylist(), digest
+        except Exception as error:
+            raise DataError(f"dataset {uri}: not a readable Parquet file ({error})") from error
+    text = _decode(raw, uri)
+    if fmt == "csv":
+        return list(csv.DictReader(io.StringIO(text))), digest
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(
+                f"dataset {uri}: line {number} is not valid JSON ({error.msg})"
+            ) from error
+        if not isinstance(record, dict):
+            raise DataError(f"dataset {uri}: line {number} is not a JSON object")
+        records.append(record)
+    return records, digest
+
+
+def check_records(records: list[dict[str, Any]], fields: Fields, uri: str) -> None:
+    """Fails fast, before any model is loaded, on an empty dataset or missing fields."""
+    if not records:
+        raise DataError(f"dataset {uri}: no records; point --dataset at a file with data")
+    style = fields.style
+    present = set(records[0])
+    for column in fields.columns():
+        if column not in present:
+            flag = {
+                fields.prompt: "--prompt-field",
+                fields.response: "--response-field",
+                fields.messages: "--messages-field",
+                fields.text: "--text-field",
+            }[column]
+            raise DataError(
+                f"dataset {uri}: field {column!r} not found (columns: {sorted(present)}); "
+                f"set {flag} to one of them"
+            )
+    for number, record in enumerate(records, start=1):
+        for column in fields.columns():
+            value = record.get(column)
+            if style == "messages":
+                if not isinstance(value, list) or not all(
+                    isinstance(m, dict) and "role" in m and "content" in m for m in value
+                ):
+                    raise DataError(
+                        f"dataset {uri}: record {number} field {column!r} must be a list of "
+                        "{role, content} messages"
+                    )
+            elif not isinstance(value, str) or (not value.strip() and column != fields.prompt):
+                raise DataError(
+                    f"dataset {uri}: record {number} field {column!r} is empty or not text"
+                )
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # -100 where no loss is taken (prompt, padding)
+
+
+def _chat(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=generation_prompt
+    )
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def encode(record: dict[str, Any], fields: Fields, tokenizer: Any, max_length: int) -> Example:
+    """Token ids and labels of one record; the loss covers the response (or all plain text)."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    style = fields.style
+    if style == "text":
+        ids = list(tokenizer(record[fields.text], add_special_tokens=False)["input_ids"]) + eos
+        labels = list(ids)
+    elif style == "messages":
+        messages = record[fields.messages]
+        if has_template:
+            ids = _chat(tokenizer, messages, False) + eos
+            prompt_len = len(_chat(tokenizer, messages[:-1], True)) if len(messages) > 1 else 0
+        else:
+            rendered = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
+            ids = list(tokenizer(rendered, add_special_tokens=False)["input_ids"]) + eos
+            prompt_len = 0
+        labels = [-100] * prompt_len + ids[prompt_len:]
+    else:
+        prompt, response = record[fields.prompt], record[fields.response]
+        if has_template:
+            prompt_ids = _chat(tokenizer, [{"role": "user", "content": prompt}], True)
+        else:
+            prompt_ids = list(tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"])
+        response_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + eos
+        ids = prompt_ids + response_ids
+        labels = [-100] * len(prompt_ids) + response_ids
+    return Example(ids[:max_length], labels[:max_length])
+
+
+def pack(examples: list[Example], max_length: int) -> list[Example]:
+    """Concatenates examples into sequences of max_length (packing): fewer pad tokens."""
+    packed, ids, labels = [], [], []
+    for example in examples:
+        ids += example.input_ids
+        labels += example.labels
+        while len(ids) >= max_length:
+            packed.append(Example(ids[:max_length], labels[:max_length]))
+            ids, labels = ids[max_length:], labels[max_length:]
+    if ids:
+        packed.append(Example(ids, labels))
+    return packed

@@ -1,0 +1,317 @@
+"""The LoRA training loop: accelerate for devices and precision, a checkpoint every N steps
+that a restarted pod resumes from, and progress as a bar or one JSON line per logging step.
+
+Multi-GPU in one pod: `accelerate launch --num_processes <gpus> -m langmerge.trainer.cli ...`
+(the operator's Job uses this line when resources.gpus > 1)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from langmerge.common.summary import peak_rss_bytes
+from langmerge.trainer.data import Example
+
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    rank: int = 16
+    alpha: float = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    rslora: bool = False
+    epochs: float = 1.0
+    max_steps: int | None = None
+    learning_rate: float = 2e-4
+    scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    max_seq_length: int = 1024
+    packing: bool = False
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    checkpoint_every: int = 50
+    log_every: int = 10
+
+
+def run_key(config: TrainConfig, inputs: dict[str, Any]) -> str:
+    """What must match for a checkpoint to be resumed: the settings and the inputs."""
+    payload = json.dumps({"config": asdict(config), "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _batches(
+    examples: list[Example], batch_size: int, pad_id: int, order: list[int]
+) -> list[dict[str, torch.Tensor]]:
+    batches = []
+    for start in range(0, len(order), batch_size):
+        chosen = [examples[i] for i in order[start : start + batch_size]]
+        width = max(len(e.input_ids) for e in chosen)
+        ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(chosen), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(chosen), width), dtype=torch.long)
+        for row, example in enumerate(chosen):
+            n = len(example.input_ids)
+            ids[row, :n] = torch.tensor(example.input_ids)
+            labels[row, :n] = torch.tensor(example.labels)
+            mask[row, :n] = 1
+        batches.append({"input_ids": ids, "labels": labels, "attention_mask": mask})
+    return batches
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+class Progress:
+    """A bar on an interactive terminal, else one JSON line per logging step on stdout."""
+
+    def __init__(self, total: int, every: int) -> None:
+        self.total, self.every = total, every
+        self.interactive = sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def update(self, step: int, loss: float, tokens: int, first_step: int) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = tokens / elapsed
+        done = step - first_step
+        eta = (self.total - step) * elapsed / done if done else None
+        if self.interactive:
+            width = 30
+            filled = int(width * step / self.total)
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total} "
+                f"loss {loss:.4f} {rate:,.0f} tok/s eta {eta or 0:.0f}s"
+            )
+            sys.stderr.flush()
+        elif step % self.every == 0 or step == self.total:
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "totalSteps": self.total,
+                        "loss": round(loss, 6),
+                        "tokensPerSecond": round(rate, 1),
+                        "etaSeconds": round(eta, 1) if eta is not None else None,
+                    }
+                ),
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.interactive:
+            sys.stderr.write("\n")
+
+
+def _save_checkpoint(
+    directory: Path,
+    key: str,
+    step: int,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    loss: float,
+    tokens: int,
+) -> None:
+    from peft import get_peft_model_state_dict
+
+    staging = directory / f".{CHECKPOINT}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    torch.save(
+        {
+            "key": key,
+            "step": step,
+            "loss": loss,
+            "tokens": tokens,
+            "adapter": get_peft_model_state_dict(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+        staging / "state.pt",
+    )
+    target = directory / CHECKPOINT
+    retired = directory / f".retired-{os.getpid()}"
+    if target.exists():
+        os.rename(target, retired)
+    os.rename(staging, target)  # a kill at any point leaves one complete checkpoint
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _load_checkpoint(directory: Path | None, key: str) -> dict[str, Any] | None:
+    if directory is None or not (directory / CHECKPOINT / "state.pt").is_file():
+        return None
+    state = torch.load(directory / CHECKPOINT / "state.pt", weights_only=False)
+    if state.get("key") != key:
+        print(
+            json.dumps({"event": "checkpointIgnored", "reason": "settings or inputs changed"}),
+            flush=True,
+        )
+        return None
+    return state
+
+
+def train(
+    model_dir: Path,
+    examples: list[Example],
+    config: TrainConfig,
+    key: str,
+    checkpoint_dir: Path | None,
+    out_dir: Path,
+    eval_examples: list[Example] | None = None,
+) -> dict[str, Any]:
+    """Trains, writes the peft adapter into out_dir, and returns the run's figures."""
+    from accelerate import Accelerator
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+    started = time.monotonic()
+    torch.manual_seed(config.seed)
+    precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
+    accelerator = Accelerator(
+        mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules,
+        use_rslora=config.rslora,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
+    )
+
+    batches_per_epoch = math.ceil(len(examples) / config.batch_size)
+    steps_per_epoch = max(1, batches_per_epoch // config.gradient_accumulation)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+    scheduler = get_scheduler(
+        config.scheduler,
+        optimizer,
+        num_warmup_steps=int(config.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
+    state = _load_checkpoint(checkpoint_dir, key)
+    step, tokens, loss_value, resumed_from = 0, 0, float("nan"), 0
+    if state is not None:
+        set_peft_model_state_dict(model, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        step, tokens, loss_value, resumed_from = (
+            state["step"],
+            state["tokens"],
+            state["loss"],
+            state["step"],
+        )
+        print(json.dumps({"event": "resumed", "step": step}), flush=True)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+    progress = Progress(total_steps, config.log_every)
+    run_tokens = 0
+    micro = step * config.gradient_accumulation  # micro-batches already consumed
+    while step < total_steps:
+        epoch, offset = divmod(micro, batches_per_epoch)
+        order = _epoch_order(len(examples), config.seed, epoch)
+        for cpu_batch in _batches(examples, config.batch_size, pad_id, order)[offset:]:
+            batch = {k: v.to(accelerator.device) for k, v in cpu_batch.items()}
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            micro += 1
+            batch_tokens = int(batch["attention_mask"].sum())
+            tokens += batch_tokens
+            run_tokens += batch_tokens
+            if accelerator.sync_gradients:
+                step += 1
+                loss_value = float(loss.detach())
+                progress.update(step, loss_value, run_tokens, resumed_from)
+                due = checkpoint_dir is not None and step % config.checkpoint_every == 0
+                if due and step < total_steps and accelerator.is_main_process:
+                    assert checkpoint_dir is not None
+                    _save_checkpoint(
+                        checkpoint_dir,
+                        key,
+                        step,
+                        accelerator.unwrap_model(model),
+                        optimizer,
+                        scheduler,
+                        loss_value,
+                        tokens,
+                    )
+                if step >= total_steps:
+                    break
+    progress.close()
+    eval_loss = (
+        _evaluate(model, eval_examples, config, pad_id, accelerator.device)
+        if eval_examples
+        else None
+    )
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(out_dir, safe_serialization=True)
+    wall = time.monotonic() - started
+    device = accelerator.device
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
+    return {
+        "steps": step,
+        "resumedFromStep": resumed_from,
+        "trainTokens": tokens,
+        "tokensPerSecond": round(run_tokens / wall, 2),
+        "finalLoss": loss_value,
+        "evalLoss": eval_loss,
+        "peakMemoryBytes": int(peak),
+        "peakMemoryKind": "gpu-allocated" if device.type == "cuda" else "rss",
+        "deviceType": device.type,
+        "deviceCount": accelerator.num_processes,
+        "deviceName": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+    }
+
+
+def _evaluate(
+    model: Any, examples: list[Example], config: TrainConfig, pad_id: int, device: torch.device
+) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for cpu_batch in _batches(examples, config.batch_size, pad_id, list(range(len(examples)))):
+            batch = {k: v.to(device) for k, v in cpu_batch.items()}
+            total += float(model(**batch).loss) * len(batch["input_ids"])
+            count += len(batch["input_ids"])
+    model.train()
+    return round(total / max(count, 1), 6)
