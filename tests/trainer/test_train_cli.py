@@ -331,3 +331,21 @@ def test_bad_input_fails_fast_with_a_clear_reason(
     assert expected in summary["reason"], summary["reason"]
     assert not (tmp_path / "never").exists()
     assert time.monotonic() - started < 60  # refused before training
+
+
+def test_trains_from_a_model_folder(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows(8))
+    folder = builtin.path()  # a plain transformers folder, as a PVC or s3:// copy would be
+    _, _, summary = train(
+        tmp_path,
+        "--dataset",
+        str(data),
+        "--max-steps",
+        "2",
+        "--output",
+        str(tmp_path / "a"),
+        "--base-model",
+        str(folder),
+    )
+    metadata = json.loads((tmp_path / "a" / "langmerge.json").read_text())
+    assert summary["result"] == "Succeeded" and metadata["baseModel"] == str(folder)

@@ -184,7 +184,6 @@ def train(
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
-    started = time.monotonic()
     torch.manual_seed(config.seed)
     precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
     accelerator = Accelerator(
@@ -239,7 +238,7 @@ def train(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     progress = Progress(total_steps, config.log_every)
-    run_tokens = 0
+    run_tokens, loop_started = 0, time.monotonic()
     micro = step * config.gradient_accumulation  # micro-batches already consumed
     while step < total_steps:
         epoch, offset = divmod(micro, batches_per_epoch)
@@ -276,6 +275,7 @@ def train(
                 if step >= total_steps:
                     break
     progress.close()
+    loop_seconds = time.monotonic() - loop_started
     eval_loss = (
         _evaluate(model, eval_examples, config, pad_id, accelerator.device)
         if eval_examples
@@ -285,14 +285,14 @@ def train(
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         unwrapped.save_pretrained(out_dir, safe_serialization=True)
-    wall = time.monotonic() - started
     device = accelerator.device
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else peak_rss_bytes()
     return {
         "steps": step,
         "resumedFromStep": resumed_from,
         "trainTokens": tokens,
-        "tokensPerSecond": round(run_tokens / wall, 2),
+        "tokensPerSecond": round(run_tokens / max(loop_seconds, 1e-9), 2),
+        "trainSeconds": round(loop_seconds, 3),
         "finalLoss": loss_value,
         "evalLoss": eval_loss,
         "peakMemoryBytes": int(peak),
