@@ -217,6 +217,12 @@ class LanguageAdapterStatus(ApiModel):
     active_job: ActiveJob | None = Field(default=None, description="The training Job running now.")
     last_run: RunRecord | None = Field(default=None, description="The last finished run.")
     totals: Totals | None = Field(default=None, description="Totals over all runs.")
+    recorded_jobs: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=20,
+        description="Recent Jobs whose results are already counted (newest last): "
+        "none counts twice.",
+    )
 
 
 class LanguageAdapter(CustomResource):

@@ -266,6 +266,12 @@ class MergedModelStatus(ApiModel):
     )
     budget: BudgetStatus | None = Field(default=None, description="Budget use this month.")
     totals: Totals | None = Field(default=None, description="Totals over all merges.")
+    recorded_jobs: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=20,
+        description="Recent Jobs whose results are already counted (newest last): "
+        "none counts twice.",
+    )
 
 
 class MergedModel(CustomResource):

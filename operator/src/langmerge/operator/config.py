@@ -1,0 +1,56 @@
+"""The operator's configuration, from environment variables (set by the Helm chart)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """The operator's configuration is invalid; the message names the variable."""
+
+
+class OperatorConfig(BaseModel):
+    trainer_image: str = Field(default="ghcr.io/langmerge/trainer:0.1.0", min_length=1)
+    merger_image: str = Field(default="ghcr.io/langmerge/merger:0.1.0", min_length=1)
+    storage: Literal["pvc", "s3"] = "pvc"
+    artifact_pvc: str = "langmerge-artifacts"
+    artifact_mount: str = "/artifacts"
+    artifact_s3: str | None = None  # s3://bucket/prefix
+    s3_secret: str | None = None  # Secret with AWS_* keys, passed to pods as env
+    job_backoff_limit: int = Field(default=2, ge=0, le=20)
+    job_deadline_seconds: int = Field(default=24 * 3600, ge=60)
+    job_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
+    price_table: str | None = None  # path of the price table YAML (a mounted ConfigMap)
+
+    @model_validator(mode="after")
+    def _storage_is_complete(self) -> OperatorConfig:
+        if self.storage == "s3" and not (self.artifact_s3 or "").startswith("s3://"):
+            raise ValueError("LANGMERGE_ARTIFACT_S3 must be an s3:// URI when LANGMERGE_STORAGE=s3")
+        return self
+
+    def artifact_root(self) -> str:
+        if self.storage == "s3":
+            assert self.artifact_s3 is not None
+            return self.artifact_s3.rstrip("/")
+        return self.artifact_mount
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
+        source = os.environ if env is None else env
+        values = {
+            field: source[f"LANGMERGE_{field.upper()}"]
+            for field in cls.model_fields
+            if f"LANGMERGE_{field.upper()}" in source
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"LANGMERGE_{'.'.join(str(p) for p in e['loc']).upper() or 'STORAGE'}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise ConfigError(f"invalid operator configuration: {problems}") from error

@@ -1,0 +1,136 @@
+"""kopf handlers, kept thin: every decision is in planner.py, every action in reconcile.py.
+
+Events of LanguageAdapters, MergedModels and langmerge's Jobs each reconcile the object
+concerned; a resync loop reconciles everything periodically, so a missed event or a failed
+reconcile (an API server restart, say) heals by itself. No handler keeps state in memory
+that a restart would lose: it lives in status and in the Jobs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from langmerge.operator.api.common import GROUP, VERSION
+from langmerge.operator.config import OperatorConfig
+from langmerge.operator.cost import load_price_table
+from langmerge.operator.kube import Kube
+from langmerge.operator.metrics import Metrics
+from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
+
+log = logging.getLogger("langmerge.operator")
+RESYNC_SECONDS = 30.0
+_state: dict[str, Any] = {}
+
+
+def _api() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()  # type: ignore[no-untyped-call, no-any-return]
+
+
+def reconciler() -> Reconciler:
+    return _state["reconciler"]  # type: ignore[no-any-return]
+
+
+def _safely(kind: str, action: Callable[[], None]) -> None:
+    try:
+        action()
+    except Exception:
+        reconciler().metrics.reconcile_errors.labels(kind).inc()
+        log.exception("reconcile of a %s failed; the next event or resync retries", kind)
+
+
+def _resync(stop: threading.Event) -> None:
+    while not stop.wait(RESYNC_SECONDS):
+        rec = reconciler()
+        for plural, reconcile in ((ADAPTERS, rec.adapter), (MERGED, rec.merged)):
+            try:
+                items = rec.kube.list_objects(plural)
+            except Exception:
+                rec.metrics.reconcile_errors.labels(plural).inc()
+                log.warning("resync could not list %s; retrying in %ss", plural, RESYNC_SECONDS)
+                continue
+            for item in items:
+                _safely(
+                    plural,
+                    partial(reconcile, item["metadata"]["namespace"], item["metadata"]["name"]),
+                )
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.posting.level = logging.WARNING  # our own Events say what happened
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.execution.max_workers = 8
+    operator_config = OperatorConfig.from_env()
+    prices = load_price_table(
+        Path(operator_config.price_table) if operator_config.price_table else None
+    )
+    metrics = Metrics()
+    metrics.serve(operator_config.metrics_port)
+    _state["reconciler"] = Reconciler(Kube(_api()), operator_config, prices, metrics)
+    stop = threading.Event()
+    _state["stop"] = stop
+    threading.Thread(target=_resync, args=(stop,), name="resync", daemon=True).start()
+    log.info(
+        "langmerge operator started: trainer %s, merger %s, storage %s",
+        operator_config.trainer_image,
+        operator_config.merger_image,
+        operator_config.storage,
+    )
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    if "stop" in _state:
+        _state["stop"].set()
+
+
+def _merged_after_adapter(namespace: str, adapter: str) -> None:
+    rec = reconciler()
+    for name in rec.merged_selecting(namespace, adapter):
+        _safely(MERGED, partial(rec.merged, namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, ADAPTERS)
+def adapter_event(name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace is not None  # namespaced resource
+    _safely(ADAPTERS, partial(reconciler().adapter, namespace, name))
+    _safely(MERGED, partial(_merged_after_adapter, namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, MERGED)
+def merged_event(name: str, namespace: str | None, **_: Any) -> None:
+    assert namespace is not None
+    _safely(MERGED, partial(reconciler().merged, namespace, name))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "langmerge"})
+def job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    owner, kind = labels.get("langmerge.io/name"), labels.get("langmerge.io/kind")
+    if not owner or namespace is None:
+        return
+    if kind == "languageadapter":
+        _safely(ADAPTERS, partial(reconciler().adapter, namespace, owner))
+    elif kind == "mergedmodel":
+        _safely(MERGED, partial(reconciler().merged, namespace, owner))
+
+
+def wait_ready(timeout: float = 30) -> bool:  # used by in-process tests
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "reconciler" in _state:
+            return True
+        time.sleep(0.05)
+    return False

@@ -1,0 +1,305 @@
+"""batch/v1 Jobs for training and merging, built from the spec and the operator's config.
+
+Pure functions (no API calls): the reconciler creates what they return. Jobs carry owner
+references (garbage-collected with their custom resource), `langmerge.io/*` labels for
+selection and PromQL joins, the Kueue queue label when asked, a restricted security context,
+a podFailurePolicy that does not retry our own refusals, and a termination message the
+operator reads the run summary from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.api.common import CustomResource, Resources
+from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.config import OperatorConfig
+from langmerge.operator.planner import MergePlan, TrainingPlan
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "langmerge"}
+KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+EXIT_BAD_INPUT = 1  # the trainer and merger exit 1 on input they refuse: retrying cannot help
+
+
+def artifact_uri(config: OperatorConfig, resource: CustomResource, fingerprint: str) -> str:
+    meta = resource.metadata
+    return f"{config.artifact_root()}/{meta.namespace}/{meta.name}/{fingerprint}"
+
+
+def labels(
+    resource: CustomResource, role: str, fingerprint: str, task: str, language: str | None
+) -> dict[str, str]:
+    result = {
+        **MANAGED_BY,
+        "langmerge.io/kind": resource.KIND.lower(),
+        "langmerge.io/name": resource.metadata.name,
+        "langmerge.io/role": role,
+        "langmerge.io/task": task,
+        "langmerge.io/fingerprint": fingerprint,
+    }
+    if language:
+        result["langmerge.io/language"] = language
+    return result
+
+
+def _owner(resource: CustomResource) -> dict[str, Any]:
+    return {
+        "apiVersion": resource.api_version,
+        "kind": resource.KIND,
+        "name": resource.metadata.name,
+        "uid": resource.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _container_resources(resources: Resources) -> dict[str, Any]:
+    """requests/limits as quantity strings (the API's wire form)."""
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if resources.cpu is not None:
+        requests["cpu"] = str(resources.cpu)
+    if resources.memory is not None:
+        requests["memory"] = limits["memory"] = str(resources.memory)
+    if resources.gpus:
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(resources.gpus)
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+
+
+RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _job(
+    config: OperatorConfig,
+    resource: CustomResource,
+    name: str,
+    job_labels: dict[str, str],
+    image: str,
+    command: list[str],
+    resources: Resources,
+) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "cache", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "cache", "mountPath": "/cache"},
+    ]
+    env: list[dict[str, Any]] = [
+        {"name": "XDG_CACHE_HOME", "value": "/cache"},
+        {"name": "HF_HOME", "value": "/cache/huggingface"},
+    ]
+    env_from: list[dict[str, Any]] = []
+    if config.storage == "pvc":
+        volumes.append(
+            {"name": "artifacts", "persistentVolumeClaim": {"claimName": config.artifact_pvc}}
+        )
+        mounts.append({"name": "artifacts", "mountPath": config.artifact_mount})
+    elif config.s3_secret:
+        env_from.append({"secretRef": {"name": config.s3_secret}})  # credentials stay in the Secret
+    pod_labels = dict(job_labels)
+    job_meta_labels = dict(job_labels)
+    if resources.queue_name:
+        job_meta_labels[KUEUE_QUEUE] = resources.queue_name  # Kueue admits; we never flip suspend
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": image,
+        "command": command,
+        "env": env,
+        "volumeMounts": mounts,
+        "securityContext": RESTRICTED_CONTAINER,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if env_from:
+        container["envFrom"] = env_from
+    container_resources = _container_resources(resources)
+    if container_resources:
+        container["resources"] = container_resources
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if resources.node_selector:
+        pod_spec["nodeSelector"] = resources.node_selector
+    if resources.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in resources.tolerations]
+    if resources.priority_class_name:
+        pod_spec["priorityClassName"] = resources.priority_class_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": resource.metadata.namespace,
+            "labels": job_meta_labels,
+            "ownerReferences": [_owner(resource)],
+        },
+        "spec": {
+            "backoffLimit": config.job_backoff_limit,
+            "activeDeadlineSeconds": config.job_deadline_seconds,
+            "ttlSecondsAfterFinished": config.job_ttl_seconds,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "main",
+                            "operator": "In",
+                            "values": [EXIT_BAD_INPUT],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def training_job(
+    config: OperatorConfig, adapter: LanguageAdapter, plan: TrainingPlan
+) -> dict[str, Any]:
+    spec = adapter.spec
+    out = spec.output.uri or artifact_uri(config, adapter, plan.fingerprint)
+    args = [
+        "--base-model",
+        spec.base_model.uri or spec.base_model.name,
+        "--base-model-revision",
+        spec.base_model.revision,
+        "--dataset",
+        spec.dataset.uri,
+        "--dataset-format",
+        spec.dataset.format,
+        "--language",
+        spec.language,
+        "--task",
+        spec.task,
+        "--lora-rank",
+        str(spec.lora.rank),
+        "--lora-alpha",
+        str(spec.lora.alpha),
+        "--lora-dropout",
+        str(spec.lora.dropout),
+        "--target-modules",
+        ",".join(spec.lora.target_modules),
+        "--epochs",
+        str(spec.training.epochs),
+        "--learning-rate",
+        str(spec.training.learning_rate),
+        "--batch-size",
+        str(spec.training.batch_size),
+        "--gradient-accumulation",
+        str(spec.training.gradient_accumulation),
+        "--max-seq-length",
+        str(spec.training.max_seq_length),
+        "--precision",
+        spec.training.precision,
+        "--seed",
+        str(spec.training.seed),
+        "--output",
+        out,
+        "--checkpoint-dir",
+        f"{config.artifact_root()}/.checkpoints/{plan.job}",
+        "--fingerprint",
+        plan.fingerprint,
+    ]
+    if config.storage == "pvc":
+        args[args.index("--checkpoint-dir") + 1] = (
+            f"{config.artifact_mount}/.checkpoints/{plan.job}"
+        )
+        args += ["--artifact-root", config.artifact_mount]
+    else:  # checkpoints stay on the pod's disk when artifacts live in S3
+        args[args.index("--checkpoint-dir") + 1] = f"/cache/checkpoints/{plan.job}"
+    fields = spec.dataset.fields
+    for flag, value in (
+        ("--prompt-field", fields.prompt),
+        ("--response-field", fields.response),
+        ("--messages-field", fields.messages),
+        ("--text-field", fields.text),
+    ):
+        if value is not None:
+            args += [flag, value]
+    if spec.dataset.eval_uri:
+        args += ["--eval-dataset", spec.dataset.eval_uri]
+    if spec.training.max_steps:
+        args += ["--max-steps", str(spec.training.max_steps)]
+    if spec.lora.use_rslora:
+        args.append("--rslora")
+    gpus = spec.resources.gpus
+    if gpus > 1:  # data parallel in one pod
+        command = [
+            "accelerate",
+            "launch",
+            "--num_processes",
+            str(gpus),
+            "-m",
+            "langmerge.trainer.cli",
+            *args,
+        ]
+    else:
+        command = ["langmerge-train", *args]
+    job_labels = labels(adapter, "train", plan.fingerprint, spec.task, spec.language)
+    return _job(
+        config, adapter, plan.job, job_labels, config.trainer_image, command, spec.resources
+    )
+
+
+def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> dict[str, Any]:
+    spec = merged.spec
+    out = spec.output.uri or artifact_uri(config, merged, plan.fingerprint)
+    params = spec.parameters
+    args = [
+        "--method",
+        spec.method,
+        "--density",
+        str(params.density),
+        "--lambda",
+        str(params.lambda_),
+        "--majority-sign",
+        params.majority_sign,
+        "--topk-scope",
+        params.topk_scope,
+        "--seed",
+        str(params.seed),
+        "--output-format",
+        spec.output.format,
+        "--output",
+        out,
+        "--weights",
+        ",".join(str(i.weight) for i in plan.inputs),
+        "--device",
+        "cuda" if spec.resources.gpus else "cpu",
+    ]
+    for item in plan.inputs:
+        args += ["--adapter", item.uri, "--adapter-sha256", item.sha256]
+    if spec.output.rank:
+        args += ["--rank", str(spec.output.rank)]
+    if spec.output.format == "full":
+        args += ["--base-model", spec.base_model.uri or spec.base_model.name]
+    if config.storage == "pvc":
+        args += ["--artifact-root", config.artifact_mount]
+    job_labels = labels(merged, "merge", plan.fingerprint, spec.task, None)
+    return _job(
+        config,
+        merged,
+        plan.job,
+        job_labels,
+        config.merger_image,
+        ["langmerge-merge", *args],
+        spec.resources,
+    )

@@ -1,0 +1,163 @@
+"""Prometheus metrics of runs, updates and objects (prometheus-client, one process).
+
+Labels are bounded by the number of custom resources (namespace, kind, name, task, language,
+role, result); every series of a deleted object is removed."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus, RunRecord
+from langmerge.operator.api.common import CustomResource, RunResult
+from langmerge.operator.api.merged import MergedModel, MergedModelStatus, UpdateRecord
+
+OBJECT = ["namespace", "kind", "name", "task", "language"]
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.gpu_seconds = Counter(
+            "langmerge_gpu_seconds_total",
+            "GPU-seconds of finished runs (core-seconds for CPU-only runs).",
+            [*OBJECT, "role"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "langmerge_cost_usd_total",
+            "Cost of finished runs in USD.",
+            [*OBJECT, "role"],
+            registry=r,
+        )
+        self.runs = Counter(
+            "langmerge_runs_total",
+            "Finished runs by result.",
+            [*OBJECT, "role", "result"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "langmerge_run_duration_seconds",
+            "Wall time of finished runs.",
+            ["namespace", "kind", "role"],
+            registry=r,
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+        )
+        self.in_flight = Gauge(
+            "langmerge_runs_in_flight", "Jobs running now.", [*OBJECT, "role"], registry=r
+        )
+        self.ready = Gauge(
+            "langmerge_ready", "1 when the object is up to date with its spec.", OBJECT, registry=r
+        )
+        self.update_cost = Gauge(
+            "langmerge_update_cost_usd",
+            "Cost of the last update (retraining and merge) in USD.",
+            ["namespace", "name", "task"],
+            registry=r,
+        )
+        self.update_gpu_seconds = Gauge(
+            "langmerge_update_gpu_seconds",
+            "GPU-seconds of the last update.",
+            ["namespace", "name", "task"],
+            registry=r,
+        )
+        self.update_estimate = Gauge(
+            "langmerge_update_full_retrain_estimate_usd",
+            "Estimated cost of retraining every language together.",
+            ["namespace", "name", "task"],
+            registry=r,
+        )
+        self.update_savings = Gauge(
+            "langmerge_update_savings_ratio",
+            "1 - update cost / full retrain estimate, for the last update.",
+            ["namespace", "name", "task"],
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "langmerge_reconcile_errors_total", "Reconciles that raised.", ["kind"], registry=r
+        )
+        self._series: dict[tuple[str, str, str], list[tuple[Any, tuple[str, ...]]]] = {}
+        self._lock = threading.Lock()
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)
+
+    @staticmethod
+    def _object(resource: CustomResource) -> tuple[str, ...]:
+        language = resource.spec.language if isinstance(resource, LanguageAdapter) else ""
+        task = resource.spec.task  # type: ignore[attr-defined]
+        return (
+            resource.metadata.namespace,
+            resource.KIND.lower(),
+            resource.metadata.name,
+            task,
+            language,
+        )
+
+    def _track(self, resource: CustomResource, metric: Any, labels: tuple[str, ...]) -> None:
+        key = (resource.KIND.lower(), resource.metadata.namespace, resource.metadata.name)
+        with self._lock:
+            series = self._series.setdefault(key, [])
+            if (metric, labels) not in series:
+                series.append((metric, labels))
+
+    def record_run(self, resource: CustomResource, role: str, run: RunRecord) -> None:
+        labels = (*self._object(resource), role)
+        result = (
+            (run.result or RunResult.FAILED).value
+            if hasattr(run.result, "value")
+            else str(run.result)
+        )
+        self.gpu_seconds.labels(*labels).inc(run.gpu_seconds or 0.0)
+        self.cost.labels(*labels).inc(run.cost_usd or 0.0)
+        self.runs.labels(*labels, result).inc()
+        for metric, values in (
+            (self.gpu_seconds, labels),
+            (self.cost, labels),
+            (self.runs, (*labels, result)),
+        ):
+            self._track(resource, metric, values)
+        if run.started_at and run.finished_at:
+            self.duration.labels(resource.metadata.namespace, resource.KIND.lower(), role).observe(
+                (run.finished_at - run.started_at).total_seconds()
+            )
+
+    def observe_adapter(self, adapter: LanguageAdapter, status: LanguageAdapterStatus) -> None:
+        self._observe(adapter, "train", status.active_job is not None, status.conditions)
+
+    def observe_merged(self, merged: MergedModel, status: MergedModelStatus) -> None:
+        self._observe(merged, "merge", status.active_job is not None, status.conditions)
+
+    def _observe(self, resource: CustomResource, role: str, running: bool, conditions: Any) -> None:
+        labels = self._object(resource)
+        ready = any(c.type == "Ready" and c.status == "True" for c in conditions or [])
+        self.ready.labels(*labels).set(1 if ready else 0)
+        self.in_flight.labels(*labels, role).set(1 if running else 0)
+        self._track(resource, self.ready, labels)
+        self._track(resource, self.in_flight, (*labels, role))
+
+    def record_update(self, merged: MergedModel, update: UpdateRecord) -> None:
+        labels = (merged.metadata.namespace, merged.metadata.name, merged.spec.task)
+        self.update_cost.labels(*labels).set(update.cost_usd)
+        self.update_gpu_seconds.labels(*labels).set(update.gpu_seconds)
+        for metric, value in (
+            (self.update_estimate, update.full_retrain_estimate_usd),
+            (self.update_savings, update.savings_ratio),
+        ):
+            if value is not None:
+                metric.labels(*labels).set(value)
+                self._track(merged, metric, labels)
+        self._track(merged, self.update_cost, labels)
+        self._track(merged, self.update_gpu_seconds, labels)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """Removes every series of a deleted object."""
+        with self._lock:
+            series = self._series.pop((kind, namespace, name), [])
+        for metric, labels in series:
+            with contextlib.suppress(KeyError):  # never observed since the last restart
+                metric.remove(*labels)

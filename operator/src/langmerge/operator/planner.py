@@ -1,0 +1,192 @@
+"""What must run now: a pure function of the desired specs and the observed status.
+
+Used by both executors: the kopf operator (runs the plan as Jobs) and the local runner
+(runs it as subprocesses). No Kubernetes, no torch here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.api.common import RunResult
+from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.fingerprint import adapter_fingerprint, job_name, merge_fingerprint
+
+
+class Action(StrEnum):
+    NONE = "None"  # up to date
+    RUN = "Run"  # create (or adopt) the Job for this fingerprint
+    WAIT = "Wait"  # inputs not ready yet
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"  # the run for this fingerprint failed; a spec change retries
+    BLOCKED = "Blocked"  # inputs can never merge as they are (incompatible, missing)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    action: Action
+    fingerprint: str
+    job: str
+    reason: str
+    message: str = ""
+
+
+def plan_training(adapter: LanguageAdapter, trainer_image: str) -> TrainingPlan:
+    spec, status = adapter.spec, adapter.status
+    fingerprint = adapter_fingerprint(spec, trainer_image)
+    job = job_name(adapter.metadata.name, "train", fingerprint)
+    if status and status.artifact and status.artifact.fingerprint == fingerprint:
+        return TrainingPlan(
+            Action.NONE, fingerprint, job, "UpToDate", "the adapter matches its spec"
+        )
+    last = status.last_run if status else None
+    if last and last.fingerprint == fingerprint and last.result == RunResult.FAILED:
+        why = last.reason or "see the Job"
+        message = f"training failed: {why}; change the spec to retry"
+        return TrainingPlan(Action.FAILED, fingerprint, job, "TrainingFailed", message)
+    if spec.suspend:
+        return TrainingPlan(Action.SUSPENDED, fingerprint, job, "Suspended", "spec.suspend is true")
+    return TrainingPlan(
+        Action.RUN, fingerprint, job, "Training", f"training for fingerprint {fingerprint}"
+    )
+
+
+@dataclass(frozen=True)
+class MergeInput:
+    name: str
+    language: str
+    fingerprint: str
+    uri: str
+    sha256: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    action: Action
+    reason: str
+    message: str
+    fingerprint: str = ""
+    job: str = ""
+    inputs: tuple[MergeInput, ...] = ()
+    adapters_ready: bool = False
+    waiting_for: tuple[str, ...] = field(default_factory=tuple)
+
+
+def selects(merged: MergedModel, adapter: LanguageAdapter) -> bool:
+    """Whether the MergedModel's selection includes the adapter (same namespace)."""
+    if adapter.metadata.namespace != merged.metadata.namespace:
+        return False
+    selection = merged.spec.adapters
+    if selection.names is not None:
+        return adapter.metadata.name in selection.names
+    wanted = (selection.selector.match_labels if selection.selector else None) or {}
+    return all(adapter.metadata.labels.get(k) == v for k, v in wanted.items())
+
+
+def _incompatibility(merged: MergedModel, adapters: list[LanguageAdapter]) -> str | None:
+    want = merged.spec.base_model
+    languages: dict[str, str] = {}
+    for adapter in adapters:
+        ref = f"LanguageAdapter {adapter.metadata.name}"
+        have = adapter.spec.base_model
+        if (have.name, have.revision) != (want.name, want.revision):
+            return (
+                f"{ref}: spec.baseModel is {have.name}@{have.revision}, this model merges "
+                f"{want.name}@{want.revision}"
+            )
+        if adapter.spec.task != merged.spec.task:
+            return f"{ref}: spec.task is {adapter.spec.task}, this model merges {merged.spec.task}"
+        if adapter.spec.language in languages:
+            return (
+                f"{ref}: language {adapter.spec.language} is also adapter "
+                f"{languages[adapter.spec.language]}'s; select one adapter per language"
+            )
+        languages[adapter.spec.language] = adapter.metadata.name
+    layouts = {tuple(sorted(a.spec.lora.target_modules)) for a in adapters}
+    if len(layouts) > 1:
+        return (
+            "the adapters target different modules "
+            f"({' vs '.join(','.join(layout) for layout in sorted(layouts))}); "
+            "train them with the same spec.lora.targetModules"
+        )
+    return None
+
+
+def plan_merge(
+    merged: MergedModel, candidates: list[LanguageAdapter], trainer_image: str, merger_image: str
+) -> MergePlan:
+    """candidates: the LanguageAdapters of the namespace (the plan selects among them)."""
+    adapters = sorted((a for a in candidates if selects(merged, a)), key=lambda a: a.metadata.name)
+    names = merged.spec.adapters.names
+    if names is not None:
+        missing = sorted(set(names) - {a.metadata.name for a in adapters})
+        if missing:
+            return MergePlan(
+                Action.WAIT,
+                "AdaptersMissing",
+                f"LanguageAdapters not found: {', '.join(missing)}",
+                waiting_for=tuple(missing),
+            )
+    if not adapters:
+        return MergePlan(Action.WAIT, "NoAdapters", "no LanguageAdapter matches spec.adapters")
+    problem = _incompatibility(merged, adapters)
+    if problem:
+        return MergePlan(Action.BLOCKED, "IncompatibleAdapters", problem)
+    not_ready = [
+        a.metadata.name for a in adapters if plan_training(a, trainer_image).action != Action.NONE
+    ]
+    if not_ready:
+        return MergePlan(
+            Action.WAIT,
+            "AdaptersNotReady",
+            f"waiting for: {', '.join(not_ready)}",
+            waiting_for=tuple(not_ready),
+        )
+    weights = merged.spec.parameters.weights or {}
+    inputs = []
+    for adapter in adapters:
+        artifact = adapter.status.artifact if adapter.status else None
+        assert artifact is not None  # plan_training said NONE
+        inputs.append(
+            MergeInput(
+                adapter.metadata.name,
+                adapter.spec.language,
+                artifact.fingerprint,
+                artifact.uri,
+                artifact.sha256,
+                weights.get(adapter.spec.language, 1.0),
+            )
+        )
+    fingerprint = merge_fingerprint(
+        merged.spec, {i.name: i.fingerprint for i in inputs}, merger_image
+    )
+    job = job_name(merged.metadata.name, "merge", fingerprint)
+
+    def ready(action: Action, reason: str, message: str) -> MergePlan:
+        return MergePlan(
+            action, reason, message, fingerprint, job, tuple(inputs), adapters_ready=True
+        )
+
+    status = merged.status
+    if status and status.artifact and status.artifact.fingerprint == fingerprint:
+        return ready(Action.NONE, "UpToDate", "the merged model matches its inputs")
+    last = status.last_run if status else None
+    if last and last.fingerprint == fingerprint and last.result == RunResult.FAILED:
+        return ready(
+            Action.FAILED,
+            "MergeFailed",
+            f"merge failed: {last.reason or 'see the Job'}; change the spec to retry",
+        )
+    if merged.spec.suspend:
+        return ready(Action.SUSPENDED, "Suspended", "spec.suspend is true")
+    return ready(Action.RUN, "Merging", f"merging {len(inputs)} adapters")
+
+
+def retrained_since(previous: dict[str, str] | None, current: dict[str, str]) -> list[str]:
+    """Adapters (name -> artifact fingerprint) that changed since the previous merge (all of
+    them on the first merge), sorted by name."""
+    previous = previous or {}
+    return sorted(name for name, fp in current.items() if previous.get(name) != fp)

@@ -1,0 +1,453 @@
+"""Reconciling LanguageAdapters and MergedModels: observe, plan (planner.py), act (Jobs),
+report (status, conditions, Events, metrics).
+
+Level-based and idempotent, so any event, a resync or a restart can call it at any time:
+Jobs are found by their fingerprint-derived names (adopted, never twinned), each finished
+Job is counted once (status.recordedJobs), and only status is ever written (never spec).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import defaultdict
+
+from langmerge.operator.api.adapter import (
+    AdapterArtifact,
+    LanguageAdapter,
+    LanguageAdapterStatus,
+    RunRecord,
+)
+from langmerge.operator.api.common import ActiveJob, Condition, ConditionStatus, RunResult, Totals
+from langmerge.operator.api.merged import (
+    MergedArtifact,
+    MergedModel,
+    MergedModelStatus,
+    UpdateRecord,
+)
+from langmerge.operator.config import OperatorConfig
+from langmerge.operator.cost import PriceTable, cost_usd
+from langmerge.operator.jobs import merge_job, training_job
+from langmerge.operator.kube import Body, Kube, now
+from langmerge.operator.metrics import Metrics
+from langmerge.operator.outcome import JobOutcome, job_cpus, job_finished, read_outcome
+from langmerge.operator.planner import (
+    Action,
+    MergePlan,
+    plan_merge,
+    plan_training,
+    retrained_since,
+    selects,
+)
+from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSummary
+
+log = logging.getLogger("langmerge.operator")
+ADAPTERS, MERGED = "languageadapters", "mergedmodels"
+INPUTS_ANNOTATION = "langmerge.io/inputs"
+HISTORY = 20
+
+
+def set_condition(
+    conditions: list[Condition], kind: str, value: bool, reason: str, message: str, generation: int
+) -> list[Condition]:
+    """conditions with `kind` set; lastTransitionTime moves only when the status flips."""
+    status = ConditionStatus.TRUE if value else ConditionStatus.FALSE
+    previous = next((c for c in conditions if c.type == kind), None)
+    changed_at = previous.last_transition_time if previous and previous.status == status else now()
+    updated = Condition(
+        type=kind,
+        status=status,
+        reason=reason,
+        message=message[:4096],
+        observed_generation=generation,
+        last_transition_time=changed_at,
+    )
+    return [c for c in conditions if c.type != kind] + [updated]
+
+
+def merge_patch(before: Body, after: Body) -> Body:
+    """The JSON merge patch (RFC 7386) turning before into after: removed keys become null,
+    nested objects are diffed recursively, lists and scalars are replaced."""
+    patch: Body = {key: None for key in before if key not in after}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif value != old:
+            patch[key] = value
+    return patch
+
+
+def _record_totals(totals: Totals | None, run: RunRecord) -> Totals:
+    totals = totals or Totals()
+    return Totals(
+        runs=totals.runs + 1,
+        succeeded=totals.succeeded + (run.result == RunResult.SUCCEEDED),
+        failed=totals.failed + (run.result == RunResult.FAILED),
+        gpu_seconds=round(totals.gpu_seconds + (run.gpu_seconds or 0.0), 3),
+        cost_usd=round(totals.cost_usd + (run.cost_usd or 0.0), 6),
+    )
+
+
+class Reconciler:
+    def __init__(
+        self, kube: Kube, config: OperatorConfig, prices: PriceTable, metrics: Metrics
+    ) -> None:
+        self.kube, self.config, self.prices, self.metrics = kube, config, prices, metrics
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[key]
+
+    # --- shared ---------------------------------------------------------------------------
+    def _run_record(self, job: Body, outcome: JobOutcome, override: float | None) -> RunRecord:
+        labels = job["metadata"]["labels"]
+        gpus = outcome.gpus
+        seconds = outcome.gpu_seconds if gpus else outcome.container_seconds * job_cpus(job)
+        price = self.prices.price(job["metadata"]["labels"].get("langmerge.io/gpu-type"), gpus)
+        summary = outcome.summary
+        succeeded = outcome.succeeded and summary is not None and summary.output is not None
+        reason = (
+            outcome.reason
+            if not outcome.succeeded
+            else (
+                ""
+                if succeeded
+                else "the Job completed but its pod reported no summary (termination message)"
+            )
+        )
+        return RunRecord(
+            job=job["metadata"]["name"],
+            fingerprint=labels["langmerge.io/fingerprint"],
+            result=RunResult.SUCCEEDED if succeeded else RunResult.FAILED,
+            started_at=outcome.started,
+            finished_at=outcome.finished,
+            gpu_seconds=round(seconds, 3),
+            cost_usd=round(cost_usd(seconds, price, override), 6),
+            reason=reason or None,
+            summary=summary.model_dump(exclude_none=True) if summary is not None else None,
+        )
+
+    def _finished_run(
+        self,
+        namespace: str,
+        name: str,
+        recorded: list[str],
+        model: type[RunSummary],
+        override: float | None,
+    ) -> tuple[Body, RunRecord] | None:
+        if name in recorded:
+            return None
+        job = self.kube.get_job(namespace, name)
+        if job is None or not job_finished(job):
+            return None
+        outcome = read_outcome(job, self.kube.job_pods(namespace, name), model)
+        assert outcome is not None
+        return job, self._run_record(job, outcome, override)
+
+    def _write(
+        self, plural: str, body: Body, before: Body, after: Body, events: list[tuple[str, str, str]]
+    ) -> None:
+        meta = body["metadata"]
+        patch = merge_patch(before, after)
+        if patch:
+            self.kube.patch_status(plural, meta["namespace"], meta["name"], patch)
+        for event_type, reason, message in events:
+            self.kube.event(body, body["kind"], event_type, reason, message)
+
+    # --- LanguageAdapter --------------------------------------------------------------------
+    def adapter(self, namespace: str, name: str) -> None:
+        with self._lock(f"{ADAPTERS}/{namespace}/{name}"):
+            body = self.kube.get(ADAPTERS, namespace, name)
+            if body is None:
+                self.metrics.forget("languageadapter", namespace, name)
+                return
+            self._adapter(body)
+
+    def _adapter(self, body: Body) -> None:
+        adapter = LanguageAdapter.model_validate(body)
+        meta, spec = adapter.metadata, adapter.spec
+        before = (adapter.status or LanguageAdapterStatus()).to_wire()
+        status = LanguageAdapterStatus.model_validate(before)
+        events: list[tuple[str, str, str]] = []
+        plan = plan_training(adapter, self.config.trainer_image)
+        candidates = [plan.job] + ([status.active_job.name] if status.active_job else [])
+        for job_name in dict.fromkeys(candidates):
+            found = self._finished_run(
+                meta.namespace,
+                job_name,
+                status.recorded_jobs or [],
+                TrainingSummary,
+                spec.resources.price_per_hour_usd,
+            )
+            if found is None:
+                continue
+            job, run = found
+            status.last_run = run
+            status.totals = _record_totals(status.totals, run)
+            status.recorded_jobs = [*(status.recorded_jobs or []), job_name][-HISTORY:]
+            if status.active_job and status.active_job.name == job_name:
+                status.active_job = None
+            self.metrics.record_run(adapter, "train", run)
+            if run.result == RunResult.SUCCEEDED and run.fingerprint == plan.fingerprint:
+                output = (run.summary or {}).get("output") or {}
+                status.artifact = AdapterArtifact(
+                    uri=output["uri"],
+                    sha256=output["sha256"],
+                    fingerprint=run.fingerprint,
+                    trained_at=run.finished_at,
+                )
+                events.append(
+                    ("Normal", "TrainingSucceeded", f"Job {job_name} trained {output['uri']}")
+                )
+            elif run.result == RunResult.FAILED:
+                events.append(("Warning", "TrainingFailed", f"Job {job_name}: {run.reason}"))
+
+        plan = plan_training(
+            adapter.model_copy(update={"status": status}), self.config.trainer_image
+        )
+        if status.active_job and status.active_job.name != plan.job:
+            self._retire(meta.namespace, status.active_job.name, events)
+            status.active_job = None
+        if plan.action == Action.RUN:
+            if self.kube.get_job(meta.namespace, plan.job) is None:
+                job = training_job(self.config, adapter, plan)
+                if spec.resources.gpu_type:
+                    job["metadata"]["labels"]["langmerge.io/gpu-type"] = spec.resources.gpu_type
+                if self.kube.create_job(job):
+                    events.append(("Normal", "TrainingStarted", f"created Job {plan.job}"))
+            if status.active_job is None:
+                status.active_job = ActiveJob(
+                    name=plan.job, fingerprint=plan.fingerprint, created_at=now()
+                )
+        status.fingerprint = plan.fingerprint
+        status.observed_generation = meta.generation
+        up_to_date = plan.action == Action.NONE
+        serving = (
+            f"; serving {status.artifact.uri} meanwhile"
+            if status.artifact and not up_to_date
+            else ""
+        )
+        conditions = status.conditions or []
+        conditions = set_condition(
+            conditions, "Ready", up_to_date, plan.reason, plan.message + serving, meta.generation
+        )
+        conditions = set_condition(
+            conditions,
+            "Training",
+            plan.action == Action.RUN,
+            "JobRunning" if plan.action == Action.RUN else "Idle",
+            f"Job {plan.job}" if plan.action == Action.RUN else "",
+            meta.generation,
+        )
+        conditions = set_condition(
+            conditions,
+            "Failed",
+            plan.action == Action.FAILED,
+            plan.reason if plan.action == Action.FAILED else "NoFailure",
+            plan.message if plan.action == Action.FAILED else "",
+            meta.generation,
+        )
+        status.conditions = conditions
+        self.metrics.observe_adapter(adapter, status)
+        self._write(ADAPTERS, body, before, status.to_wire(), events)
+
+    def _retire(self, namespace: str, job_name: str, events: list[tuple[str, str, str]]) -> None:
+        """A Job for a fingerprint the spec no longer asks for: stop it (saves GPU time)."""
+        job = self.kube.get_job(namespace, job_name)
+        if job is not None and not job_finished(job):
+            self.kube.delete_job(namespace, job_name)
+            events.append(("Normal", "Superseded", f"deleted Job {job_name}: the spec changed"))
+
+    # --- MergedModel ------------------------------------------------------------------------
+    def merged(self, namespace: str, name: str) -> None:
+        with self._lock(f"{MERGED}/{namespace}/{name}"):
+            body = self.kube.get(MERGED, namespace, name)
+            if body is None:
+                self.metrics.forget("mergedmodel", namespace, name)
+                return
+            adapters = [
+                LanguageAdapter.model_validate(a)
+                for a in self.kube.list_objects(ADAPTERS, namespace)
+            ]
+            self._merged(body, adapters)
+
+    def merged_selecting(self, namespace: str, adapter_name: str) -> list[str]:
+        adapter = self.kube.get(ADAPTERS, namespace, adapter_name)
+        models = [MergedModel.model_validate(m) for m in self.kube.list_objects(MERGED, namespace)]
+        if adapter is None:  # deleted: every model that named it must notice
+            return [m.metadata.name for m in models]
+        parsed = LanguageAdapter.model_validate(adapter)
+        return [m.metadata.name for m in models if selects(m, parsed)]
+
+    def _merged(self, body: Body, adapters: list[LanguageAdapter]) -> None:
+        merged = MergedModel.model_validate(body)
+        meta, spec = merged.metadata, merged.spec
+        before = (merged.status or MergedModelStatus()).to_wire()
+        status = MergedModelStatus.model_validate(before)
+        events: list[tuple[str, str, str]] = []
+        plan = plan_merge(merged, adapters, self.config.trainer_image, self.config.merger_image)
+        candidates = ([plan.job] if plan.job else []) + (
+            [status.active_job.name] if status.active_job else []
+        )
+        for job_name in dict.fromkeys(candidates):
+            found = self._finished_run(
+                meta.namespace,
+                job_name,
+                status.recorded_jobs or [],
+                MergeSummary,
+                spec.resources.price_per_hour_usd,
+            )
+            if found is None:
+                continue
+            job, run = found
+            status.last_run = run
+            status.totals = _record_totals(status.totals, run)
+            status.recorded_jobs = [*(status.recorded_jobs or []), job_name][-HISTORY:]
+            if status.active_job and status.active_job.name == job_name:
+                status.active_job = None
+            self.metrics.record_run(merged, "merge", run)
+            if run.result == RunResult.SUCCEEDED:
+                inputs: dict[str, str] = json.loads(
+                    job["metadata"]["annotations"][INPUTS_ANNOTATION]
+                )
+                update = self._update_record(status, inputs, adapters, run)
+                output = (run.summary or {}).get("output") or {}
+                status.artifact = MergedArtifact(
+                    uri=output["uri"],
+                    sha256=output["sha256"],
+                    fingerprint=run.fingerprint,
+                    adapter_fingerprints=inputs,
+                    merged_at=run.finished_at,
+                )
+                status.last_update = update
+                status.update_history = [*(status.update_history or []), update][-HISTORY:]
+                self.metrics.record_update(merged, update)
+                events.append(
+                    (
+                        "Normal",
+                        "MergeSucceeded",
+                        f"Job {job_name} merged {len(inputs)} adapters ({update.trigger})",
+                    )
+                )
+            else:
+                events.append(("Warning", "MergeFailed", f"Job {job_name}: {run.reason}"))
+
+        plan = plan_merge(
+            merged.model_copy(update={"status": status}),
+            adapters,
+            self.config.trainer_image,
+            self.config.merger_image,
+        )
+        if status.active_job and status.active_job.name != plan.job:
+            self._retire(meta.namespace, status.active_job.name, events)
+            status.active_job = None
+        if plan.action == Action.RUN:
+            if self.kube.get_job(meta.namespace, plan.job) is None:
+                job = merge_job(self.config, merged, plan)
+                job["metadata"]["annotations"] = {
+                    INPUTS_ANNOTATION: json.dumps(
+                        {i.name: i.fingerprint for i in plan.inputs}, sort_keys=True
+                    )
+                }
+                if spec.resources.gpu_type:
+                    job["metadata"]["labels"]["langmerge.io/gpu-type"] = spec.resources.gpu_type
+                if self.kube.create_job(job):
+                    events.append(("Normal", "MergeStarted", f"created Job {plan.job}"))
+            if status.active_job is None:
+                status.active_job = ActiveJob(
+                    name=plan.job, fingerprint=plan.fingerprint, created_at=now()
+                )
+        if plan.fingerprint:
+            status.fingerprint = plan.fingerprint
+        status.observed_generation = meta.generation
+        status.conditions = self._merged_conditions(status, plan, meta.generation)
+        self.metrics.observe_merged(merged, status)
+        self._write(MERGED, body, before, status.to_wire(), events)
+
+    def _merged_conditions(
+        self, status: MergedModelStatus, plan: MergePlan, generation: int
+    ) -> list[Condition]:
+        up_to_date = plan.action == Action.NONE
+        serving = (
+            f"; serving {status.artifact.uri} meanwhile"
+            if status.artifact and not up_to_date
+            else ""
+        )
+        failed = plan.action in (Action.FAILED, Action.BLOCKED)
+        conditions = status.conditions or []
+        conditions = set_condition(
+            conditions, "Ready", up_to_date, plan.reason, plan.message + serving, generation
+        )
+        conditions = set_condition(
+            conditions,
+            "AdaptersReady",
+            plan.adapters_ready,
+            "AllAdaptersReady" if plan.adapters_ready else plan.reason,
+            "" if plan.adapters_ready else plan.message,
+            generation,
+        )
+        conditions = set_condition(
+            conditions,
+            "Merging",
+            plan.action == Action.RUN,
+            "JobRunning" if plan.action == Action.RUN else "Idle",
+            f"Job {plan.job}" if plan.action == Action.RUN else "",
+            generation,
+        )
+        return set_condition(
+            conditions,
+            "Failed",
+            failed,
+            plan.reason if failed else "NoFailure",
+            plan.message if failed else "",
+            generation,
+        )
+
+    def _update_record(
+        self,
+        status: MergedModelStatus,
+        inputs: dict[str, str],
+        adapters: list[LanguageAdapter],
+        merge_run: RunRecord,
+    ) -> UpdateRecord:
+        """What this update cost (retrained adapters + the merge) against retraining every
+        language together (estimated from the adapters' measured training runs)."""
+        previous = status.artifact.adapter_fingerprints if status.artifact else None
+        retrained = retrained_since(previous, inputs)
+        runs = {
+            a.metadata.name: a.status.last_run
+            for a in adapters
+            if a.status
+            and a.status.last_run
+            and a.status.last_run.fingerprint == inputs.get(a.metadata.name)
+        }
+        train_seconds = sum(runs[n].gpu_seconds or 0.0 for n in retrained if n in runs)
+        train_cost = sum(runs[n].cost_usd or 0.0 for n in retrained if n in runs)
+        full_estimate = (
+            sum(r.cost_usd or 0.0 for r in runs.values()) if len(runs) == len(inputs) else None
+        )
+        cost = train_cost + (merge_run.cost_usd or 0.0)
+        if previous is None:
+            trigger = "initial merge"
+        elif retrained:
+            trigger = "adapters: " + ", ".join(retrained)
+        else:
+            trigger = "merge settings"
+        savings = 1 - cost / full_estimate if full_estimate else None
+        return UpdateRecord(
+            trigger=trigger,
+            retrained_adapters=retrained,
+            gpu_seconds=round(train_seconds + (merge_run.gpu_seconds or 0.0), 3),
+            cost_usd=round(cost, 6),
+            full_retrain_estimate_usd=round(full_estimate, 6)
+            if full_estimate is not None
+            else None,
+            savings_ratio=round(savings, 4) if savings is not None else None,
+            finished_at=merge_run.finished_at,
+        )

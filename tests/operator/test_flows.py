@@ -1,0 +1,407 @@
+"""The operator's flows against the real API server: the operator runs as a subprocess, the
+tests finish Jobs the way the Job controller and kubelet report them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.conftest import REPO
+from tests.support.control_plane import ControlPlane
+from tests.support.kube import api_client, eventually
+from tests.support.objects import GROUP, LANGUAGES, VERSION, adapter_manifest, merged_manifest
+from tests.support.operator import OperatorProcess, finish_job, success_summary
+
+PLURAL = {"LanguageAdapter": "languageadapters", "MergedModel": "mergedmodels"}
+
+
+@pytest.fixture(scope="module")
+def api(control_plane: ControlPlane) -> client.ApiClient:
+    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/languageadapters.langmerge.io",
+        "crd/mergedmodels.langmerge.io",
+        "--timeout=60s",
+    )
+    return api_client(control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane: ControlPlane, api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    process = OperatorProcess(control_plane, tmp_path_factory.mktemp("operator")).start()
+    yield process
+    process.stop()
+
+
+class Cluster:
+    """A namespace of its own and the calls the flows need."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api, self.ns = api, namespace
+        self.custom = client.CustomObjectsApi(api)
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+
+    def apply(self, body: dict[str, Any]) -> None:
+        plural = PLURAL[body["kind"]]
+        name = body["metadata"]["name"]
+        try:
+            current = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.ns, plural, name
+            )
+        except client.exceptions.ApiException:
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
+            return
+        body = {
+            **body,
+            "metadata": {
+                **body["metadata"],
+                "resourceVersion": current["metadata"]["resourceVersion"],
+            },
+        }
+        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name, body)
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL[kind], name)  # type: ignore[no-any-return]
+
+    def delete(self, kind: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL[kind], name)
+
+    def jobs(self, owner: str) -> list[Any]:
+        return list(
+            self.batch.list_namespaced_job(
+                self.ns, label_selector=f"langmerge.io/name={owner}"
+            ).items
+        )
+
+    def job(self, owner: str, count: int = 1) -> str:
+        """Waits for the owner's count-th Job and returns the newest one's name."""
+        jobs = eventually(
+            lambda: (lambda js: js if len(js) >= count else None)(self.jobs(owner)),
+            what=f"{count} Job(s) of {owner}",
+        )
+        return (
+            str(max(jobs, key=lambda j: j.metadata.creation_timestamp).metadata.name)
+            if count > 1
+            else str(jobs[0].metadata.name)
+        )
+
+    def condition(self, kind: str, name: str, kind_of_condition: str) -> dict[str, Any] | None:
+        for item in (self.get(kind, name).get("status") or {}).get("conditions") or []:
+            if item["type"] == kind_of_condition:
+                return dict(item)
+        return None
+
+    def wait_condition(
+        self, kind: str, name: str, condition: str, status: str = "True", timeout_s: float = 30
+    ) -> dict[str, Any]:
+        return eventually(
+            lambda: (lambda c: c if c and c["status"] == status else None)(
+                self.condition(kind, name, condition)
+            ),
+            timeout_s=timeout_s,
+            what=f"{kind} {name}: {condition}={status}",
+        )
+
+    def train(self, owner: str, count: int = 1, **kwargs: Any) -> str:
+        job = self.job(owner, count)
+        uri = f"/artifacts/{self.ns}/{owner}/{job}"
+        finish_job(self.api, self.ns, job, summary=success_summary(uri), **kwargs)
+        return job
+
+
+@pytest.fixture
+def cluster(api: client.ApiClient, operator: OperatorProcess) -> Iterator[Cluster]:
+    namespace = f"flow-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+    yield Cluster(api, namespace)
+
+
+def test_create_adapter_a_job_appears_and_completing_it_makes_the_adapter_ready(
+    cluster: Cluster,
+) -> None:
+    cluster.apply(
+        adapter_manifest(
+            "de", resources={"gpus": 2, "gpuType": "nvidia-a100-80gb", "queueName": "gpu"}
+        )
+    )
+    job_name = cluster.job("sentiment-de")
+    job = cluster.batch.read_namespaced_job(job_name, cluster.ns)
+    owner = job.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("LanguageAdapter", "sentiment-de", True)
+    labels = job.metadata.labels
+    assert labels["langmerge.io/language"] == "de" and labels["langmerge.io/task"] == "sentiment"
+    assert labels["kueue.x-k8s.io/queue-name"] == "gpu" and not job.spec.suspend
+    container = job.spec.template.spec.containers[0]
+    assert container.image == "registry.test/trainer:1"
+    assert container.resources.limits["nvidia.com/gpu"] == "2"
+    assert container.command[:4] == [
+        "accelerate",
+        "launch",
+        "--num_processes",
+        "2",
+    ]  # multi-GPU in one pod
+    assert container.termination_message_policy == "FallbackToLogsOnError"
+    assert (
+        container.security_context.read_only_root_filesystem
+        and container.security_context.run_as_non_root
+    )
+    assert job.spec.pod_failure_policy.rules[0].action == "FailJob"
+    assert (
+        cluster.wait_condition("LanguageAdapter", "sentiment-de", "Training")["reason"]
+        == "JobRunning"
+    )
+
+    cluster.train("sentiment-de", seconds=1800)
+    cluster.wait_condition("LanguageAdapter", "sentiment-de", "Ready")
+    status = cluster.get("LanguageAdapter", "sentiment-de")["status"]
+    assert status["artifact"]["uri"] == f"/artifacts/{cluster.ns}/sentiment-de/{job_name}"
+    assert (
+        status["lastRun"]["result"] == "Succeeded"
+        and status["lastRun"]["summary"]["wallSeconds"] == 3600
+    )
+    assert status["lastRun"]["gpuSeconds"] == 3600  # 1800 s x 2 GPUs
+    assert status["lastRun"]["costUsd"] == pytest.approx(3.40)  # one A100-80GB hour
+    assert status["totals"]["runs"] == 1 and "activeJob" not in status
+    assert status["observedGeneration"] == 1
+    reasons = {e.reason for e in cluster.core.list_namespaced_event(cluster.ns).items}
+    assert {"TrainingStarted", "TrainingSucceeded"} <= reasons
+
+
+def test_result_fields_retrain_other_fields_do_not(cluster: Cluster) -> None:
+    cluster.apply(adapter_manifest("fr"))
+    first = cluster.train("sentiment-fr")
+    cluster.wait_condition("LanguageAdapter", "sentiment-fr", "Ready")
+    old_uri = cluster.get("LanguageAdapter", "sentiment-fr")["status"]["artifact"]["uri"]
+
+    cluster.apply(adapter_manifest("fr", revision="v2"))
+    second = cluster.job("sentiment-fr", count=2)
+    assert second != first
+    cluster.wait_condition("LanguageAdapter", "sentiment-fr", "Ready", "False")
+    assert (
+        cluster.get("LanguageAdapter", "sentiment-fr")["status"]["artifact"]["uri"] == old_uri
+    )  # still served
+    cluster.train("sentiment-fr", count=2)
+    cluster.wait_condition("LanguageAdapter", "sentiment-fr", "Ready")
+    assert cluster.get("LanguageAdapter", "sentiment-fr")["status"]["artifact"]["uri"].endswith(
+        second
+    )
+
+    changed = adapter_manifest(
+        "fr", revision="v2", resources={"gpus": 4, "gpuType": "nvidia-h100-80gb"}
+    )
+    changed["metadata"]["labels"]["team"] = "nlp"
+    cluster.apply(changed)
+    eventually(
+        lambda: cluster.get("LanguageAdapter", "sentiment-fr")["status"]["observedGeneration"] == 3,
+        what="the operator to observe generation 3",
+    )
+    time.sleep(1.5)
+    assert len(cluster.jobs("sentiment-fr")) == 2  # nothing new ran
+    assert cluster.condition("LanguageAdapter", "sentiment-fr", "Ready")["status"] == "True"
+
+
+def test_a_failed_job_gives_the_reason_and_a_spec_fix_recovers(cluster: Cluster) -> None:
+    cluster.apply(adapter_manifest("ja"))
+    job = cluster.job("sentiment-ja")
+    finish_job(cluster.api, cluster.ns, job, succeed=False, exit_code=137, reason="OOMKilled")
+    failed = cluster.wait_condition("LanguageAdapter", "sentiment-ja", "Failed")
+    assert "OOMKilled (exit code 137)" in failed["message"]
+    time.sleep(1.5)
+    assert len(cluster.jobs("sentiment-ja")) == 1  # the Job's own backoffLimit was the retry policy
+
+    cluster.apply(adapter_manifest("ja", lora={"rank": 4}))
+    fixed = cluster.job("sentiment-ja", count=2)
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        fixed,
+        succeed=False,
+        summary={"result": "Failed", "reason": "dataset x.jsonl: no records"},
+    )
+    failed = eventually(
+        lambda: (lambda c: c if c and "no records" in c["message"] else None)(
+            cluster.condition("LanguageAdapter", "sentiment-ja", "Failed")
+        ),
+        what="the summary's reason",
+    )
+    cluster.apply(adapter_manifest("ja", lora={"rank": 2}))
+    cluster.train("sentiment-ja", count=3)
+    cluster.wait_condition("LanguageAdapter", "sentiment-ja", "Ready")
+    assert cluster.condition("LanguageAdapter", "sentiment-ja", "Failed")["status"] == "False"
+    totals = cluster.get("LanguageAdapter", "sentiment-ja")["status"]["totals"]
+    assert (totals["runs"], totals["failed"], totals["succeeded"]) == (3, 2, 1)
+
+
+def _merge_jobs(cluster: Cluster) -> list[Any]:
+    return cluster.jobs("sentiment")
+
+
+def test_merged_model_over_five_adapters(cluster: Cluster) -> None:
+    for language in LANGUAGES:
+        cluster.apply(adapter_manifest(language))
+    cluster.apply(merged_manifest())
+    waiting = cluster.wait_condition("MergedModel", "sentiment", "AdaptersReady", "False")
+    assert waiting["reason"] == "AdaptersNotReady"
+    for language in LANGUAGES[:4]:
+        cluster.train(f"sentiment-{language}")
+    time.sleep(1.5)
+    assert _merge_jobs(cluster) == []  # one adapter still training
+    cluster.train("sentiment-zh")
+    merge = cluster.job("sentiment")
+    job = cluster.batch.read_namespaced_job(merge, cluster.ns)
+    args = job.spec.template.spec.containers[0].command
+    assert (
+        args[0] == "langmerge-merge"
+        and args.count("--adapter") == 5
+        and args.count("--adapter-sha256") == 5
+    )
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        merge,
+        seconds=600,
+        summary=success_summary(f"/artifacts/{cluster.ns}/sentiment/{merge}", method="knots-ties"),
+    )
+    cluster.wait_condition("MergedModel", "sentiment", "Ready")
+    status = cluster.get("MergedModel", "sentiment")["status"]
+    assert set(status["artifact"]["adapterFingerprints"]) == {
+        f"sentiment-{lang}" for lang in LANGUAGES
+    }
+    assert status["lastUpdate"]["trigger"] == "initial merge"
+
+    # Three adapters updated together: one merge, after all three are retrained.
+    for language in LANGUAGES[:3]:
+        cluster.apply(adapter_manifest(language, revision="v2"))
+    for language in LANGUAGES[:3]:
+        cluster.job(f"sentiment-{language}", count=2)
+    cluster.wait_condition("MergedModel", "sentiment", "AdaptersReady", "False")
+    for language in LANGUAGES[:2]:
+        cluster.train(f"sentiment-{language}", count=2)
+    time.sleep(1.5)
+    assert len(_merge_jobs(cluster)) == 1
+    cluster.train(f"sentiment-{LANGUAGES[2]}", count=2)
+    second = cluster.job("sentiment", count=2)
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        second,
+        seconds=600,
+        summary=success_summary(f"/artifacts/{cluster.ns}/sentiment/{second}"),
+    )
+    eventually(
+        lambda: (
+            cluster.get("MergedModel", "sentiment")["status"]["lastUpdate"]["retrainedAdapters"]
+            == ["sentiment-de", "sentiment-en", "sentiment-fr"]
+        ),
+        what="the three-adapter update",
+    )
+    assert len(_merge_jobs(cluster)) == 2
+
+    # One adapter retrained: re-merge, and the update's cost against a full retrain.
+    cluster.apply(adapter_manifest("ja", revision="v3"))
+    cluster.train("sentiment-ja", count=2)
+    third = cluster.job("sentiment", count=3)
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        third,
+        seconds=600,
+        summary=success_summary(f"/artifacts/{cluster.ns}/sentiment/{third}"),
+    )
+    update = eventually(
+        lambda: (lambda u: u if u and u["retrainedAdapters"] == ["sentiment-ja"] else None)(
+            cluster.get("MergedModel", "sentiment")["status"].get("lastUpdate")
+        ),
+        what="the ja update",
+    )
+    assert update["trigger"] == "adapters: sentiment-ja"
+    # 1 GPU-hour of training + a 10-minute CPU merge, against five GPU-hours of training.
+    assert update["fullRetrainEstimateUsd"] == pytest.approx(5 * 3.40)
+    assert update["savingsRatio"] == pytest.approx(1 - update["costUsd"] / (5 * 3.40), abs=1e-3)
+    assert update["savingsRatio"] > 0.75
+    assert len(cluster.get("MergedModel", "sentiment")["status"]["updateHistory"]) == 3
+
+
+def test_incompatible_adapters_give_a_reason_and_no_job(cluster: Cluster) -> None:
+    cluster.apply(adapter_manifest("de"))
+    cluster.apply(adapter_manifest("fr", baseModel={"name": "llama-3.1-8b"}))
+    cluster.train("sentiment-de")
+    cluster.train("sentiment-fr")
+    cluster.apply(merged_manifest())
+    failed = cluster.wait_condition("MergedModel", "sentiment", "Failed")
+    assert failed["reason"] == "IncompatibleAdapters" and "sentiment-fr" in failed["message"]
+    time.sleep(1)
+    assert _merge_jobs(cluster) == []
+
+
+def test_suspend_stops_new_runs(cluster: Cluster) -> None:
+    cluster.apply(adapter_manifest("zh", suspend=True))
+    ready = cluster.wait_condition("LanguageAdapter", "sentiment-zh", "Ready", "False")
+    assert ready["reason"] == "Suspended"
+    assert cluster.jobs("sentiment-zh") == []
+    cluster.apply(adapter_manifest("zh", suspend=False))
+    cluster.job("sentiment-zh")
+
+
+def test_delete_owns_the_jobs_and_removes_the_metric_series(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    cluster.apply(adapter_manifest("en"))
+    cluster.train("sentiment-en")
+    cluster.wait_condition("LanguageAdapter", "sentiment-en", "Ready")
+    series = f'name="sentiment-en",namespace="{cluster.ns}"'
+    eventually(
+        lambda: series in operator.metrics().replace('kind="languageadapter",', ""),
+        what="the adapter's metric series",
+    )
+    owner = cluster.jobs("sentiment-en")[0].metadata.owner_references[0]
+    uid = cluster.get("LanguageAdapter", "sentiment-en")["metadata"]["uid"]
+    assert owner.uid == uid and owner.block_owner_deletion  # the garbage collector removes it
+    cluster.delete("LanguageAdapter", "sentiment-en")
+    eventually(
+        lambda: series not in operator.metrics().replace('kind="languageadapter",', ""),
+        what="the series to disappear",
+    )
+
+
+def test_restart_adopts_running_jobs_instead_of_twinning_them(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    cluster.apply(adapter_manifest("de"))
+    cluster.apply(adapter_manifest("fr"))
+    training = cluster.job("sentiment-de")
+    cluster.train("sentiment-fr")
+    operator.kill()  # during a training run
+    operator.start()
+    time.sleep(2)
+    assert [j.metadata.name for j in cluster.jobs("sentiment-de")] == [training]
+    cluster.train("sentiment-de")
+    cluster.wait_condition("LanguageAdapter", "sentiment-de", "Ready")
+    cluster.apply(
+        {
+            **merged_manifest(),
+            "spec": {
+                **merged_manifest()["spec"],
+                "adapters": {"names": ["sentiment-de", "sentiment-fr"]},
+            },
+        }
+    )
+    merging = cluster.job("sentiment")
+    operator.kill()  # during a merge
+    operator.start()
+    time.sleep(2)
+    assert [j.metadata.name for j in _merge_jobs(cluster)] == [merging]
+    finish_job(cluster.api, cluster.ns, merging, summary=success_summary("/artifacts/m"))
+    cluster.wait_condition("MergedModel", "sentiment", "Ready")
+    assert cluster.get("MergedModel", "sentiment")["status"]["totals"]["runs"] == 1

@@ -1,0 +1,215 @@
+"""Running the operator against the test control plane, and playing the Job controller's and
+kubelet's part: pods that terminate with a summary, Job status with the real conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from tests.support.control_plane import ControlPlane, free_port
+from tests.support.kube import eventually
+
+IMAGES = {
+    "LANGMERGE_TRAINER_IMAGE": "registry.test/trainer:1",
+    "LANGMERGE_MERGER_IMAGE": "registry.test/merger:1",
+}
+
+
+class OperatorProcess:
+    """`langmerge operator` in a subprocess (so tests can SIGKILL it)."""
+
+    def __init__(
+        self,
+        plane: ControlPlane,
+        workdir: Path,
+        kubeconfig: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.plane, self.workdir = plane, workdir
+        self.kubeconfig = kubeconfig or plane.kubeconfig
+        self.metrics_port = free_port()
+        self.env = {
+            **os.environ,
+            **IMAGES,
+            "KUBECONFIG": str(self.kubeconfig),
+            "LANGMERGE_METRICS_PORT": str(self.metrics_port),
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "operator.log"
+
+    def start(self) -> OperatorProcess:
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n--- start {self.starts} ---\n".encode())
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "langmerge.operator.cli", "operator"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+        eventually(
+            self._serving, timeout_s=60, what=f"the operator to serve metrics\n{self.tail()}"
+        )
+        return self
+
+    def _serving(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"operator exited with {self.process.returncode}\n{self.tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as reply:
+            return str(reply.read().decode())
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        return (
+            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            if self.log.exists()
+            else ""
+        )
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def finish_job(
+    api: client.ApiClient,
+    namespace: str,
+    job_name: str,
+    *,
+    succeed: bool = True,
+    summary: dict[str, Any] | None = None,
+    seconds: float = 3600,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    message: str | None = None,
+    job_failure: str | None = None,
+) -> None:
+    """Ends a Job the way the Job controller and kubelet would report it."""
+    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
+    job = batch.read_namespaced_job(job_name, namespace)
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(seconds=seconds)
+    pod_name = f"{job_name}-{int(time.monotonic_ns()) % 100000:05d}"
+    labels = {
+        **(job.spec.template.metadata.labels or {}),
+        "job-name": job_name,
+        "batch.kubernetes.io/job-name": job_name,
+    }
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": pod_name, "labels": labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "registry.test/x:1"}],
+            },
+        },
+    )
+    terminated: dict[str, Any] = {
+        "exitCode": exit_code if exit_code is not None else (0 if succeed else 1),
+        "reason": reason or ("Completed" if succeed else "Error"),
+        "startedAt": _stamp(start),
+        "finishedAt": _stamp(end),
+    }
+    if message is not None:
+        terminated["message"] = message
+    elif summary is not None:
+        terminated["message"] = json.dumps(summary)
+    core.patch_namespaced_pod_status(
+        pod_name,
+        namespace,
+        {
+            "status": {
+                "phase": "Succeeded" if succeed else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "main",
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "registry.test/x:1",
+                        "imageID": "",
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            }
+        },
+    )
+    now = _stamp(end)
+
+    def condition(kind: str, why: str) -> dict[str, str]:
+        return {
+            "type": kind,
+            "status": "True",
+            "reason": why,
+            "message": "",
+            "lastProbeTime": now,
+            "lastTransitionTime": now,
+        }
+
+    if succeed:
+        status = {
+            "startTime": _stamp(start),
+            "completionTime": now,
+            "succeeded": 1,
+            "active": 0,
+            "conditions": [
+                condition("SuccessCriteriaMet", "CompletionsReached"),
+                condition("Complete", "CompletionsReached"),
+            ],
+        }
+    else:
+        why = job_failure or "BackoffLimitExceeded"
+        status = {
+            "startTime": _stamp(start),
+            "failed": 1,
+            "active": 0,
+            "conditions": [condition("FailureTarget", why), condition("Failed", why)],
+        }
+    batch.patch_namespaced_job_status(job_name, namespace, {"status": status})
+
+
+def success_summary(uri: str, sha: str = "a" * 64, **extra: Any) -> dict[str, Any]:
+    return {
+        "result": "Succeeded",
+        "output": {"uri": uri, "sha256": sha},
+        "wallSeconds": 3600,
+        **extra,
+    }
