@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from kubernetes import client
 
 from tests.conftest import REPO
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import api_client, eventually
+from tests.support.kube import api_client, eventually, until
 from tests.support.objects import GROUP, LANGUAGES, VERSION, adapter_manifest, merged_manifest
 from tests.support.operator import OperatorProcess, finish_job, success_summary
 
@@ -85,16 +84,27 @@ class Cluster:
         )
 
     def job(self, owner: str, count: int = 1) -> str:
-        """Waits for the owner's count-th Job and returns the newest one's name."""
-        jobs = eventually(
-            lambda: (lambda js: js if len(js) >= count else None)(self.jobs(owner)),
-            what=f"{count} Job(s) of {owner}",
+        """Waits until the owner has count Jobs; returns the one for its current fingerprint."""
+        jobs = until(
+            lambda: self.jobs(owner), lambda js: len(js) >= count, what=f"{count} Job(s) of {owner}"
         )
-        return (
-            str(max(jobs, key=lambda j: j.metadata.creation_timestamp).metadata.name)
-            if count > 1
-            else str(jobs[0].metadata.name)
-        )
+        kind = jobs[0].metadata.labels["langmerge.io/kind"]
+        kind = "LanguageAdapter" if kind == "languageadapter" else "MergedModel"
+
+        def current() -> str | None:
+            body = self.get(kind, owner)
+            status = body.get("status") or {}
+            if status.get("observedGeneration") != body["metadata"]["generation"]:
+                return None  # the operator has not seen this spec yet
+            fingerprint = status.get("fingerprint")
+            names = [
+                j.metadata.name
+                for j in self.jobs(owner)
+                if j.metadata.labels["langmerge.io/fingerprint"] == fingerprint
+            ]
+            return names[0] if names else None
+
+        return eventually(current, what=f"the current Job of {owner}")
 
     def condition(self, kind: str, name: str, kind_of_condition: str) -> dict[str, Any] | None:
         for item in (self.get(kind, name).get("status") or {}).get("conditions") or []:
@@ -105,13 +115,14 @@ class Cluster:
     def wait_condition(
         self, kind: str, name: str, condition: str, status: str = "True", timeout_s: float = 30
     ) -> dict[str, Any]:
-        return eventually(
-            lambda: (lambda c: c if c and c["status"] == status else None)(
-                self.condition(kind, name, condition)
-            ),
+        found = until(
+            lambda: self.condition(kind, name, condition),
+            lambda c: c is not None and c["status"] == status,
             timeout_s=timeout_s,
             what=f"{kind} {name}: {condition}={status}",
         )
+        assert found is not None
+        return found
 
     def train(self, owner: str, count: int = 1, **kwargs: Any) -> str:
         job = self.job(owner, count)
@@ -229,10 +240,9 @@ def test_a_failed_job_gives_the_reason_and_a_spec_fix_recovers(cluster: Cluster)
         succeed=False,
         summary={"result": "Failed", "reason": "dataset x.jsonl: no records"},
     )
-    failed = eventually(
-        lambda: (lambda c: c if c and "no records" in c["message"] else None)(
-            cluster.condition("LanguageAdapter", "sentiment-ja", "Failed")
-        ),
+    until(
+        lambda: cluster.condition("LanguageAdapter", "sentiment-ja", "Failed"),
+        lambda c: c is not None and "no records" in c["message"],
         what="the summary's reason",
     )
     cluster.apply(adapter_manifest("ja", lora={"rank": 2}))
@@ -319,10 +329,9 @@ def test_merged_model_over_five_adapters(cluster: Cluster) -> None:
         seconds=600,
         summary=success_summary(f"/artifacts/{cluster.ns}/sentiment/{third}"),
     )
-    update = eventually(
-        lambda: (lambda u: u if u and u["retrainedAdapters"] == ["sentiment-ja"] else None)(
-            cluster.get("MergedModel", "sentiment")["status"].get("lastUpdate")
-        ),
+    update = until(
+        lambda: cluster.get("MergedModel", "sentiment")["status"].get("lastUpdate"),
+        lambda u: u is not None and u["retrainedAdapters"] == ["sentiment-ja"],
         what="the ja update",
     )
     assert update["trigger"] == "adapters: sentiment-ja"

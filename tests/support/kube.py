@@ -36,3 +36,22 @@ def eventually(
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+def until(
+    probe: Callable[[], T],
+    accept: Callable[[T], bool],
+    timeout_s: float = 30,
+    what: str = "condition",
+) -> T:
+    """Polls probe until accept(value) holds; returns that value."""
+    deadline = time.monotonic() + timeout_s
+    value = probe()
+    while not accept(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s}s waiting for {what} (last: {value!r})"
+            )
+        time.sleep(0.2)
+        value = probe()
+    return value
