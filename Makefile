@@ -9,9 +9,10 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane lint format crds test
+.PHONY: help uv sync control-plane lint format crds test demo
 
 help:
+	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
 	@echo "make test           set up everything and run lint + the whole test suite"
 	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
 	@echo "make crds           regenerate crds/ from the API models"
@@ -40,3 +41,6 @@ crds: sync
 
 test: sync control-plane lint
 	$(PY) -m pytest
+
+demo: sync
+	bash hack/demo.sh

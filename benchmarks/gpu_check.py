@@ -52,7 +52,7 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, 
 def train_on_gpu(root: Path) -> dict[str, float]:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from langmerge.trainer import builtin
+    from langmerge.common import builtin
 
     config = LlamaConfig(  # Llama-3.2-1B
         vocab_size=128256,

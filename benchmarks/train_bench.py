@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from langmerge.common import builtin
 from langmerge.common.summary import peak_rss_bytes
-from langmerge.trainer import builtin
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TEXT = [line for text in builtin.corpus().values() for line in text.splitlines() if line.strip()]

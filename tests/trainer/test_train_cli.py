@@ -22,8 +22,8 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from langmerge.common import builtin
 from langmerge.common.storage import sha256_dir
-from langmerge.trainer import builtin
 from langmerge.trainer.cli import main
 from tests.support.s3 import s3_server
 

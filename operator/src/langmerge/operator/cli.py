@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from langmerge.operator.api.crd import stale_crds, write_crds
 
@@ -40,6 +43,44 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from langmerge.operator.local import ManifestError, up
+    from langmerge.operator.metrics import Metrics
+
+    metrics = None
+    if args.metrics_port:
+        metrics = Metrics()
+        metrics.serve(args.metrics_port)
+    try:
+        code = up(Path(args.file), Path(args.state_dir), args.compare_combined, metrics)
+    except ManifestError as error:
+        print(f"langmerge up: {error}", file=sys.stderr)
+        return 2
+    if metrics and args.keep_serving:
+        print(f"serving metrics on :{args.metrics_port}/metrics; Ctrl-C to stop", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return code
+
+
+def _status(args: argparse.Namespace) -> int:
+    from langmerge.operator.local import State
+
+    state = State.load(Path(args.state_dir) / "state.json")
+    if not state.adapters and not state.merged:
+        print(f"no state in {args.state_dir}; run `langmerge up -f DIR` first")
+        return 1
+    for kind, items in (("LanguageAdapter", state.adapters), ("MergedModel", state.merged)):
+        for name, status in sorted(items.items()):
+            ready: dict[str, Any] = next(
+                (c for c in status.get("conditions", []) if c["type"] == "Ready"), {}
+            )
+            artifact = (status.get("artifact") or {}).get("uri", "-")
+            cost = (status.get("totals") or {}).get("costUsd", 0.0)
+            print(f"{kind:16s} {name:24s} {ready.get('reason', '-'):18s} ${cost:.6f}  {artifact}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="langmerge", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
     operator.set_defaults(handler=_operator)
+
+    run_up = commands.add_parser("up", help="run the loop on this machine (no cluster)")
+    run_up.add_argument(
+        "-f", "--file", required=True, help="folder with LanguageAdapter/MergedModel YAML"
+    )
+    run_up.add_argument("--state-dir", default=".langmerge", help="where state and artifacts live")
+    run_up.add_argument(
+        "--compare-combined",
+        action="store_true",
+        help="also train and evaluate the combined (COMB) baseline, for the research table",
+    )
+    run_up.add_argument(
+        "--metrics-port", type=int, default=None, help="serve the operator's metrics here"
+    )
+    run_up.add_argument(
+        "--keep-serving", action="store_true", help="keep serving metrics after the run"
+    )
+    run_up.set_defaults(handler=_up)
+
+    status = commands.add_parser("status", help="show the local loop's state")
+    status.add_argument("--state-dir", default=".langmerge")
+    status.set_defaults(handler=_status)
     return parser
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterSpec
 from langmerge.operator.api.common import CustomResource, Resources
-from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.api.merged import MergedModel, MergedModelSpec
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.planner import MergePlan, TrainingPlan
 
@@ -171,11 +171,14 @@ def _job(
     }
 
 
-def training_job(
-    config: OperatorConfig, adapter: LanguageAdapter, plan: TrainingPlan
-) -> dict[str, Any]:
-    spec = adapter.spec
-    out = spec.output.uri or artifact_uri(config, adapter, plan.fingerprint)
+def training_args(
+    spec: LanguageAdapterSpec,
+    output: str,
+    checkpoint_dir: str,
+    fingerprint: str,
+    artifact_root: str | None,
+) -> list[str]:
+    """The langmerge-train command line for a spec (the cluster's Job and the local loop)."""
     args = [
         "--base-model",
         spec.base_model.uri or spec.base_model.name,
@@ -212,19 +215,14 @@ def training_job(
         "--seed",
         str(spec.training.seed),
         "--output",
-        out,
+        output,
         "--checkpoint-dir",
-        f"{config.artifact_root()}/.checkpoints/{plan.job}",
+        checkpoint_dir,
         "--fingerprint",
-        plan.fingerprint,
+        fingerprint,
     ]
-    if config.storage == "pvc":
-        args[args.index("--checkpoint-dir") + 1] = (
-            f"{config.artifact_mount}/.checkpoints/{plan.job}"
-        )
-        args += ["--artifact-root", config.artifact_mount]
-    else:  # checkpoints stay on the pod's disk when artifacts live in S3
-        args[args.index("--checkpoint-dir") + 1] = f"/cache/checkpoints/{plan.job}"
+    if artifact_root is not None:
+        args += ["--artifact-root", artifact_root]
     fields = spec.dataset.fields
     for flag, value in (
         ("--prompt-field", fields.prompt),
@@ -240,6 +238,22 @@ def training_job(
         args += ["--max-steps", str(spec.training.max_steps)]
     if spec.lora.use_rslora:
         args.append("--rslora")
+    return args
+
+
+def training_job(
+    config: OperatorConfig, adapter: LanguageAdapter, plan: TrainingPlan
+) -> dict[str, Any]:
+    spec = adapter.spec
+    out = spec.output.uri or artifact_uri(config, adapter, plan.fingerprint)
+    if config.storage == "pvc":
+        checkpoints, root = (
+            f"{config.artifact_mount}/.checkpoints/{plan.job}",
+            config.artifact_mount,
+        )
+    else:  # checkpoints stay on the pod's disk when artifacts live in S3
+        checkpoints, root = f"/cache/checkpoints/{plan.job}", None
+    args = training_args(spec, out, checkpoints, plan.fingerprint, root)
     gpus = spec.resources.gpus
     if gpus > 1:  # data parallel in one pod
         command = [
@@ -259,9 +273,10 @@ def training_job(
     )
 
 
-def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> dict[str, Any]:
-    spec = merged.spec
-    out = spec.output.uri or artifact_uri(config, merged, plan.fingerprint)
+def merge_args(
+    spec: MergedModelSpec, plan: MergePlan, output: str, artifact_root: str | None, device: str
+) -> list[str]:
+    """The langmerge-merge command line for a plan (the cluster's Job and the local loop)."""
     params = spec.parameters
     args = [
         "--method",
@@ -279,11 +294,11 @@ def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> d
         "--output-format",
         spec.output.format,
         "--output",
-        out,
+        output,
         "--weights",
         ",".join(str(i.weight) for i in plan.inputs),
         "--device",
-        "cuda" if spec.resources.gpus else "cpu",
+        device,
     ]
     for item in plan.inputs:
         args += ["--adapter", item.uri, "--adapter-sha256", item.sha256]
@@ -291,8 +306,16 @@ def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> d
         args += ["--rank", str(spec.output.rank)]
     if spec.output.format == "full":
         args += ["--base-model", spec.base_model.uri or spec.base_model.name]
-    if config.storage == "pvc":
-        args += ["--artifact-root", config.artifact_mount]
+    if artifact_root is not None:
+        args += ["--artifact-root", artifact_root]
+    return args
+
+
+def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> dict[str, Any]:
+    spec = merged.spec
+    out = spec.output.uri or artifact_uri(config, merged, plan.fingerprint)
+    root = config.artifact_mount if config.storage == "pvc" else None
+    args = merge_args(spec, plan, out, root, "cuda" if spec.resources.gpus else "cpu")
     job_labels = labels(merged, "merge", plan.fingerprint, spec.task, None)
     return _job(
         config,

@@ -13,19 +13,20 @@ import logging
 import threading
 from collections import defaultdict
 
+from langmerge.operator.accounting import record_totals, update_record
 from langmerge.operator.api.adapter import (
     AdapterArtifact,
     LanguageAdapter,
     LanguageAdapterStatus,
     RunRecord,
 )
-from langmerge.operator.api.common import ActiveJob, Condition, ConditionStatus, RunResult, Totals
+from langmerge.operator.api.common import ActiveJob, Condition, RunResult
 from langmerge.operator.api.merged import (
     MergedArtifact,
     MergedModel,
     MergedModelStatus,
-    UpdateRecord,
 )
+from langmerge.operator.conditions import set_condition
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.cost import PriceTable, cost_usd
 from langmerge.operator.jobs import merge_job, training_job
@@ -37,7 +38,6 @@ from langmerge.operator.planner import (
     MergePlan,
     plan_merge,
     plan_training,
-    retrained_since,
     selects,
 )
 from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSummary
@@ -46,24 +46,6 @@ log = logging.getLogger("langmerge.operator")
 ADAPTERS, MERGED = "languageadapters", "mergedmodels"
 INPUTS_ANNOTATION = "langmerge.io/inputs"
 HISTORY = 20
-
-
-def set_condition(
-    conditions: list[Condition], kind: str, value: bool, reason: str, message: str, generation: int
-) -> list[Condition]:
-    """conditions with `kind` set; lastTransitionTime moves only when the status flips."""
-    status = ConditionStatus.TRUE if value else ConditionStatus.FALSE
-    previous = next((c for c in conditions if c.type == kind), None)
-    changed_at = previous.last_transition_time if previous and previous.status == status else now()
-    updated = Condition(
-        type=kind,
-        status=status,
-        reason=reason,
-        message=message[:4096],
-        observed_generation=generation,
-        last_transition_time=changed_at,
-    )
-    return [c for c in conditions if c.type != kind] + [updated]
 
 
 def merge_patch(before: Body, after: Body) -> Body:
@@ -79,17 +61,6 @@ def merge_patch(before: Body, after: Body) -> Body:
         elif value != old:
             patch[key] = value
     return patch
-
-
-def _record_totals(totals: Totals | None, run: RunRecord) -> Totals:
-    totals = totals or Totals()
-    return Totals(
-        runs=totals.runs + 1,
-        succeeded=totals.succeeded + (run.result == RunResult.SUCCEEDED),
-        failed=totals.failed + (run.result == RunResult.FAILED),
-        gpu_seconds=round(totals.gpu_seconds + (run.gpu_seconds or 0.0), 3),
-        cost_usd=round(totals.cost_usd + (run.cost_usd or 0.0), 6),
-    )
 
 
 class Reconciler:
@@ -189,7 +160,7 @@ class Reconciler:
                 continue
             job, run = found
             status.last_run = run
-            status.totals = _record_totals(status.totals, run)
+            status.totals = record_totals(status.totals, run)
             status.recorded_jobs = [*(status.recorded_jobs or []), job_name][-HISTORY:]
             if status.active_job and status.active_job.name == job_name:
                 status.active_job = None
@@ -307,7 +278,7 @@ class Reconciler:
                 continue
             job, run = found
             status.last_run = run
-            status.totals = _record_totals(status.totals, run)
+            status.totals = record_totals(status.totals, run)
             status.recorded_jobs = [*(status.recorded_jobs or []), job_name][-HISTORY:]
             if status.active_job and status.active_job.name == job_name:
                 status.active_job = None
@@ -316,7 +287,12 @@ class Reconciler:
                 inputs: dict[str, str] = json.loads(
                     job["metadata"]["annotations"][INPUTS_ANNOTATION]
                 )
-                update = self._update_record(status, inputs, adapters, run)
+                update = update_record(
+                    status.artifact.adapter_fingerprints if status.artifact else None,
+                    inputs,
+                    adapters,
+                    run,
+                )
                 output = (run.summary or {}).get("output") or {}
                 status.artifact = MergedArtifact(
                     uri=output["uri"],
@@ -407,47 +383,4 @@ class Reconciler:
             plan.reason if failed else "NoFailure",
             plan.message if failed else "",
             generation,
-        )
-
-    def _update_record(
-        self,
-        status: MergedModelStatus,
-        inputs: dict[str, str],
-        adapters: list[LanguageAdapter],
-        merge_run: RunRecord,
-    ) -> UpdateRecord:
-        """What this update cost (retrained adapters + the merge) against retraining every
-        language together (estimated from the adapters' measured training runs)."""
-        previous = status.artifact.adapter_fingerprints if status.artifact else None
-        retrained = retrained_since(previous, inputs)
-        runs = {
-            a.metadata.name: a.status.last_run
-            for a in adapters
-            if a.status
-            and a.status.last_run
-            and a.status.last_run.fingerprint == inputs.get(a.metadata.name)
-        }
-        train_seconds = sum(runs[n].gpu_seconds or 0.0 for n in retrained if n in runs)
-        train_cost = sum(runs[n].cost_usd or 0.0 for n in retrained if n in runs)
-        full_estimate = (
-            sum(r.cost_usd or 0.0 for r in runs.values()) if len(runs) == len(inputs) else None
-        )
-        cost = train_cost + (merge_run.cost_usd or 0.0)
-        if previous is None:
-            trigger = "initial merge"
-        elif retrained:
-            trigger = "adapters: " + ", ".join(retrained)
-        else:
-            trigger = "merge settings"
-        savings = 1 - cost / full_estimate if full_estimate else None
-        return UpdateRecord(
-            trigger=trigger,
-            retrained_adapters=retrained,
-            gpu_seconds=round(train_seconds + (merge_run.gpu_seconds or 0.0), 3),
-            cost_usd=round(cost, 6),
-            full_retrain_estimate_usd=round(full_estimate, 6)
-            if full_estimate is not None
-            else None,
-            savings_ratio=round(savings, 4) if savings is not None else None,
-            finished_at=merge_run.finished_at,
         )

@@ -16,10 +16,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from langmerge.common import storage
+from langmerge.common import builtin, storage
+from langmerge.common.prompts import Fields, PromptError, encode
 from langmerge.common.summary import default_summary_path, write_summary
-from langmerge.trainer import builtin
-from langmerge.trainer.data import DataError, Fields, check_records, encode, pack, read_records
+from langmerge.trainer.data import check_records, pack, read_records
 from langmerge.trainer.train import TrainConfig, run_key, train
 
 
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         summary = run(args)
-    except (UsageError, DataError, storage.StorageError) as error:
+    except (UsageError, PromptError, storage.StorageError) as error:
         print(f"langmerge-train: {error}", file=sys.stderr)
         write_summary({"result": "Failed", "reason": str(error)}, args.summary_file)
         return 1

@@ -8,48 +8,15 @@ import csv
 import hashlib
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langmerge.common import storage
+from langmerge.common.prompts import Example, Fields, PromptError
 
 
-class DataError(ValueError):
+class DataError(PromptError):
     """The dataset cannot be used; the message names it and the fix."""
-
-
-@dataclass(frozen=True)
-class Fields:
-    """Which columns hold the text: prompt + response, chat messages, or plain text."""
-
-    prompt: str | None = None
-    response: str | None = None
-    messages: str | None = None
-    text: str | None = None
-
-    @property
-    def style(self) -> str:
-        styles = [
-            name
-            for name, on in (
-                ("prompt-response", self.prompt is not None or self.response is not None),
-                ("messages", self.messages is not None),
-                ("text", self.text is not None),
-            )
-            if on
-        ]
-        if len(styles) != 1:
-            raise DataError(
-                "set exactly one field style: --prompt-field and --response-field, "
-                "--messages-field, or --text-field"
-            )
-        if styles[0] == "prompt-response" and (self.prompt is None or self.response is None):
-            raise DataError("--prompt-field and --response-field go together")
-        return styles[0]
-
-    def columns(self) -> list[str]:
-        return [c for c in (self.prompt, self.response, self.messages, self.text) if c is not None]
 
 
 def infer_format(uri: str, declared: str) -> str:
@@ -163,51 +130,6 @@ def check_records(records: list[dict[str, Any]], fields: Fields, uri: str) -> No
                 raise DataError(
                     f"dataset {uri}: record {number} field {column!r} is empty or not text"
                 )
-
-
-@dataclass
-class Example:
-    input_ids: list[int]
-    labels: list[int]  # -100 where no loss is taken (prompt, padding)
-
-
-def _chat(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
-    ids = tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=generation_prompt
-    )
-    if isinstance(ids, dict) or hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return list(ids)
-
-
-def encode(record: dict[str, Any], fields: Fields, tokenizer: Any, max_length: int) -> Example:
-    """Token ids and labels of one record; the loss covers the response (or all plain text)."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    style = fields.style
-    if style == "text":
-        ids = list(tokenizer(record[fields.text], add_special_tokens=False)["input_ids"]) + eos
-        labels = list(ids)
-    elif style == "messages":
-        messages = record[fields.messages]
-        if has_template:
-            ids = _chat(tokenizer, messages, False) + eos
-            prompt_len = len(_chat(tokenizer, messages[:-1], True)) if len(messages) > 1 else 0
-        else:
-            rendered = "".join(f"{m['role']}: {m['content']}\n" for m in messages)
-            ids = list(tokenizer(rendered, add_special_tokens=False)["input_ids"]) + eos
-            prompt_len = 0
-        labels = [-100] * prompt_len + ids[prompt_len:]
-    else:
-        prompt, response = record[fields.prompt], record[fields.response]
-        if has_template:
-            prompt_ids = _chat(tokenizer, [{"role": "user", "content": prompt}], True)
-        else:
-            prompt_ids = list(tokenizer(prompt + "\n", add_special_tokens=False)["input_ids"])
-        response_ids = list(tokenizer(response, add_special_tokens=False)["input_ids"]) + eos
-        ids = prompt_ids + response_ids
-        labels = [-100] * len(prompt_ids) + response_ids
-    return Example(ids[:max_length], labels[:max_length])
 
 
 def pack(examples: list[Example], max_length: int) -> list[Example]:

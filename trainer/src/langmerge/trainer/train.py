@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from langmerge.common.prompts import Example
 from langmerge.common.summary import peak_rss_bytes
-from langmerge.trainer.data import Example
 
 CHECKPOINT = "checkpoint"
 

@@ -16,8 +16,6 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 NAME = "builtin:tiny"
 LANGUAGES = ("en", "de", "fr", "ja", "zh")
 RECIPE = {
@@ -53,7 +51,7 @@ SPECIAL_TOKENS = [
 
 
 def corpus() -> dict[str, str]:
-    folder = resources.files("langmerge.trainer") / "corpus"
+    folder = resources.files("langmerge.common") / "corpus"
     return {
         language: (folder / f"{language}.txt").read_text(encoding="utf-8") for language in LANGUAGES
     }
@@ -114,6 +112,7 @@ def _train_tokenizer(texts: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _build(folder: Path) -> None:
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(RECIPE["seed"])

@@ -1,0 +1,63 @@
+"""The arithmetic of runs and updates, shared by the cluster and the local loop so both report
+the same numbers for the same runs."""
+
+from __future__ import annotations
+
+from langmerge.operator.api.adapter import LanguageAdapter, RunRecord
+from langmerge.operator.api.common import RunResult, Totals
+from langmerge.operator.api.merged import UpdateRecord
+from langmerge.operator.planner import retrained_since
+
+
+def record_totals(totals: Totals | None, run: RunRecord) -> Totals:
+    totals = totals or Totals()
+    return Totals(
+        runs=totals.runs + 1,
+        succeeded=totals.succeeded + (run.result == RunResult.SUCCEEDED),
+        failed=totals.failed + (run.result == RunResult.FAILED),
+        gpu_seconds=round(totals.gpu_seconds + (run.gpu_seconds or 0.0), 3),
+        cost_usd=round(totals.cost_usd + (run.cost_usd or 0.0), 6),
+    )
+
+
+def update_record(
+    previous: dict[str, str] | None,
+    inputs: dict[str, str],
+    adapters: list[LanguageAdapter],
+    merge_run: RunRecord,
+) -> UpdateRecord:
+    """What this update cost (retrained adapters + the merge) against retraining every
+    language together (estimated from the adapters' measured training runs).
+
+    previous: adapter name -> fingerprint of the last merged artifact (None before the first);
+    inputs: the same for this merge."""
+    retrained = retrained_since(previous, inputs)
+    runs = {
+        a.metadata.name: a.status.last_run
+        for a in adapters
+        if a.status
+        and a.status.last_run
+        and a.status.last_run.fingerprint == inputs.get(a.metadata.name)
+    }
+    train_seconds = sum(runs[n].gpu_seconds or 0.0 for n in retrained if n in runs)
+    train_cost = sum(runs[n].cost_usd or 0.0 for n in retrained if n in runs)
+    full_estimate = (
+        sum(r.cost_usd or 0.0 for r in runs.values()) if len(runs) == len(inputs) else None
+    )
+    cost = train_cost + (merge_run.cost_usd or 0.0)
+    if previous is None:
+        trigger = "initial merge"
+    elif retrained:
+        trigger = "adapters: " + ", ".join(retrained)
+    else:
+        trigger = "merge settings"
+    savings = 1 - cost / full_estimate if full_estimate else None
+    return UpdateRecord(
+        trigger=trigger,
+        retrained_adapters=retrained,
+        gpu_seconds=round(train_seconds + (merge_run.gpu_seconds or 0.0), 3),
+        cost_usd=round(cost, 6),
+        full_retrain_estimate_usd=round(full_estimate, 6) if full_estimate is not None else None,
+        savings_ratio=round(savings, 4) if savings is not None else None,
+        finished_at=merge_run.finished_at,
+    )

@@ -1,0 +1,630 @@
+"""The embedded default: `langmerge up -f DIR` runs the whole loop on this machine.
+
+The same manifests (validated by the same models), the same planner, the same command lines
+(run as subprocesses instead of Jobs) and the same accounting as the cluster. State lives in
+a folder (default .langmerge/): statuses in the CRDs' own shape, artifacts, logs, and the
+measured phases that the report's research table is built from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from langmerge.operator.accounting import record_totals, update_record
+from langmerge.operator.api.adapter import (
+    AdapterArtifact,
+    LanguageAdapter,
+    LanguageAdapterStatus,
+    RunRecord,
+)
+from langmerge.operator.api.common import ActiveJob, RunResult
+from langmerge.operator.api.merged import (
+    EvaluationResult,
+    GateResult,
+    MergedArtifact,
+    MergedModel,
+    MergedModelStatus,
+)
+from langmerge.operator.conditions import now, set_condition
+from langmerge.operator.cost import DEFAULT_PRICES, cost_usd
+from langmerge.operator.jobs import merge_args, training_args
+from langmerge.operator.metrics import Metrics
+from langmerge.operator.planner import Action, MergePlan, plan_merge, plan_training
+from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSummary, parse_summary
+
+# Locally the "images" are this installation's commands; they enter fingerprints as such.
+LOCAL_TRAINER = "local:langmerge-train"
+LOCAL_MERGER = "local:langmerge-merge"
+NAMESPACE = "local"
+KINDS: dict[str, type[LanguageAdapter] | type[MergedModel]] = {
+    "LanguageAdapter": LanguageAdapter,
+    "MergedModel": MergedModel,
+}
+
+
+def command(name: str) -> str:
+    """A langmerge command from this environment (beside the running Python), else PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(
+            f"{name} is not installed here; install the trainer and merger (uv sync)"
+        )
+    return found
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; the message names the object, the field and the fix."""
+
+
+def _describe(kind: str, name: str, source: Path, error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"])
+        got = f", got {item['input']!r}" if not isinstance(item.get("input"), dict | list) else ""
+        problems.append(f"{where}: {item['msg']}{got}")
+    return (
+        f"{kind} {name} ({source.name}): "
+        + "; ".join(problems)
+        + "; fix the manifest and run again"
+    )
+
+
+def load_manifests(directory: Path) -> tuple[list[LanguageAdapter], list[MergedModel]]:
+    """Every LanguageAdapter and MergedModel in the folder's YAML files (multi-document)."""
+    adapters: list[LanguageAdapter] = []
+    merged: list[MergedModel] = []
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    if not files:
+        raise ManifestError(f"{directory}: no .yaml manifests found")
+    for source in files:
+        try:
+            documents = [d for d in yaml.safe_load_all(source.read_text(encoding="utf-8")) if d]
+        except yaml.YAMLError as error:
+            raise ManifestError(f"{source}: not valid YAML ({error})") from error
+        for raw in documents:
+            kind = raw.get("kind")
+            if kind not in KINDS:
+                continue  # other objects (a Namespace, say) are the cluster's business
+            name = (raw.get("metadata") or {}).get("name", "<no name>")
+            document = {
+                **raw,
+                "metadata": {**raw.get("metadata", {}), "namespace": NAMESPACE},
+            }
+            try:
+                parsed = KINDS[kind].model_validate(document)
+            except ValidationError as error:
+                raise ManifestError(_describe(kind, name, source, error)) from error
+            (adapters if isinstance(parsed, LanguageAdapter) else merged).append(parsed)  # type: ignore[arg-type]
+    for group in (adapters, merged):
+        names = [r.metadata.name for r in group]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ManifestError(
+                f"{group[0].KIND} {duplicates[0]} is defined twice; names must be unique"
+            )
+    return adapters, merged
+
+
+class Phase(BaseModel):
+    """What one `langmerge up` ran, measured."""
+
+    started_at: str
+    trained: list[str] = []
+    train_seconds: float = 0.0
+    train_core_seconds: float = 0.0
+    train_cost_usd: float = 0.0
+    train_loop_seconds: float = 0.0  # inside the training loops: what grows with the model
+    merges: dict[str, dict[str, float]] = {}  # merged model -> wall, core-seconds, cost
+    combined: dict[str, dict[str, float]] = {}  # task -> wall, core-seconds, cost of COMB
+
+
+class State(BaseModel):
+    adapters: dict[str, dict[str, Any]] = {}
+    merged: dict[str, dict[str, Any]] = {}
+    combined: dict[str, dict[str, Any]] = {}  # task -> {fingerprint, uri}
+    evaluation: dict[str, dict[str, Any]] = {}  # task -> model -> language -> metrics
+    phases: list[Phase] = []
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        return cls.model_validate_json(path.read_text()) if path.exists() else cls()
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        partial.write_text(self.model_dump_json(indent=2))
+        os.replace(partial, path)  # a kill never leaves a half-written state
+
+
+@dataclass
+class Execution:
+    ok: bool
+    seconds: float
+    summary: RunSummary | None
+    reason: str
+    log: Path
+
+
+@dataclass
+class LocalRunner:
+    directory: Path
+    state_dir: Path
+    compare_combined: bool = False
+    metrics: Metrics | None = None
+    out: Any = field(default=sys.stdout)
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def __post_init__(self) -> None:
+        self.state_path = self.state_dir / "state.json"
+        self.state = State.load(self.state_path)
+        self.price = DEFAULT_PRICES.price(None, 0)
+        self.interactive = bool(getattr(self.out, "isatty", lambda: False)())
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def _path(self, uri: str) -> str:
+        """Manifest paths are relative to the manifest folder."""
+        if "://" in uri or Path(uri).is_absolute():
+            return uri
+        return str((self.directory / uri).resolve())
+
+    def _artifact(self, name: str, fingerprint: str) -> str:
+        return str((self.state_dir / "artifacts" / name / fingerprint).resolve())
+
+    def _execute(self, label: str, command_line: list[str], model: type[RunSummary]) -> Execution:
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{label}.log"
+        summary_file = logs / f"{label}.summary.json"
+        summary_file.unlink(missing_ok=True)
+        started = time.monotonic()
+        with log.open("w") as stderr:
+            process = subprocess.Popen(
+                [command(command_line[0]), *command_line[1:], "--summary-file", str(summary_file)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+            assert process.stdout is not None
+            for line in process.stdout:  # the trainer's JSON progress lines
+                if line.startswith('{"step"') and self.interactive:
+                    step = json.loads(line)
+                    print(
+                        f"\r  {label}: step {step['step']}/{step['totalSteps']} "
+                        f"loss {step['loss']:.4f}",
+                        end="",
+                        file=self.out,
+                        flush=True,
+                    )
+            process.wait()
+        seconds = time.monotonic() - started
+        if self.interactive:
+            print("\r" + " " * 72 + "\r", end="", file=self.out)
+        summary = parse_summary(summary_file.read_text() if summary_file.exists() else None, model)
+        ok = process.returncode == 0 and summary is not None and summary.result == "Succeeded"
+        reason = (
+            ""
+            if ok
+            else (
+                summary.reason
+                if summary and summary.reason
+                else f"exit code {process.returncode}; see {log}"
+            )
+        )
+        return Execution(ok, seconds, summary, reason or "", log)
+
+    def _record(self, job: str, fingerprint: str, execution: Execution) -> RunRecord:
+        core_seconds = execution.seconds * self.cores  # CPU runs are priced per core-hour
+        finished = now()
+        return RunRecord(
+            job=job,
+            fingerprint=fingerprint,
+            result=RunResult.SUCCEEDED if execution.ok else RunResult.FAILED,
+            started_at=finished.fromtimestamp(
+                finished.timestamp() - execution.seconds, finished.tzinfo
+            ),
+            finished_at=finished,
+            gpu_seconds=round(core_seconds, 3),
+            cost_usd=round(cost_usd(core_seconds, self.price), 6),
+            reason=execution.reason or None,
+            summary=execution.summary.model_dump(exclude_none=True) if execution.summary else None,
+        )
+
+    # --- adapters -----------------------------------------------------------------------------
+    def _with_status(self, adapter: LanguageAdapter) -> LanguageAdapter:
+        status = self.state.adapters.get(adapter.metadata.name)
+        return adapter.model_copy(
+            update={"status": LanguageAdapterStatus.model_validate(status) if status else None}
+        )
+
+    def train(self, adapter: LanguageAdapter, phase: Phase) -> None:
+        plan = plan_training(adapter, LOCAL_TRAINER)
+        status = adapter.status or LanguageAdapterStatus()
+        if plan.action == Action.RUN:
+            spec = adapter.spec.model_copy(deep=True)
+            spec.dataset.uri = self._path(spec.dataset.uri)
+            if spec.dataset.eval_uri:
+                spec.dataset.eval_uri = self._path(spec.dataset.eval_uri)
+            if spec.base_model.uri:
+                spec.base_model.uri = self._path(spec.base_model.uri)
+            output = self._artifact(adapter.metadata.name, plan.fingerprint)
+            checkpoints = str(self.state_dir / "checkpoints" / plan.job)
+            status.active_job = ActiveJob(
+                name=plan.job, fingerprint=plan.fingerprint, created_at=now()
+            )
+            self.say(f"  train {adapter.metadata.name} ({adapter.spec.language}) ...")
+            execution = self._execute(
+                plan.job,
+                [
+                    "langmerge-train",
+                    *training_args(spec, output, checkpoints, plan.fingerprint, None),
+                ],
+                TrainingSummary,
+            )
+            run = self._record(plan.job, plan.fingerprint, execution)
+            status.active_job = None
+            status.last_run = run
+            status.totals = record_totals(status.totals, run)
+            status.recorded_jobs = [*(status.recorded_jobs or []), plan.job][-20:]
+            if execution.ok and execution.summary and execution.summary.output:
+                status.artifact = AdapterArtifact(
+                    uri=execution.summary.output.uri,
+                    sha256=execution.summary.output.sha256,
+                    fingerprint=plan.fingerprint,
+                    trained_at=run.finished_at,
+                )
+                phase.trained.append(adapter.metadata.name)
+                phase.train_seconds += execution.seconds
+                phase.train_core_seconds += run.gpu_seconds or 0.0
+                phase.train_cost_usd += run.cost_usd or 0.0
+                phase.train_loop_seconds += float(
+                    getattr(execution.summary, "trainSeconds", 0.0) or 0.0
+                )
+                self.say(f"  trained {adapter.metadata.name} in {execution.seconds:.1f}s")
+            else:
+                self.say(f"  FAILED {adapter.metadata.name}: {execution.reason}")
+            if self.metrics:
+                self.metrics.record_run(adapter, "train", run)
+        adapter = adapter.model_copy(update={"status": status})
+        plan = plan_training(adapter, LOCAL_TRAINER)
+        generation = adapter.metadata.generation
+        conditions = set_condition(
+            status.conditions or [],
+            "Ready",
+            plan.action == Action.NONE,
+            plan.reason,
+            plan.message,
+            generation,
+        )
+        conditions = set_condition(conditions, "Training", False, "Idle", "", generation)
+        conditions = set_condition(
+            conditions,
+            "Failed",
+            plan.action == Action.FAILED,
+            plan.reason if plan.action == Action.FAILED else "NoFailure",
+            plan.message if plan.action == Action.FAILED else "",
+            generation,
+        )
+        status.conditions, status.fingerprint = conditions, plan.fingerprint
+        self.state.adapters[adapter.metadata.name] = status.to_wire()
+        self.state.save(self.state_path)
+
+    # --- the combined baseline (COMB) ------------------------------------------------------------
+    def train_combined(self, task: str, adapters: list[LanguageAdapter], phase: Phase) -> None:
+        members = sorted(
+            (a for a in adapters if a.spec.task == task), key=lambda a: a.spec.language
+        )
+        fingerprints = [plan_training(a, LOCAL_TRAINER).fingerprint for a in members]
+        fingerprint = hashlib.sha256(json.dumps(fingerprints).encode()).hexdigest()[:20]
+        if self.state.combined.get(task, {}).get("fingerprint") == fingerprint:
+            return
+        first = members[0].spec.model_copy(deep=True)
+        first.dataset.uri = self._path(first.dataset.uri)
+        first.dataset.eval_uri = None
+        args = training_args(
+            first,
+            self._artifact(f"{task}-combined", fingerprint),
+            str(self.state_dir / "checkpoints" / f"{task}-combined-{fingerprint[:10]}"),
+            fingerprint,
+            None,
+        )
+        for other in members[1:]:  # one adapter on every language's data: the COMB baseline
+            args += [
+                "--dataset",
+                self._path(other.spec.dataset.uri),
+                "--language",
+                other.spec.language,
+            ]
+        self.say(f"  train the combined baseline for {task} ({len(members)} languages) ...")
+        execution = self._execute(
+            f"{task}-combined-{fingerprint[:10]}", ["langmerge-train", *args], TrainingSummary
+        )
+        if not execution.ok or not execution.summary or not execution.summary.output:
+            self.say(f"  FAILED combined baseline: {execution.reason}")
+            return
+        core_seconds = execution.seconds * self.cores
+        phase.combined[task] = {
+            "seconds": execution.seconds,
+            "core_seconds": core_seconds,
+            "cost_usd": cost_usd(core_seconds, self.price),
+            "loop_seconds": float(getattr(execution.summary, "trainSeconds", 0.0) or 0.0),
+        }
+        self.state.combined[task] = {
+            "fingerprint": fingerprint,
+            "uri": execution.summary.output.uri,
+        }
+        self.state.save(self.state_path)
+        self.say(f"  trained the combined baseline in {execution.seconds:.1f}s")
+
+    # --- merges -------------------------------------------------------------------------------
+    def merge(
+        self, merged: MergedModel, adapters: list[LanguageAdapter], phase: Phase
+    ) -> tuple[MergePlan, Any]:
+        """Runs the merge when needed; returns the plan and the candidate output (or None)."""
+        stored = self.state.merged.get(merged.metadata.name)
+        merged = merged.model_copy(
+            update={"status": MergedModelStatus.model_validate(stored) if stored else None}
+        )
+        plan = plan_merge(merged, adapters, LOCAL_TRAINER, LOCAL_MERGER)
+        if plan.action != Action.RUN:
+            return plan, None
+        output = self._artifact(merged.metadata.name, plan.fingerprint)
+        self.say(
+            f"  merge {merged.metadata.name} ({merged.spec.method}, "
+            f"{len(plan.inputs)} adapters) ..."
+        )
+        execution = self._execute(
+            plan.job,
+            ["langmerge-merge", *merge_args(merged.spec, plan, output, None, "cpu")],
+            MergeSummary,
+        )
+        run = self._record(plan.job, plan.fingerprint, execution)
+        phase.merges[merged.metadata.name] = {
+            "seconds": execution.seconds,
+            "core_seconds": run.gpu_seconds or 0.0,
+            "cost_usd": run.cost_usd or 0.0,
+            "loop_seconds": float(execution.summary.wallSeconds or 0.0)
+            if execution.summary
+            else 0.0,
+        }
+        return plan, (execution, run)
+
+    def promote(
+        self,
+        merged: MergedModel,
+        adapters: list[LanguageAdapter],
+        plan: MergePlan,
+        result: Any,
+        gate: GateResult | None,
+        scores: dict[str, dict[str, float]] | None,
+    ) -> None:
+        stored = self.state.merged.get(merged.metadata.name)
+        status = MergedModelStatus.model_validate(stored) if stored else MergedModelStatus()
+        if result is not None:
+            execution, run = result
+            if execution.ok and gate is not None and not gate.passed:
+                run = run.model_copy(
+                    update={"result": RunResult.FAILED, "reason": f"evaluation gate: {gate.reason}"}
+                )
+            status.last_run = run
+            status.totals = record_totals(status.totals, run)
+            status.recorded_jobs = [*(status.recorded_jobs or []), plan.job][-20:]
+            if run.result == RunResult.SUCCEEDED:
+                inputs = {i.name: i.fingerprint for i in plan.inputs}
+                previous = status.artifact.adapter_fingerprints if status.artifact else None
+                update = update_record(previous, inputs, adapters, run)
+                status.artifact = MergedArtifact(
+                    uri=execution.summary.output.uri,
+                    sha256=execution.summary.output.sha256,
+                    fingerprint=plan.fingerprint,
+                    adapter_fingerprints=inputs,
+                    merged_at=run.finished_at,
+                )
+                status.last_update = update
+                status.update_history = [*(status.update_history or []), update][-20:]
+                if self.metrics:
+                    self.metrics.record_update(merged, update)
+            else:
+                self.say(f"  NOT PROMOTED {merged.metadata.name}: {run.reason}")
+            if self.metrics:
+                self.metrics.record_run(merged, "merge", run)
+        if scores is not None:
+            status.evaluation = EvaluationResult(per_language=scores, gate=gate)
+        final = plan_merge(
+            merged.model_copy(update={"status": status}), adapters, LOCAL_TRAINER, LOCAL_MERGER
+        )
+        generation = merged.metadata.generation
+        conditions = set_condition(
+            status.conditions or [],
+            "Ready",
+            final.action == Action.NONE,
+            final.reason,
+            final.message,
+            generation,
+        )
+        conditions = set_condition(
+            conditions,
+            "AdaptersReady",
+            final.adapters_ready,
+            "AllAdaptersReady" if final.adapters_ready else final.reason,
+            "" if final.adapters_ready else final.message,
+            generation,
+        )
+        failed = final.action in (Action.FAILED, Action.BLOCKED)
+        conditions = set_condition(
+            conditions,
+            "Failed",
+            failed,
+            final.reason if failed else "NoFailure",
+            final.message if failed else "",
+            generation,
+        )
+        status.conditions = conditions
+        if final.fingerprint:
+            status.fingerprint = final.fingerprint
+        self.state.merged[merged.metadata.name] = status.to_wire()
+        self.state.save(self.state_path)
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def evaluate(
+        self, task: str, adapters: list[LanguageAdapter], candidates: dict[str, str]
+    ) -> dict[str, Any]:
+        """INDV adapters, COMB and merged models on every language's held-out split."""
+        members = [a for a in adapters if a.spec.task == task and a.spec.dataset.eval_uri]
+        if not members:
+            return {}
+        models = {}
+        for adapter in members:
+            artifact = adapter.status.artifact if adapter.status else None
+            if artifact:
+                models[f"INDV {adapter.spec.language}"] = artifact.uri
+        if task in self.state.combined:
+            models["COMB"] = self.state.combined[task]["uri"]
+        models.update(candidates)
+        base = members[0].spec.base_model
+        args = [
+            "langmerge-eval",
+            "--base-model",
+            self._path(base.uri) if base.uri else base.name,
+            "--output",
+            str(self.state_dir / f"evaluation-{task}.json"),
+        ]
+        for name, uri in models.items():
+            args += ["--model", f"{name}={uri}"]
+        for adapter in members:
+            assert adapter.spec.dataset.eval_uri is not None
+            args += [
+                "--dataset",
+                f"{adapter.spec.language}={self._path(adapter.spec.dataset.eval_uri)}",
+            ]
+        self.say(f"  evaluate {len(models)} models on {len(members)} languages ...")
+        execution = self._execute(f"evaluate-{task}", args, RunSummary)
+        if not execution.ok:
+            self.say(f"  FAILED evaluation: {execution.reason}")
+            return {}
+        report: dict[str, Any] = json.loads(
+            (self.state_dir / f"evaluation-{task}.json").read_text()
+        )
+        self.state.evaluation[task] = report
+        return report
+
+
+def gate_verdict(
+    merged: MergedModel,
+    scores: dict[str, dict[str, float]],
+    individual: dict[str, dict[str, float]],
+) -> GateResult | None:
+    """Every language within maxRelativeDrop of its individual adapter on the first metric."""
+    evaluation = merged.spec.evaluation
+    if evaluation is None or evaluation.gate is None:
+        return None
+    metric = (evaluation.metrics or ["f1"])[0]
+    limit = evaluation.gate.max_relative_drop
+    for language, values in sorted(scores.items()):
+        baseline = individual.get(language, {}).get(metric)
+        if baseline is None or baseline <= 0:
+            continue
+        value = values.get(metric, 0.0)
+        # a relative worsening: lower loss is better, higher everything else
+        drop = (value - baseline) / baseline if metric == "loss" else (baseline - value) / baseline
+        if drop > limit:
+            return GateResult(
+                passed=False,
+                reason=(
+                    f"{language} {metric} {value:.3f} is {drop:.0%} worse than its individual "
+                    f"adapter's {baseline:.3f} (at most {limit:.0%} allowed)"
+                ),
+            )
+    return GateResult(passed=True)
+
+
+def up(
+    directory: Path,
+    state_dir: Path,
+    compare_combined: bool = False,
+    metrics: Metrics | None = None,
+    out: Any = sys.stdout,
+) -> int:
+    """One pass of the loop: train what changed, merge what is stale, evaluate, report."""
+    from langmerge.operator.report import render_report
+
+    adapters, merged = load_manifests(directory)
+    runner = LocalRunner(directory.resolve(), state_dir, compare_combined, metrics, out)
+    phase = Phase(started_at=now().isoformat())
+    adapters = [runner._with_status(a) for a in adapters]
+    pending = [
+        a.metadata.name for a in adapters if plan_training(a, LOCAL_TRAINER).action == Action.RUN
+    ]
+    runner.say(
+        f"langmerge up: {len(adapters)} adapters, {len(merged)} merged models; "
+        f"to train: {', '.join(pending) or 'nothing'}"
+    )
+    for adapter in sorted(adapters, key=lambda a: a.metadata.name):
+        runner.train(adapter, phase)
+    adapters = [runner._with_status(a) for a in adapters]
+    tasks = sorted({m.spec.task for m in merged})
+    if compare_combined:
+        for task in tasks:
+            runner.train_combined(task, adapters, phase)
+    results = {m.metadata.name: runner.merge(m, adapters, phase) for m in merged}
+    for task in tasks:
+        models = [m for m in merged if m.spec.task == task]
+        candidates: dict[str, str] = {}
+        for model in models:
+            plan, result = results[model.metadata.name]
+            stored = runner.state.merged.get(model.metadata.name) or {}
+            if result is not None and result[0].ok:
+                candidates[model.metadata.name] = result[0].summary.output.uri
+            elif stored.get("artifact"):
+                candidates[model.metadata.name] = stored["artifact"]["uri"]
+        wanted = compare_combined or any(m.spec.evaluation for m in models)
+        ran = (
+            bool(phase.trained or phase.merges or phase.combined)
+            or task not in runner.state.evaluation
+        )
+        report = (
+            runner.evaluate(task, adapters, candidates)
+            if wanted and ran
+            else runner.state.evaluation.get(task, {})
+        )
+        individual = {
+            name.split(" ", 1)[1]: scores.get(name.split(" ", 1)[1], {})
+            for name, scores in report.items()
+            if name.startswith("INDV ")
+        }
+        for model in models:
+            plan, result = results[model.metadata.name]
+            scores = report.get(model.metadata.name)
+            gate = (
+                gate_verdict(model, scores, individual) if scores and result is not None else None
+            )
+            runner.promote(model, adapters, plan, result, gate, scores)
+    if phase.trained or phase.merges or phase.combined:
+        runner.state.phases.append(phase)
+        runner.state.save(runner.state_path)
+    text = render_report(runner.state, adapters, merged, len(adapters))
+    (state_dir / "report.md").write_text(text)
+    runner.say(text)
+    failed = [
+        n
+        for n, s in runner.state.adapters.items()
+        if any(c["type"] == "Failed" and c["status"] == "True" for c in s.get("conditions", []))
+    ]
+    return 1 if failed else 0
