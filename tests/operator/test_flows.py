@@ -414,3 +414,7 @@ def test_restart_adopts_running_jobs_instead_of_twinning_them(
     finish_job(cluster.api, cluster.ns, merging, summary=success_summary("/artifacts/m"))
     cluster.wait_condition("MergedModel", "sentiment", "Ready")
     assert cluster.get("MergedModel", "sentiment")["status"]["totals"]["runs"] == 1
+
+
+def test_the_liveness_endpoint_answers(operator: OperatorProcess) -> None:
+    assert eventually(lambda: operator.healthz() == 200, what="kopf's liveness endpoint")

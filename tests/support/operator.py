@@ -38,6 +38,7 @@ class OperatorProcess:
         self.plane, self.workdir = plane, workdir
         self.kubeconfig = kubeconfig or plane.kubeconfig
         self.metrics_port = free_port()
+        self.liveness_port = free_port()
         self.env = {
             **os.environ,
             **IMAGES,
@@ -57,7 +58,14 @@ class OperatorProcess:
         with self.log.open("ab") as out:
             out.write(f"\n--- start {self.starts} ---\n".encode())
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "langmerge.operator.cli", "operator"],
+                [
+                    sys.executable,
+                    "-m",
+                    "langmerge.operator.cli",
+                    "operator",
+                    "--liveness",
+                    f"http://127.0.0.1:{self.liveness_port}/healthz",
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
@@ -77,6 +85,12 @@ class OperatorProcess:
                 return True
         except OSError:
             return False
+
+    def healthz(self) -> int:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.liveness_port}/healthz", timeout=5
+        ) as reply:
+            return int(reply.status)
 
     def metrics(self) -> str:
         with urllib.request.urlopen(

@@ -25,12 +25,14 @@ def update_record(
     inputs: dict[str, str],
     adapters: list[LanguageAdapter],
     merge_run: RunRecord,
+    combined_cost_usd: float | None = None,
 ) -> UpdateRecord:
     """What this update cost (retrained adapters + the merge) against retraining every
     language together (estimated from the adapters' measured training runs).
 
     previous: adapter name -> fingerprint of the last merged artifact (None before the first);
-    inputs: the same for this merge."""
+    inputs: the same for this merge; combined_cost_usd: a measured run of the combined model on
+    the same data, preferred to the estimate from the adapters' runs where one exists."""
     retrained = retrained_since(previous, inputs)
     runs = {
         a.metadata.name: a.status.last_run
@@ -41,9 +43,11 @@ def update_record(
     }
     train_seconds = sum(runs[n].gpu_seconds or 0.0 for n in retrained if n in runs)
     train_cost = sum(runs[n].cost_usd or 0.0 for n in retrained if n in runs)
-    full_estimate = (
+    full_estimate: float | None = (
         sum(r.cost_usd or 0.0 for r in runs.values()) if len(runs) == len(inputs) else None
     )
+    if combined_cost_usd is not None:
+        full_estimate = combined_cost_usd
     cost = train_cost + (merge_run.cost_usd or 0.0)
     if previous is None:
         trigger = "initial merge"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -83,6 +84,9 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     stop = threading.Event()
     _state["stop"] = stop
     threading.Thread(target=_resync, args=(stop,), name="resync", daemon=True).start()
+    changes = AdapterChanges()
+    _state["changes"] = changes
+    threading.Thread(target=changes.run, args=(stop,), name="adapter-changes", daemon=True).start()
     log.info(
         "langmerge operator started: trainer %s, merger %s, storage %s",
         operator_config.trainer_image,
@@ -97,17 +101,39 @@ def cleanup(**_: Any) -> None:
         _state["stop"].set()
 
 
-def _merged_after_adapter(namespace: str, adapter: str) -> None:
-    rec = reconciler()
-    for name in rec.merged_selecting(namespace, adapter):
-        _safely(MERGED, partial(rec.merged, namespace, name))
+class AdapterChanges:
+    """Adapter events, coalesced: a burst of them (a GitOps sync of 200 adapters, the status
+    patches that follow) reconciles each concerned MergedModel once per batch, not once per
+    event, so the merges never starve the adapters' own reconciles."""
+
+    def __init__(self, settle_seconds: float = 0.3) -> None:
+        self.settle = settle_seconds
+        self.pending: defaultdict[str, set[str]] = defaultdict(set)
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+
+    def add(self, namespace: str, adapter: str) -> None:
+        with self.lock:
+            self.pending[namespace].add(adapter)
+        self.wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if not self.wake.wait(timeout=1.0):
+                continue
+            time.sleep(self.settle)  # let the burst arrive
+            with self.lock:
+                batch, self.pending = self.pending, defaultdict(set)
+                self.wake.clear()
+            for namespace, changed in batch.items():
+                _safely(MERGED, partial(reconciler().merged_after_adapters, namespace, changed))
 
 
 @kopf.on.event(GROUP, VERSION, ADAPTERS)
 def adapter_event(name: str, namespace: str | None, **_: Any) -> None:
     assert namespace is not None  # namespaced resource
     _safely(ADAPTERS, partial(reconciler().adapter, namespace, name))
-    _safely(MERGED, partial(_merged_after_adapter, namespace, name))
+    _state["changes"].add(namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, MERGED)

@@ -174,6 +174,7 @@ class LocalRunner:
         self.state = State.load(self.state_path)
         self.price = DEFAULT_PRICES.price(None, 0)
         self.interactive = bool(getattr(self.out, "isatty", lambda: False)())
+        self.combined_cost: dict[str, float] = {}  # task -> measured COMB cost on today's data
 
     # --- plumbing ---------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -366,6 +367,7 @@ class LocalRunner:
             "cost_usd": cost_usd(core_seconds, self.price),
             "loop_seconds": float(getattr(execution.summary, "trainSeconds", 0.0) or 0.0),
         }
+        self.combined_cost[task] = phase.combined[task]["cost_usd"]
         self.state.combined[task] = {
             "fingerprint": fingerprint,
             "uri": execution.summary.output.uri,
@@ -429,7 +431,9 @@ class LocalRunner:
             if run.result == RunResult.SUCCEEDED:
                 inputs = {i.name: i.fingerprint for i in plan.inputs}
                 previous = status.artifact.adapter_fingerprints if status.artifact else None
-                update = update_record(previous, inputs, adapters, run)
+                update = update_record(
+                    previous, inputs, adapters, run, self.combined_cost.get(merged.spec.task)
+                )
                 status.artifact = MergedArtifact(
                     uri=execution.summary.output.uri,
                     sha256=execution.summary.output.sha256,

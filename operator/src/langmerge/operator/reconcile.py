@@ -248,13 +248,28 @@ class Reconciler:
             ]
             self._merged(body, adapters)
 
-    def merged_selecting(self, namespace: str, adapter_name: str) -> list[str]:
-        adapter = self.kube.get(ADAPTERS, namespace, adapter_name)
-        models = [MergedModel.model_validate(m) for m in self.kube.list_objects(MERGED, namespace)]
-        if adapter is None:  # deleted: every model that named it must notice
-            return [m.metadata.name for m in models]
-        parsed = LanguageAdapter.model_validate(adapter)
-        return [m.metadata.name for m in models if selects(m, parsed)]
+    def merged_after_adapters(self, namespace: str, changed: set[str]) -> None:
+        """Reconciles the MergedModels of a namespace that select any of the changed adapters
+        (or named them, if they were deleted), listing the namespace once for all of them."""
+        adapters = [
+            LanguageAdapter.model_validate(a) for a in self.kube.list_objects(ADAPTERS, namespace)
+        ]
+        present = {a.metadata.name: a for a in adapters}
+        for body in self.kube.list_objects(MERGED, namespace):
+            model = MergedModel.model_validate(body)
+            names = set(model.spec.adapters.names or [])
+            concerned = any(
+                (name in present and selects(model, present[name]))
+                or name in names
+                or name not in present
+                for name in changed
+            )
+            if not concerned:
+                continue
+            with self._lock(f"{MERGED}/{namespace}/{model.metadata.name}"):
+                fresh = self.kube.get(MERGED, namespace, model.metadata.name)
+                if fresh is not None:
+                    self._merged(fresh, adapters)
 
     def _merged(self, body: Body, adapters: list[LanguageAdapter]) -> None:
         merged = MergedModel.model_validate(body)

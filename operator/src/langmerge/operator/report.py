@@ -31,7 +31,9 @@ def _ready(status: dict[str, Any]) -> str:
 
 
 def _ratio(part: float, whole: float) -> str:
-    return f"{(1 - part / whole) * 100:+.1f} %".replace("+", "-", 1) if whole else "-"
+    """The change from the combined model to the merged one, as the research prints it
+    (-35.3 % = the merged model needs 35.3 % less)."""
+    return f"{(part / whole - 1) * 100:+.1f} %" if whole else "-"
 
 
 def _research_table(state: Any, adapter_count: int) -> str:
