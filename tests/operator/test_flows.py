@@ -418,3 +418,54 @@ def test_restart_adopts_running_jobs_instead_of_twinning_them(
 
 def test_the_liveness_endpoint_answers(operator: OperatorProcess) -> None:
     assert eventually(lambda: operator.healthz() == 200, what="kopf's liveness endpoint")
+
+
+def test_a_merge_that_fails_its_evaluation_gate_keeps_the_last_good_model(cluster: Cluster) -> None:
+    for language in ("de", "fr"):
+        cluster.apply(adapter_manifest(language))
+        cluster.train(f"sentiment-{language}")
+    gated = merged_manifest(
+        adapters={"names": ["sentiment-de", "sentiment-fr"]},
+        evaluation={
+            "datasets": {"de": "/artifacts/eval/de.jsonl", "fr": "/artifacts/eval/fr.jsonl"},
+            "metrics": ["f1"],
+            "gate": {"against": "individual", "maxRelativeDrop": 0.1},
+        },
+    )
+    cluster.apply(gated)
+    first = cluster.job("sentiment")
+    command = (
+        cluster.batch.read_namespaced_job(first, cluster.ns)
+        .spec.template.spec.containers[0]
+        .command
+    )
+    assert "--evaluate" in command and "de=/artifacts/eval/de.jsonl" in command
+    assert command[command.index("--gate-max-drop") + 1] == "0.1"
+    finish_job(cluster.api, cluster.ns, first, summary=success_summary("/artifacts/good"))
+    cluster.wait_condition("MergedModel", "sentiment", "Ready")
+
+    cluster.apply(adapter_manifest("de", revision="v2"))
+    cluster.train("sentiment-de", count=2)
+    second = cluster.job("sentiment", count=2)
+    verdict = "de f1 0.400 is 50% worse than its individual adapter's 0.800 (at most 10% allowed)"
+    reason = f"evaluation gate: {verdict}"
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        second,
+        succeed=False,
+        summary={
+            "result": "Failed",
+            "reason": reason,
+            "evaluation": {
+                "perLanguage": {"de": {"f1": 0.4}, "fr": {"f1": 0.6}},
+                "gate": {"passed": False, "reason": verdict},
+            },
+        },
+    )
+    failed = cluster.wait_condition("MergedModel", "sentiment", "Failed")
+    assert "evaluation gate" in failed["message"]
+    status = cluster.get("MergedModel", "sentiment")["status"]
+    assert status["artifact"]["uri"] == "/artifacts/good"  # still serving the last good merge
+    assert status["evaluation"]["gate"]["passed"] is False
+    assert status["evaluation"]["perLanguage"]["de"]["f1"] == 0.4

@@ -26,6 +26,49 @@ class UsageError(ValueError):
     """A flag value that cannot work; the message names the flag and the fix."""
 
 
+class GateFailedError(ValueError):
+    """The merge worked but failed its evaluation gate: nothing is published."""
+
+    def __init__(self, evaluation: dict[str, Any]) -> None:
+        super().__init__(f"evaluation gate: {evaluation['gate']['reason']}")
+        self.evaluation = evaluation
+
+
+def _evaluate(
+    args: argparse.Namespace, adapters: list[LoraAdapter], staged: Path, scratch: Path
+) -> dict[str, Any]:
+    """Scores of the merged model per language, and the gate's verdict against the
+    individual adapters (each on its own language) or the current merged model."""
+    from langmerge.common import builtin
+    from langmerge.merger import evaluate
+
+    base = (
+        builtin.path()
+        if args.base_model == builtin.NAME
+        else storage.fetch_dir(args.base_model, scratch)
+    )
+    datasets = {}
+    for pair in args.evaluate:
+        language, _, uri = pair.partition("=")
+        text = storage.fetch_file(uri, scratch).read_text(encoding="utf-8")
+        datasets[language] = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if args.gate_against == "current" and args.current:
+        baselines, own = {"current": storage.fetch_dir(args.current, scratch)}, False
+    else:
+        baselines, own = {a.language: a.path for a in adapters if a.language}, True
+    scores, reference = evaluate.evaluate_candidates(base, staged, datasets, baselines, own)
+    passed, reason = True, ""
+    if args.gate_max_drop is not None:
+        passed, reason = evaluate.gate(
+            scores, reference, args.gate_metric, args.gate_max_drop, args.gate_against
+        )
+    return {
+        "perLanguage": scores,
+        "baseline": reference,
+        "gate": {"passed": passed, "reason": reason or None},
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="langmerge-merge", description=__doc__)
     parser.add_argument(
@@ -78,6 +121,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifact-root", default=None, help="refuse local paths outside this folder"
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    gate = parser.add_argument_group("evaluation gate (needs --base-model)")
+    gate.add_argument(
+        "--evaluate",
+        action="append",
+        default=[],
+        metavar="LANG=URI",
+        help="held-out prompt/response JSONL per language; the result is not published "
+        "unless it passes the gate",
+    )
+    gate.add_argument("--gate-metric", default="f1", help="f1, accuracy, precision, recall or loss")
+    gate.add_argument(
+        "--gate-max-drop",
+        type=float,
+        default=None,
+        help="largest relative drop per language that is still published",
+    )
+    gate.add_argument("--gate-against", choices=["individual", "current"], default="individual")
+    gate.add_argument(
+        "--current",
+        default=None,
+        metavar="URI",
+        help="the current merged model (--gate-against current)",
+    )
     parser.add_argument(
         "--summary-file",
         type=Path,
@@ -118,6 +184,10 @@ def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
         raise UsageError(
             "--output-format full needs --base-model (the folder with the base weights)"
         )
+    if args.evaluate and not args.base_model:
+        raise UsageError("--evaluate needs --base-model to load the merged model for evaluation")
+    if args.gate_max_drop is not None and not 0 <= args.gate_max_drop <= 1:
+        raise UsageError(f"--gate-max-drop must be in [0, 1], got {args.gate_max_drop}")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but no CUDA device is visible")
     return MergeSettings(
@@ -178,7 +248,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "inputs": inputs,
                 "parameters": _parameters(settings),
             }
+            evaluation = _evaluate(args, adapters, staged, scratch) if args.evaluate else None
+            if evaluation is not None:
+                metadata["evaluation"] = evaluation
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
+            if evaluation is not None and not evaluation["gate"]["passed"]:
+                raise GateFailedError(evaluation)
             digest = storage.sha256_dir(staged)
             storage.publish_dir(staged, args.output)
         except BaseException:
@@ -194,6 +269,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "wallSeconds": round(time.monotonic() - started, 3),
         "peakRssBytes": peak_rss_bytes(),
         "device": args.device,
+        **({"evaluation": evaluation} if evaluation is not None else {}),
     }
 
 
@@ -213,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
+    except GateFailedError as failed:
+        print(f"langmerge-merge: {failed}", file=sys.stderr)
+        write_summary(
+            {"result": "Failed", "reason": str(failed), "evaluation": failed.evaluation},
+            args.summary_file,
+        )
+        return 1
     except (UsageError, AdapterError, storage.StorageError, ValueError, FileNotFoundError) as error:
         summary = {"result": "Failed", "reason": str(error)}
         print(f"langmerge-merge: {error}", file=sys.stderr)

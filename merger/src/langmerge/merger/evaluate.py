@@ -236,3 +236,58 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def worsening(metric: str, value: float, baseline: float) -> float:
+    """Relative worsening against a baseline: lower is better for loss, higher for the rest."""
+    if baseline <= 0:
+        return 0.0
+    return (value - baseline) / baseline if metric == "loss" else (baseline - value) / baseline
+
+
+def gate(
+    scores: dict[str, dict[str, float]],
+    baselines: dict[str, dict[str, float]],
+    metric: str,
+    max_drop: float,
+    against: str,
+) -> tuple[bool, str]:
+    """Every language within max_drop of its baseline on metric: (passed, reason)."""
+    for language, values in sorted(scores.items()):
+        baseline = baselines.get(language, {}).get(metric)
+        if baseline is None or metric not in values:
+            continue
+        drop = worsening(metric, values[metric], baseline)
+        if drop > max_drop:
+            who = "its individual adapter's" if against == "individual" else "the current model's"
+            return False, (
+                f"{language} {metric} {values[metric]:.3f} is {drop:.0%} worse than {who} "
+                f"{baseline:.3f} (at most {max_drop:.0%} allowed)"
+            )
+    return True, ""
+
+
+def evaluate_candidates(
+    base: Path,
+    candidate: Path,
+    datasets: dict[str, list[dict[str, str]]],
+    baselines: dict[str, Path],
+    own_language_only: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Scores of the candidate on every language, and of each baseline model (on its own
+    language when own_language_only, as individual adapters are)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = _load(base, candidate)
+    scores = {
+        lang: evaluate(model, tokenizer, records, "prompt", "response", False)
+        for lang, records in datasets.items()
+    }
+    reference: dict[str, Any] = {}
+    for key, path in baselines.items():
+        model = _load(base, path)
+        for lang, records in datasets.items():
+            if not own_language_only or lang == key:
+                reference[lang] = evaluate(model, tokenizer, records, "prompt", "response", False)
+    return scores, reference

@@ -3,9 +3,11 @@ the same numbers for the same runs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from langmerge.operator.api.adapter import LanguageAdapter, RunRecord
 from langmerge.operator.api.common import RunResult, Totals
-from langmerge.operator.api.merged import UpdateRecord
+from langmerge.operator.api.merged import EvaluationResult, GateResult, UpdateRecord
 from langmerge.operator.planner import retrained_since
 
 
@@ -64,4 +66,16 @@ def update_record(
         full_retrain_estimate_usd=round(full_estimate, 6) if full_estimate is not None else None,
         savings_ratio=round(savings, 4) if savings is not None else None,
         finished_at=merge_run.finished_at,
+    )
+
+
+def evaluation_result(summary: dict[str, Any] | None) -> EvaluationResult | None:
+    """The merger's per-language evaluation and gate verdict, from its run summary."""
+    evaluation = (summary or {}).get("evaluation")
+    if not evaluation:
+        return None
+    gate = evaluation.get("gate") or {}
+    return EvaluationResult(
+        per_language=evaluation.get("perLanguage"),
+        gate=GateResult(passed=bool(gate.get("passed", True)), reason=gate.get("reason")),
     )

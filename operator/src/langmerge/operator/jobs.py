@@ -274,7 +274,12 @@ def training_job(
 
 
 def merge_args(
-    spec: MergedModelSpec, plan: MergePlan, output: str, artifact_root: str | None, device: str
+    spec: MergedModelSpec,
+    plan: MergePlan,
+    output: str,
+    artifact_root: str | None,
+    device: str,
+    current: str | None = None,
 ) -> list[str]:
     """The langmerge-merge command line for a plan (the cluster's Job and the local loop)."""
     params = spec.parameters
@@ -304,8 +309,22 @@ def merge_args(
         args += ["--adapter", item.uri, "--adapter-sha256", item.sha256]
     if spec.output.rank:
         args += ["--rank", str(spec.output.rank)]
-    if spec.output.format == "full":
+    evaluation = spec.evaluation
+    if spec.output.format == "full" or (evaluation and evaluation.datasets):
         args += ["--base-model", spec.base_model.uri or spec.base_model.name]
+    if evaluation and evaluation.datasets:  # the merger evaluates; a failed gate publishes nothing
+        for language, uri in sorted(evaluation.datasets.items()):
+            args += ["--evaluate", f"{language}={uri}"]
+        args += ["--gate-metric", (evaluation.metrics or ["f1"])[0]]
+        if evaluation.gate is not None:
+            args += [
+                "--gate-max-drop",
+                str(evaluation.gate.max_relative_drop),
+                "--gate-against",
+                evaluation.gate.against,
+            ]
+            if evaluation.gate.against == "current" and current:
+                args += ["--current", current]
     if artifact_root is not None:
         args += ["--artifact-root", artifact_root]
     return args
@@ -315,7 +334,8 @@ def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> d
     spec = merged.spec
     out = spec.output.uri or artifact_uri(config, merged, plan.fingerprint)
     root = config.artifact_mount if config.storage == "pvc" else None
-    args = merge_args(spec, plan, out, root, "cuda" if spec.resources.gpus else "cpu")
+    current = merged.status.artifact.uri if merged.status and merged.status.artifact else None
+    args = merge_args(spec, plan, out, root, "cuda" if spec.resources.gpus else "cpu", current)
     job_labels = labels(merged, "merge", plan.fingerprint, spec.task, None)
     return _job(
         config,

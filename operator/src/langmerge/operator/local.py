@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from langmerge.operator.accounting import record_totals, update_record
+from langmerge.operator.accounting import evaluation_result, record_totals, update_record
 from langmerge.operator.api.adapter import (
     AdapterArtifact,
     LanguageAdapter,
@@ -31,8 +31,6 @@ from langmerge.operator.api.adapter import (
 )
 from langmerge.operator.api.common import ActiveJob, RunResult
 from langmerge.operator.api.merged import (
-    EvaluationResult,
-    GateResult,
     MergedArtifact,
     MergedModel,
     MergedModelStatus,
@@ -392,9 +390,17 @@ class LocalRunner:
             f"  merge {merged.metadata.name} ({merged.spec.method}, "
             f"{len(plan.inputs)} adapters) ..."
         )
+        spec = merged.spec.model_copy(deep=True)
+        if spec.evaluation and spec.evaluation.datasets:
+            spec.evaluation.datasets = {
+                k: self._path(v) for k, v in spec.evaluation.datasets.items()
+            }
+        if spec.base_model.uri:
+            spec.base_model.uri = self._path(spec.base_model.uri)
+        current = merged.status.artifact.uri if merged.status and merged.status.artifact else None
         execution = self._execute(
             plan.job,
-            ["langmerge-merge", *merge_args(merged.spec, plan, output, None, "cpu")],
+            ["langmerge-merge", *merge_args(spec, plan, output, None, "cpu", current)],
             MergeSummary,
         )
         run = self._record(plan.job, plan.fingerprint, execution)
@@ -414,17 +420,12 @@ class LocalRunner:
         adapters: list[LanguageAdapter],
         plan: MergePlan,
         result: Any,
-        gate: GateResult | None,
-        scores: dict[str, dict[str, float]] | None,
     ) -> None:
         stored = self.state.merged.get(merged.metadata.name)
         status = MergedModelStatus.model_validate(stored) if stored else MergedModelStatus()
         if result is not None:
             execution, run = result
-            if execution.ok and gate is not None and not gate.passed:
-                run = run.model_copy(
-                    update={"result": RunResult.FAILED, "reason": f"evaluation gate: {gate.reason}"}
-                )
+            status.evaluation = evaluation_result(run.summary) or status.evaluation
             status.last_run = run
             status.totals = record_totals(status.totals, run)
             status.recorded_jobs = [*(status.recorded_jobs or []), plan.job][-20:]
@@ -449,8 +450,6 @@ class LocalRunner:
                 self.say(f"  NOT PROMOTED {merged.metadata.name}: {run.reason}")
             if self.metrics:
                 self.metrics.record_run(merged, "merge", run)
-        if scores is not None:
-            status.evaluation = EvaluationResult(per_language=scores, gate=gate)
         final = plan_merge(
             merged.model_copy(update={"status": status}), adapters, LOCAL_TRAINER, LOCAL_MERGER
         )
@@ -530,35 +529,6 @@ class LocalRunner:
         return report
 
 
-def gate_verdict(
-    merged: MergedModel,
-    scores: dict[str, dict[str, float]],
-    individual: dict[str, dict[str, float]],
-) -> GateResult | None:
-    """Every language within maxRelativeDrop of its individual adapter on the first metric."""
-    evaluation = merged.spec.evaluation
-    if evaluation is None or evaluation.gate is None:
-        return None
-    metric = (evaluation.metrics or ["f1"])[0]
-    limit = evaluation.gate.max_relative_drop
-    for language, values in sorted(scores.items()):
-        baseline = individual.get(language, {}).get(metric)
-        if baseline is None or baseline <= 0:
-            continue
-        value = values.get(metric, 0.0)
-        # a relative worsening: lower loss is better, higher everything else
-        drop = (value - baseline) / baseline if metric == "loss" else (baseline - value) / baseline
-        if drop > limit:
-            return GateResult(
-                passed=False,
-                reason=(
-                    f"{language} {metric} {value:.3f} is {drop:.0%} worse than its individual "
-                    f"adapter's {baseline:.3f} (at most {limit:.0%} allowed)"
-                ),
-            )
-    return GateResult(passed=True)
-
-
 def up(
     directory: Path,
     state_dir: Path,
@@ -608,18 +578,10 @@ def up(
             if wanted and ran
             else runner.state.evaluation.get(task, {})
         )
-        individual = {
-            name.split(" ", 1)[1]: scores.get(name.split(" ", 1)[1], {})
-            for name, scores in report.items()
-            if name.startswith("INDV ")
-        }
+        runner.state.evaluation[task] = report
         for model in models:
             plan, result = results[model.metadata.name]
-            scores = report.get(model.metadata.name)
-            gate = (
-                gate_verdict(model, scores, individual) if scores and result is not None else None
-            )
-            runner.promote(model, adapters, plan, result, gate, scores)
+            runner.promote(model, adapters, plan, result)
     if phase.trained or phase.merges or phase.combined:
         runner.state.phases.append(phase)
         runner.state.save(runner.state_path)

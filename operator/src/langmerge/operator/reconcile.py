@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 
-from langmerge.operator.accounting import record_totals, update_record
+from langmerge.operator.accounting import evaluation_result, record_totals, update_record
 from langmerge.operator.api.adapter import (
     AdapterArtifact,
     LanguageAdapter,
@@ -298,6 +298,7 @@ class Reconciler:
             if status.active_job and status.active_job.name == job_name:
                 status.active_job = None
             self.metrics.record_run(merged, "merge", run)
+            status.evaluation = evaluation_result(run.summary) or status.evaluation
             if run.result == RunResult.SUCCEEDED:
                 inputs: dict[str, str] = json.loads(
                     job["metadata"]["annotations"][INPUTS_ANNOTATION]
