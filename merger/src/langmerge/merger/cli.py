@@ -248,7 +248,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "inputs": inputs,
                 "parameters": _parameters(settings),
             }
+            evaluating = time.monotonic()
             evaluation = _evaluate(args, adapters, staged, scratch) if args.evaluate else None
+            evaluation_seconds = time.monotonic() - evaluating
             if evaluation is not None:
                 metadata["evaluation"] = evaluation
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
@@ -270,6 +272,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "peakRssBytes": peak_rss_bytes(),
         "device": args.device,
         **({"evaluation": evaluation} if evaluation is not None else {}),
+        "evaluationSeconds": round(evaluation_seconds, 3),
     }
 
 

@@ -404,11 +404,15 @@ class LocalRunner:
             MergeSummary,
         )
         run = self._record(plan.job, plan.fingerprint, execution)
+        # The research table compares training with training: the gate's evaluation inside
+        # the merge process is left out of it (the run's own cost keeps it).
+        evaluating = float(getattr(execution.summary, "evaluationSeconds", 0.0) or 0.0)
+        merging = max(execution.seconds - evaluating, 0.0)
         phase.merges[merged.metadata.name] = {
-            "seconds": execution.seconds,
-            "core_seconds": run.gpu_seconds or 0.0,
-            "cost_usd": run.cost_usd or 0.0,
-            "loop_seconds": float(execution.summary.wallSeconds or 0.0)
+            "seconds": merging,
+            "core_seconds": merging * self.cores,
+            "cost_usd": cost_usd(merging * self.cores, self.price),
+            "loop_seconds": max(float(execution.summary.wallSeconds or 0.0) - evaluating, 0.0)
             if execution.summary
             else 0.0,
         }

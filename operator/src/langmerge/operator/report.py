@@ -170,6 +170,7 @@ def render_report(
         "Each run here is a new process whose start-up (imports, model load) takes seconds, as "
         "long as the training itself at this size: the training-compute row is the part that "
         "grows with the model. "
-        "Adapters train one after another here; on a cluster they train in parallel."
+        "Adapters train one after another here; on a cluster they train in parallel. "
+        "The evaluation gate's time inside merges is left out of this table."
     )
     return "\n".join(parts) + "\n"
