@@ -18,31 +18,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from merge_bench import write_adapters
+from merge_bench import run_method, write_adapters
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def merge_on(device: str, method: str, adapters: list[Path], out: Path) -> dict[str, float]:
-    summary = out.with_suffix(".json")
-    args = [
-        sys.executable,
-        "-m",
-        "langmerge.merger.cli",
-        "--method",
-        method,
-        "--output",
-        str(out),
-        "--summary-file",
-        str(summary),
-        "--device",
-        device,
-    ]
-    for path in adapters:
-        args += ["--adapter", str(path)]
-    subprocess.run(args, check=True)
-    data = json.loads(summary.read_text())
-    return {"seconds": data["wallSeconds"], "peak_rss_gb": data["peakRssBytes"] / 1e9}
 
 
 # Dense bf16 peak per GPU (TFLOP/s), from the vendors' data sheets.
@@ -140,14 +118,14 @@ def main() -> int:
         dense = write_adapters(root, 2)
         for method, adapters in (("knots-ties", full), ("ties", dense)):
             for device in ("cuda", "cpu"):
-                figures = merge_on(device, method, adapters, root / f"{method}-{device}")
+                figures = run_method(method, adapters, root / f"{method}-{device}", device)
                 results[f"merge_{method}_{device}"] = figures
                 print(f"merge {method:10s} {device}: {figures}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gpu_check.json").write_text(json.dumps(results, indent=2))
     for key, value in results.items():
         if isinstance(value, dict):
-            print(f"RESULT {key}_seconds={value['seconds']}")
+            print(f"RESULT {key}_seconds={value.get('merge_s', value.get('seconds'))}")
     print(f"RESULT train_tokens_per_second={training['tokens_per_second']:.0f}")
     print(f"RESULT train_peak_gpu_memory_gb={training['peak_gpu_memory_gb']:.2f}")
     print(f"RESULT train_mfu={training['mfu']:.3f}")

@@ -79,7 +79,7 @@ def write_adapters(
     return paths
 
 
-def run_method(method: str, adapters: list[Path], out: Path) -> dict[str, Any]:
+def run_method(method: str, adapters: list[Path], out: Path, device: str = "cpu") -> dict[str, Any]:
     summary = out.with_suffix(".json")
     args = [
         sys.executable,
@@ -93,6 +93,8 @@ def run_method(method: str, adapters: list[Path], out: Path) -> dict[str, Any]:
         str(summary),
         "--rank",
         str(RANK * len(adapters)),
+        "--device",
+        device,
     ]
     for path in adapters:
         args += ["--adapter", str(path)]

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from langmerge.operator.api.adapter import LanguageAdapter, RunRecord
+from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus, RunRecord
 from langmerge.operator.api.common import RunResult, Totals
-from langmerge.operator.api.merged import EvaluationResult, GateResult, UpdateRecord
+from langmerge.operator.api.merged import (
+    EvaluationResult,
+    GateResult,
+    MergedModelStatus,
+    UpdateRecord,
+)
 from langmerge.operator.planner import retrained_since
 
 
@@ -20,6 +25,20 @@ def record_totals(totals: Totals | None, run: RunRecord) -> Totals:
         gpu_seconds=round(totals.gpu_seconds + (run.gpu_seconds or 0.0), 3),
         cost_usd=round(totals.cost_usd + (run.cost_usd or 0.0), 6),
     )
+
+
+RECORDED_JOBS = 20  # how many finished Jobs status remembers, so none counts twice
+
+
+def record_finished(
+    status: LanguageAdapterStatus | MergedModelStatus, job: str, run: RunRecord
+) -> None:
+    """Counts a finished run once: last run, totals, the recorded-Jobs window, no active Job."""
+    status.last_run = run
+    status.totals = record_totals(status.totals, run)
+    status.recorded_jobs = [*(status.recorded_jobs or []), job][-RECORDED_JOBS:]
+    if status.active_job and status.active_job.name == job:
+        status.active_job = None
 
 
 def update_record(

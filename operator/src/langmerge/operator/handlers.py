@@ -151,12 +151,3 @@ def job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> Non
         _safely(ADAPTERS, partial(reconciler().adapter, namespace, owner))
     elif kind == "mergedmodel":
         _safely(MERGED, partial(reconciler().merged, namespace, owner))
-
-
-def wait_ready(timeout: float = 30) -> bool:  # used by in-process tests
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if "reconciler" in _state:
-            return True
-        time.sleep(0.05)
-    return False

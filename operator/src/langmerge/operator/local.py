@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from langmerge.operator.accounting import evaluation_result, record_totals, update_record
+from langmerge.operator.accounting import evaluation_result, record_finished, update_record
 from langmerge.operator.api.adapter import (
     AdapterArtifact,
     LanguageAdapter,
@@ -278,10 +278,7 @@ class LocalRunner:
                 TrainingSummary,
             )
             run = self._record(plan.job, plan.fingerprint, execution)
-            status.active_job = None
-            status.last_run = run
-            status.totals = record_totals(status.totals, run)
-            status.recorded_jobs = [*(status.recorded_jobs or []), plan.job][-20:]
+            record_finished(status, plan.job, run)
             if execution.ok and execution.summary and execution.summary.output:
                 status.artifact = AdapterArtifact(
                     uri=execution.summary.output.uri,
@@ -430,9 +427,7 @@ class LocalRunner:
         if result is not None:
             execution, run = result
             status.evaluation = evaluation_result(run.summary) or status.evaluation
-            status.last_run = run
-            status.totals = record_totals(status.totals, run)
-            status.recorded_jobs = [*(status.recorded_jobs or []), plan.job][-20:]
+            record_finished(status, plan.job, run)
             if run.result == RunResult.SUCCEEDED:
                 inputs = {i.name: i.fingerprint for i in plan.inputs}
                 previous = status.artifact.adapter_fingerprints if status.artifact else None

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 
-from langmerge.operator.accounting import evaluation_result, record_totals, update_record
+from langmerge.operator.accounting import evaluation_result, record_finished, update_record
 from langmerge.operator.api.adapter import (
     AdapterArtifact,
     LanguageAdapter,
@@ -159,11 +159,7 @@ class Reconciler:
             if found is None:
                 continue
             job, run = found
-            status.last_run = run
-            status.totals = record_totals(status.totals, run)
-            status.recorded_jobs = [*(status.recorded_jobs or []), job_name][-HISTORY:]
-            if status.active_job and status.active_job.name == job_name:
-                status.active_job = None
+            record_finished(status, job_name, run)
             self.metrics.record_run(adapter, "train", run)
             if run.result == RunResult.SUCCEEDED and run.fingerprint == plan.fingerprint:
                 output = (run.summary or {}).get("output") or {}
@@ -292,11 +288,7 @@ class Reconciler:
             if found is None:
                 continue
             job, run = found
-            status.last_run = run
-            status.totals = record_totals(status.totals, run)
-            status.recorded_jobs = [*(status.recorded_jobs or []), job_name][-HISTORY:]
-            if status.active_job and status.active_job.name == job_name:
-                status.active_job = None
+            record_finished(status, job_name, run)
             self.metrics.record_run(merged, "merge", run)
             status.evaluation = evaluation_result(run.summary) or status.evaluation
             if run.result == RunResult.SUCCEEDED:
