@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane lint format crds test demo
+.PHONY: help uv sync control-plane prometheus lint format crds test demo
 
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
@@ -27,6 +27,9 @@ sync: uv
 control-plane:
 	@bash hack/control-plane.sh >/dev/null
 
+prometheus:
+	@bash hack/ensure-prometheus.sh
+
 lint: sync
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
@@ -39,7 +42,7 @@ format: sync
 crds: sync
 	.venv/bin/langmerge crds --out crds
 
-test: sync control-plane lint
+test: sync control-plane prometheus lint
 	$(PY) -m pytest
 
 demo: sync

@@ -469,3 +469,28 @@ def test_a_merge_that_fails_its_evaluation_gate_keeps_the_last_good_model(cluste
     assert status["artifact"]["uri"] == "/artifacts/good"  # still serving the last good merge
     assert status["evaluation"]["gate"]["passed"] is False
     assert status["evaluation"]["perLanguage"]["de"]["f1"] == 0.4
+
+
+def test_a_run_that_would_exceed_the_budget_does_not_start(cluster: Cluster) -> None:
+    cluster.apply(
+        merged_manifest(
+            adapters={"names": ["sentiment-de", "sentiment-fr"]}, budget={"monthlyUsd": 8}
+        )
+    )
+    for language in ("de", "fr"):
+        cluster.apply(adapter_manifest(language))
+        cluster.train(f"sentiment-{language}")  # one A100-80GB hour each: $3.40
+        cluster.wait_condition("LanguageAdapter", f"sentiment-{language}", "Ready")
+    cluster.apply(adapter_manifest("de", revision="v2"))  # another $3.40 would make $10.20
+    blocked = cluster.wait_condition("LanguageAdapter", "sentiment-de", "BudgetExceeded")
+    assert "has spent $6.80 of its $8.00 budget" in blocked["message"]
+    assert len(cluster.jobs("sentiment-de")) == 1
+    budget = cluster.get("MergedModel", "sentiment")["status"]["budget"]
+    assert budget["limitUsd"] == 8 and budget["spentUsd"] == pytest.approx(6.8)
+    cluster.apply(
+        merged_manifest(
+            adapters={"names": ["sentiment-de", "sentiment-fr"]}, budget={"monthlyUsd": 20}
+        )
+    )
+    cluster.job("sentiment-de", count=2)  # the raised budget lets it start
+    cluster.wait_condition("LanguageAdapter", "sentiment-de", "BudgetExceeded", "False")

@@ -3,6 +3,8 @@ the same numbers for the same runs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus, RunRecord
@@ -10,20 +12,103 @@ from langmerge.operator.api.common import RunResult, Totals
 from langmerge.operator.api.merged import (
     EvaluationResult,
     GateResult,
+    MergedModel,
     MergedModelStatus,
     UpdateRecord,
 )
-from langmerge.operator.planner import retrained_since
+from langmerge.operator.planner import retrained_since, selects
+
+
+def period_of(moment: datetime | None) -> str:
+    """The budget month (UTC) a run is counted in."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m")
 
 
 def record_totals(totals: Totals | None, run: RunRecord) -> Totals:
     totals = totals or Totals()
+    period = period_of(run.finished_at)
+    month = totals.month_cost_usd if totals.period == period else 0.0
     return Totals(
         runs=totals.runs + 1,
         succeeded=totals.succeeded + (run.result == RunResult.SUCCEEDED),
         failed=totals.failed + (run.result == RunResult.FAILED),
         gpu_seconds=round(totals.gpu_seconds + (run.gpu_seconds or 0.0), 3),
         cost_usd=round(totals.cost_usd + (run.cost_usd or 0.0), 6),
+        period=period,
+        month_cost_usd=round(month + (run.cost_usd or 0.0), 6),
+    )
+
+
+def month_cost(totals: Totals | None, period: str) -> float:
+    return totals.month_cost_usd if totals and totals.period == period else 0.0
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    allowed: bool
+    spent_usd: float
+    limit_usd: float
+    owner: str  # what the budget belongs to, for messages
+    message: str
+
+
+def budget_verdict(
+    merged_models: list[MergedModel],
+    adapters: list[LanguageAdapter],
+    run_for: LanguageAdapter | MergedModel,
+    estimate_usd: float,
+    namespace_limit_usd: float | None,
+    period: str,
+) -> BudgetVerdict | None:
+    """Whether a run of `run_for` may start: every budget that covers it (each MergedModel
+    that selects it, or the MergedModel itself, and the namespace's) must have room for the
+    run's estimated cost (the object's last run). None when no budget applies."""
+    spend = {
+        a.metadata.name: month_cost(a.status.totals if a.status else None, period) for a in adapters
+    }
+    checks: list[tuple[str, float, float]] = []
+    for model in merged_models:
+        if model.spec.budget is None:
+            continue
+        covers = (
+            model.metadata.name == run_for.metadata.name
+            if isinstance(run_for, MergedModel)
+            else selects(model, run_for)
+        )
+        if covers:
+            spent = month_cost(model.status.totals if model.status else None, period) + sum(
+                spend[a.metadata.name] for a in adapters if selects(model, a)
+            )
+            checks.append(
+                (
+                    f"MergedModel {model.metadata.namespace}/{model.metadata.name}",
+                    spent,
+                    model.spec.budget.monthly_usd,
+                )
+            )
+    if namespace_limit_usd is not None:
+        spent = sum(spend.values()) + sum(
+            month_cost(m.status.totals if m.status else None, period) for m in merged_models
+        )
+        checks.append((f"namespace {run_for.metadata.namespace}", spent, namespace_limit_usd))
+    if not checks:
+        return None
+    for owner, spent, limit in checks:
+        if spent + estimate_usd > limit:
+            return BudgetVerdict(
+                False,
+                spent,
+                limit,
+                owner,
+                (
+                    f"{owner} has spent ${spent:.2f} of its ${limit:.2f} budget for {period}; "
+                    f"this run (about ${estimate_usd:.2f}) would exceed it; "
+                    "raise the budget or wait for next month"
+                ),
+            )
+    owner, spent, limit = min(checks, key=lambda c: c[2] - c[1])
+    return BudgetVerdict(
+        True, spent, limit, owner, f"{owner}: ${spent:.2f} of ${limit:.2f} spent in {period}"
     )
 
 

@@ -25,11 +25,31 @@ class OperatorConfig(BaseModel):
     job_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     price_table: str | None = None  # path of the price table YAML (a mounted ConfigMap)
+    namespace_budgets: str = ""  # "team-a=500,team-b=200": monthly USD per namespace
 
     @model_validator(mode="after")
     def _storage_is_complete(self) -> OperatorConfig:
         if self.storage == "s3" and not (self.artifact_s3 or "").startswith("s3://"):
             raise ValueError("LANGMERGE_ARTIFACT_S3 must be an s3:// URI when LANGMERGE_STORAGE=s3")
+        return self
+
+    def namespace_budget(self, namespace: str) -> float | None:
+        for item in filter(None, (p.strip() for p in self.namespace_budgets.split(","))):
+            name, _, value = item.partition("=")
+            if name.strip() == namespace:
+                return float(value)
+        return None
+
+    @model_validator(mode="after")
+    def _budgets_parse(self) -> OperatorConfig:
+        for item in filter(None, (p.strip() for p in self.namespace_budgets.split(","))):
+            name, sep, value = item.partition("=")
+            try:
+                ok = bool(sep and name.strip()) and float(value) >= 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"LANGMERGE_NAMESPACE_BUDGETS: {item!r} is not NAMESPACE=USD")
         return self
 
     def artifact_root(self) -> str:

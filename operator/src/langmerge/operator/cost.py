@@ -90,3 +90,35 @@ def gpu_seconds(started: datetime, finished: datetime, gpus: int) -> float:
 def cost_usd(seconds: float, price: Price, override_usd_per_hour: float | None = None) -> float:
     rate = price.usd_per_hour if override_usd_per_hour is None else override_usd_per_hour
     return seconds / 3600.0 * rate
+
+
+class PriceBook:
+    """The price table at a path (a mounted ConfigMap), reloaded when the file changes. An
+    invalid table keeps the last good one in use and says why in `error` until it is fixed."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._table = (
+            load_price_table(path) if path is not None and path.exists() else DEFAULT_PRICES
+        )
+        self._stamp: int | None = None
+        self.error: str | None = None
+
+    def table(self) -> PriceTable:
+        if self.path is None:
+            return self._table
+        try:
+            stamp = self.path.stat().st_mtime_ns  # follows the ConfigMap's ..data symlink swap
+        except OSError as error:
+            self.error = (
+                f"price table {self.path}: cannot read it ({error}); using the last good table"
+            )
+            return self._table
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._table = load_price_table(self.path)
+                self.error = None
+            except PriceTableError as error:
+                self.error = f"{error}; using the last good table until it is fixed"
+        return self._table

@@ -21,7 +21,7 @@ from kubernetes import client, config
 
 from langmerge.operator.api.common import GROUP, VERSION
 from langmerge.operator.config import OperatorConfig
-from langmerge.operator.cost import load_price_table
+from langmerge.operator.cost import PriceBook
 from langmerge.operator.kube import Kube
 from langmerge.operator.metrics import Metrics
 from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
@@ -75,9 +75,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 150
     settings.execution.max_workers = 8
     operator_config = OperatorConfig.from_env()
-    prices = load_price_table(
-        Path(operator_config.price_table) if operator_config.price_table else None
-    )
+    prices = PriceBook(Path(operator_config.price_table) if operator_config.price_table else None)
     metrics = Metrics()
     metrics.serve(operator_config.metrics_port)
     _state["reconciler"] = Reconciler(Kube(_api()), operator_config, prices, metrics)
@@ -140,6 +138,14 @@ def adapter_event(name: str, namespace: str | None, **_: Any) -> None:
 def merged_event(name: str, namespace: str | None, **_: Any) -> None:
     assert namespace is not None
     _safely(MERGED, partial(reconciler().merged, namespace, name))
+    _safely(ADAPTERS, partial(_retry_budget_blocked, namespace))
+
+
+def _retry_budget_blocked(namespace: str) -> None:
+    """A MergedModel changed (its budget, say): adapters it held back get another look."""
+    rec = reconciler()
+    for adapter in rec.budget_blocked(namespace):
+        _safely(ADAPTERS, partial(rec.adapter, namespace, adapter))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "langmerge"})

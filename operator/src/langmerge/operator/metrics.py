@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus, RunRecord
-from langmerge.operator.api.common import CustomResource, RunResult
+from langmerge.operator.api.common import ActiveJob, CustomResource, RunResult
 from langmerge.operator.api.merged import MergedModel, MergedModelStatus, UpdateRecord
 
 OBJECT = ["namespace", "kind", "name", "task", "language"]
@@ -50,6 +51,25 @@ class Metrics:
         self.in_flight = Gauge(
             "langmerge_runs_in_flight", "Jobs running now.", [*OBJECT, "role"], registry=r
         )
+        self.queue_wait = Histogram(
+            "langmerge_run_queue_wait_seconds",
+            "From Job creation to container start.",
+            ["namespace", "kind", "role"],
+            registry=r,
+            buckets=(5, 30, 60, 300, 900, 1800, 3600, 7200, 21600),
+        )
+        self.pending = Gauge(
+            "langmerge_run_pending",
+            "1 while the object's Job waits for a node or queue admission.",
+            [*OBJECT, "role"],
+            registry=r,
+        )
+        self.active_created = Gauge(
+            "langmerge_active_run_created_timestamp_seconds",
+            "Creation time of the object's running Job (0 when none).",
+            [*OBJECT, "role"],
+            registry=r,
+        )
         self.ready = Gauge(
             "langmerge_ready", "1 when the object is up to date with its spec.", OBJECT, registry=r
         )
@@ -77,9 +97,29 @@ class Metrics:
             ["namespace", "name", "task"],
             registry=r,
         )
+        self.budget_remaining = Gauge(
+            "langmerge_budget_remaining_usd",
+            "Monthly budget left for a MergedModel and its adapters.",
+            ["namespace", "name", "task"],
+            registry=r,
+        )
+        self.budget_limit = Gauge(
+            "langmerge_budget_limit_usd",
+            "Monthly budget of a MergedModel and its adapters.",
+            ["namespace", "name", "task"],
+            registry=r,
+        )
+        self.price_table_valid = Gauge(
+            "langmerge_price_table_valid",
+            "0 while the mounted price table is invalid (the last good one is used).",
+            registry=r,
+        )
+        self.price_table_valid.set(1)
         self.reconcile_errors = Counter(
             "langmerge_reconcile_errors_total", "Reconciles that raised.", ["kind"], registry=r
         )
+        for kind in ("languageadapters", "mergedmodels"):  # present at zero, so rates start right
+            self.reconcile_errors.labels(kind)
         self._series: dict[tuple[str, str, str], list[tuple[Any, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
 
@@ -105,8 +145,14 @@ class Metrics:
             if (metric, labels) not in series:
                 series.append((metric, labels))
 
-    def record_run(self, resource: CustomResource, role: str, run: RunRecord) -> None:
+    def record_run(
+        self, resource: CustomResource, role: str, run: RunRecord, queued_at: datetime | None = None
+    ) -> None:
         labels = (*self._object(resource), role)
+        if queued_at is not None and run.started_at is not None:
+            self.queue_wait.labels(
+                resource.metadata.namespace, resource.KIND.lower(), role
+            ).observe(max(0.0, (run.started_at - queued_at).total_seconds()))
         result = (
             (run.result or RunResult.FAILED).value
             if hasattr(run.result, "value")
@@ -126,19 +172,34 @@ class Metrics:
                 (run.finished_at - run.started_at).total_seconds()
             )
 
-    def observe_adapter(self, adapter: LanguageAdapter, status: LanguageAdapterStatus) -> None:
-        self._observe(adapter, "train", status.active_job is not None, status.conditions)
+    def observe_adapter(
+        self, adapter: LanguageAdapter, status: LanguageAdapterStatus, pending: bool = False
+    ) -> None:
+        self._observe(adapter, "train", status.active_job, status.conditions, pending)
 
-    def observe_merged(self, merged: MergedModel, status: MergedModelStatus) -> None:
-        self._observe(merged, "merge", status.active_job is not None, status.conditions)
+    def observe_merged(
+        self, merged: MergedModel, status: MergedModelStatus, pending: bool = False
+    ) -> None:
+        self._observe(merged, "merge", status.active_job, status.conditions, pending)
 
-    def _observe(self, resource: CustomResource, role: str, running: bool, conditions: Any) -> None:
+    def _observe(
+        self,
+        resource: CustomResource,
+        role: str,
+        active: ActiveJob | None,
+        conditions: Any,
+        pending: bool,
+    ) -> None:
         labels = self._object(resource)
         ready = any(c.type == "Ready" and c.status == "True" for c in conditions or [])
         self.ready.labels(*labels).set(1 if ready else 0)
-        self.in_flight.labels(*labels, role).set(1 if running else 0)
+        self.in_flight.labels(*labels, role).set(1 if active else 0)
+        self.pending.labels(*labels, role).set(1 if active and pending else 0)
+        created = active.created_at.timestamp() if active and active.created_at else 0
+        self.active_created.labels(*labels, role).set(created)
         self._track(resource, self.ready, labels)
-        self._track(resource, self.in_flight, (*labels, role))
+        for metric in (self.in_flight, self.pending, self.active_created):
+            self._track(resource, metric, (*labels, role))
 
     def record_update(self, merged: MergedModel, update: UpdateRecord) -> None:
         labels = (merged.metadata.namespace, merged.metadata.name, merged.spec.task)
@@ -153,6 +214,13 @@ class Metrics:
                 self._track(merged, metric, labels)
         self._track(merged, self.update_cost, labels)
         self._track(merged, self.update_gpu_seconds, labels)
+
+    def record_budget(self, merged: MergedModel, remaining_usd: float, limit_usd: float) -> None:
+        labels = (merged.metadata.namespace, merged.metadata.name, merged.spec.task)
+        self.budget_remaining.labels(*labels).set(remaining_usd)
+        self.budget_limit.labels(*labels).set(limit_usd)
+        self._track(merged, self.budget_remaining, labels)
+        self._track(merged, self.budget_limit, labels)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         """Removes every series of a deleted object."""

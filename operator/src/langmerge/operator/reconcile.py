@@ -13,7 +13,14 @@ import logging
 import threading
 from collections import defaultdict
 
-from langmerge.operator.accounting import evaluation_result, record_finished, update_record
+from langmerge.operator.accounting import (
+    budget_verdict,
+    evaluation_result,
+    month_cost,
+    period_of,
+    record_finished,
+    update_record,
+)
 from langmerge.operator.api.adapter import (
     AdapterArtifact,
     LanguageAdapter,
@@ -22,15 +29,16 @@ from langmerge.operator.api.adapter import (
 )
 from langmerge.operator.api.common import ActiveJob, Condition, RunResult
 from langmerge.operator.api.merged import (
+    BudgetStatus,
     MergedArtifact,
     MergedModel,
     MergedModelStatus,
 )
 from langmerge.operator.conditions import set_condition
 from langmerge.operator.config import OperatorConfig
-from langmerge.operator.cost import PriceTable, cost_usd
+from langmerge.operator.cost import PriceBook, cost_usd
 from langmerge.operator.jobs import merge_job, training_job
-from langmerge.operator.kube import Body, Kube, now
+from langmerge.operator.kube import Body, Kube, now, parse_time
 from langmerge.operator.metrics import Metrics
 from langmerge.operator.outcome import JobOutcome, job_cpus, job_finished, read_outcome
 from langmerge.operator.planner import (
@@ -46,6 +54,17 @@ log = logging.getLogger("langmerge.operator")
 ADAPTERS, MERGED = "languageadapters", "mergedmodels"
 INPUTS_ANNOTATION = "langmerge.io/inputs"
 HISTORY = 20
+
+
+def _started(job: Body) -> bool:
+    """Whether any pod of the Job has started (Kueue keeps a queued Job suspended)."""
+    status = job.get("status") or {}
+    return bool(
+        status.get("active")
+        or status.get("succeeded")
+        or status.get("failed")
+        or status.get("ready")
+    )
 
 
 def merge_patch(before: Body, after: Body) -> Body:
@@ -65,7 +84,7 @@ def merge_patch(before: Body, after: Body) -> Body:
 
 class Reconciler:
     def __init__(
-        self, kube: Kube, config: OperatorConfig, prices: PriceTable, metrics: Metrics
+        self, kube: Kube, config: OperatorConfig, prices: PriceBook, metrics: Metrics
     ) -> None:
         self.kube, self.config, self.prices, self.metrics = kube, config, prices, metrics
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
@@ -80,7 +99,12 @@ class Reconciler:
         labels = job["metadata"]["labels"]
         gpus = outcome.gpus
         seconds = outcome.gpu_seconds if gpus else outcome.container_seconds * job_cpus(job)
-        price = self.prices.price(job["metadata"]["labels"].get("langmerge.io/gpu-type"), gpus)
+        price = self.prices.table().price(
+            job["metadata"]["labels"].get("langmerge.io/gpu-type"), gpus
+        )
+        self.metrics.price_table_valid.set(0 if self.prices.error else 1)
+        if self.prices.error:
+            log.warning("%s", self.prices.error)
         summary = outcome.summary
         succeeded = outcome.succeeded and summary is not None and summary.output is not None
         reason = (
@@ -160,7 +184,9 @@ class Reconciler:
                 continue
             job, run = found
             record_finished(status, job_name, run)
-            self.metrics.record_run(adapter, "train", run)
+            self.metrics.record_run(
+                adapter, "train", run, parse_time(job["metadata"].get("creationTimestamp"))
+            )
             if run.result == RunResult.SUCCEEDED and run.fingerprint == plan.fingerprint:
                 output = (run.summary or {}).get("output") or {}
                 status.artifact = AdapterArtifact(
@@ -181,14 +207,21 @@ class Reconciler:
         if status.active_job and status.active_job.name != plan.job:
             self._retire(meta.namespace, status.active_job.name, events)
             status.active_job = None
+        pending, blocked = False, None
         if plan.action == Action.RUN:
-            if self.kube.get_job(meta.namespace, plan.job) is None:
+            existing = self.kube.get_job(meta.namespace, plan.job)
+            pending = existing is None or not _started(existing)
+            if existing is None:
+                blocked = self._over_budget(meta.namespace, adapter, status.last_run)
+            if existing is None and blocked is None:
                 job = training_job(self.config, adapter, plan)
                 if spec.resources.gpu_type:
                     job["metadata"]["labels"]["langmerge.io/gpu-type"] = spec.resources.gpu_type
                 if self.kube.create_job(job):
                     events.append(("Normal", "TrainingStarted", f"created Job {plan.job}"))
-            if status.active_job is None:
+            elif blocked is not None:
+                events.append(("Warning", "BudgetExceeded", blocked))
+            if status.active_job is None and blocked is None:
                 status.active_job = ActiveJob(
                     name=plan.job, fingerprint=plan.fingerprint, created_at=now()
                 )
@@ -206,8 +239,16 @@ class Reconciler:
         )
         conditions = set_condition(
             conditions,
+            "BudgetExceeded",
+            blocked is not None,
+            "BudgetExceeded" if blocked else "WithinBudget",
+            blocked or "",
+            meta.generation,
+        )
+        conditions = set_condition(
+            conditions,
             "Training",
-            plan.action == Action.RUN,
+            plan.action == Action.RUN and blocked is None,
             "JobRunning" if plan.action == Action.RUN else "Idle",
             f"Job {plan.job}" if plan.action == Action.RUN else "",
             meta.generation,
@@ -221,8 +262,40 @@ class Reconciler:
             meta.generation,
         )
         status.conditions = conditions
-        self.metrics.observe_adapter(adapter, status)
+        self.metrics.observe_adapter(adapter, status, pending)
         self._write(ADAPTERS, body, before, status.to_wire(), events)
+
+    def budget_blocked(self, namespace: str) -> list[str]:
+        """Adapters of the namespace held back by a budget (to retry when a budget changes)."""
+        return [
+            a["metadata"]["name"]
+            for a in self.kube.list_objects(ADAPTERS, namespace)
+            if any(
+                c.get("type") == "BudgetExceeded" and c.get("status") == "True"
+                for c in (a.get("status") or {}).get("conditions") or []
+            )
+        ]
+
+    def _over_budget(
+        self,
+        namespace: str,
+        resource: LanguageAdapter | MergedModel,
+        last_run: RunRecord | None,
+        adapters: list[LanguageAdapter] | None = None,
+    ) -> str | None:
+        """Why a new run may not start (a budget it would exceed), or None."""
+        models = [MergedModel.model_validate(m) for m in self.kube.list_objects(MERGED, namespace)]
+        limit = self.config.namespace_budget(namespace)
+        if limit is None and not any(m.spec.budget for m in models):
+            return None
+        if adapters is None:
+            adapters = [
+                LanguageAdapter.model_validate(a)
+                for a in self.kube.list_objects(ADAPTERS, namespace)
+            ]
+        estimate = (last_run.cost_usd or 0.0) if last_run else 0.0
+        verdict = budget_verdict(models, adapters, resource, estimate, limit, period_of(None))
+        return None if verdict is None or verdict.allowed else verdict.message
 
     def _retire(self, namespace: str, job_name: str, events: list[tuple[str, str, str]]) -> None:
         """A Job for a fingerprint the spec no longer asks for: stop it (saves GPU time)."""
@@ -289,7 +362,9 @@ class Reconciler:
                 continue
             job, run = found
             record_finished(status, job_name, run)
-            self.metrics.record_run(merged, "merge", run)
+            self.metrics.record_run(
+                merged, "merge", run, parse_time(job["metadata"].get("creationTimestamp"))
+            )
             status.evaluation = evaluation_result(run.summary) or status.evaluation
             if run.result == RunResult.SUCCEEDED:
                 inputs: dict[str, str] = json.loads(
@@ -331,8 +406,13 @@ class Reconciler:
         if status.active_job and status.active_job.name != plan.job:
             self._retire(meta.namespace, status.active_job.name, events)
             status.active_job = None
+        pending, blocked = False, None
         if plan.action == Action.RUN:
-            if self.kube.get_job(meta.namespace, plan.job) is None:
+            existing = self.kube.get_job(meta.namespace, plan.job)
+            pending = existing is None or not _started(existing)
+            if existing is None:
+                blocked = self._over_budget(meta.namespace, merged, status.last_run, adapters)
+            if existing is None and blocked is None:
                 job = merge_job(self.config, merged, plan)
                 job["metadata"]["annotations"] = {
                     INPUTS_ANNOTATION: json.dumps(
@@ -343,19 +423,34 @@ class Reconciler:
                     job["metadata"]["labels"]["langmerge.io/gpu-type"] = spec.resources.gpu_type
                 if self.kube.create_job(job):
                     events.append(("Normal", "MergeStarted", f"created Job {plan.job}"))
-            if status.active_job is None:
+            elif blocked is not None:
+                events.append(("Warning", "BudgetExceeded", blocked))
+            if status.active_job is None and blocked is None:
                 status.active_job = ActiveJob(
                     name=plan.job, fingerprint=plan.fingerprint, created_at=now()
                 )
         if plan.fingerprint:
             status.fingerprint = plan.fingerprint
         status.observed_generation = meta.generation
-        status.conditions = self._merged_conditions(status, plan, meta.generation)
-        self.metrics.observe_merged(merged, status)
+        if spec.budget is not None:
+            period = period_of(None)
+            spent = month_cost(status.totals, period) + sum(
+                month_cost(a.status.totals if a.status else None, period)
+                for a in adapters
+                if selects(merged, a)
+            )
+            status.budget = BudgetStatus(
+                period=period, spent_usd=round(spent, 6), limit_usd=spec.budget.monthly_usd
+            )
+            self.metrics.record_budget(
+                merged, spec.budget.monthly_usd - spent, spec.budget.monthly_usd
+            )
+        status.conditions = self._merged_conditions(status, plan, meta.generation, blocked)
+        self.metrics.observe_merged(merged, status, pending)
         self._write(MERGED, body, before, status.to_wire(), events)
 
     def _merged_conditions(
-        self, status: MergedModelStatus, plan: MergePlan, generation: int
+        self, status: MergedModelStatus, plan: MergePlan, generation: int, blocked: str | None
     ) -> list[Condition]:
         up_to_date = plan.action == Action.NONE
         serving = (
@@ -379,9 +474,17 @@ class Reconciler:
         conditions = set_condition(
             conditions,
             "Merging",
-            plan.action == Action.RUN,
+            plan.action == Action.RUN and blocked is None,
             "JobRunning" if plan.action == Action.RUN else "Idle",
             f"Job {plan.job}" if plan.action == Action.RUN else "",
+            generation,
+        )
+        conditions = set_condition(
+            conditions,
+            "BudgetExceeded",
+            blocked is not None,
+            "BudgetExceeded" if blocked else "WithinBudget",
+            blocked or "",
             generation,
         )
         return set_condition(

@@ -181,6 +181,12 @@ class Totals(ApiModel):
     failed: int = Field(default=0, ge=0, description="Runs that failed.")
     gpu_seconds: float = Field(default=0, ge=0, description="GPU-seconds of all runs.")
     cost_usd: float = Field(default=0, ge=0, description="Cost of all runs in USD.")
+    period: str | None = Field(
+        default=None, max_length=7, description="The month of monthCostUsd, YYYY-MM."
+    )
+    month_cost_usd: float = Field(
+        default=0, ge=0, description="Cost of the runs finished in period, in USD."
+    )
 
 
 class ActiveJob(ApiModel):
