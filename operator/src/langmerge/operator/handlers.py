@@ -74,6 +74,9 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.execution.max_workers = 8
+    # The CRDs exist before the operator starts (the chart installs them first), so kopf need
+    # not watch CustomResourceDefinitions or Namespaces: no RBAC for them.
+    settings.scanning.disabled = True
     operator_config = OperatorConfig.from_env()
     prices = PriceBook(Path(operator_config.price_table) if operator_config.price_table else None)
     metrics = Metrics()

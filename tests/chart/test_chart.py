@@ -1,0 +1,160 @@
+"""The Helm chart, with the helm built from the Go module proxy and the real API server."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.support.control_plane import ControlPlane
+
+CHART = REPO / "charts" / "langmerge"
+# `helm template` assumes Kubernetes v1.20 unless told; `helm install` asks the cluster.
+KUBE_VERSION = next(
+    line.split("=", 1)[1]
+    for line in (REPO / "hack" / "versions.env").read_text().splitlines()
+    if line.startswith("KUBERNETES_VERSION=")
+)
+ALL_TOGGLES = ["-f", str(Path(__file__).parent / "every-toggle.yaml")]
+
+
+def helm(plane: ControlPlane, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(plane.binaries["helm"]), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
+
+
+def render(plane: ControlPlane, *values: str) -> list[dict[str, Any]]:
+    out = helm(
+        plane,
+        "template",
+        "lm",
+        str(CHART),
+        "--namespace",
+        "langmerge-system",
+        "--kube-version",
+        KUBE_VERSION,
+        *values,
+    ).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_chart_crds_are_byte_identical_to_crds() -> None:
+    for generated in sorted((REPO / "crds").glob("*.yaml")):
+        copy = CHART / "crds" / generated.name
+        assert copy.exists() and copy.read_bytes() == generated.read_bytes(), (
+            f"{copy} is stale: copy crds/"
+        )
+    assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(
+        p.name for p in (REPO / "crds").glob("*.yaml")
+    )
+
+
+def test_argocd_health_checks_in_values_match_the_lua_file() -> None:
+    lua = (CHART / "files" / "argocd" / "health.lua").read_text()
+    checks = yaml.safe_load((CHART / "values.yaml").read_text())["argocd"]["healthChecks"]
+    for kind in ("LanguageAdapter", "MergedModel"):
+        assert checks[f"resource.customizations.health.langmerge.io_{kind}"] == lua
+
+
+def test_helm_lint_passes(control_plane: ControlPlane) -> None:
+    result = helm(control_plane, "lint", str(CHART), "--strict", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_defaults_render_a_restricted_operator_with_monitoring_off(
+    control_plane: ControlPlane,
+) -> None:
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in render(control_plane)}
+    assert ("Deployment", "lm-langmerge") in kinds and ("ClusterRole", "lm-langmerge") in kinds
+    assert not {k for k, _ in kinds} & {"ServiceMonitor", "PrometheusRule"}
+    deployment = next(d for d in render(control_plane) if d["kind"] == "Deployment")
+    assert (
+        deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    )
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["runAsNonRoot"]
+    assert (
+        security["capabilities"]["drop"] == ["ALL"]
+        and security["seccompProfile"]["type"] == "RuntimeDefault"
+    )
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ALL_TOGGLES,
+        [
+            "--set",
+            "operator.rbac.clusterWide=false",
+            "--set",
+            "operator.rbac.namespaces={team-a,team-b}",
+        ],
+    ],
+    ids=["defaults", "every-toggle", "namespaced"],
+)
+def test_every_rendered_object_is_accepted_by_the_api_server(
+    control_plane: ControlPlane, tmp_path: Path, values: list[str]
+) -> None:
+    control_plane.kubectl(
+        "apply", "--server-side", "-f", str(Path(__file__).parent / "monitoring-crds.yaml")
+    )
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+        "crd/prometheusrules.monitoring.coreos.com",
+        "--timeout=60s",
+    )
+    for namespace in ("langmerge-system", "team-a", "team-b"):
+        control_plane.kubectl("create", "namespace", namespace, check=False)
+    documents = render(control_plane, *values)
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(yaml.safe_dump_all(documents))
+    result = control_plane.kubectl("apply", "--dry-run=server", "-f", str(manifest), check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == len(documents)
+    if values == ALL_TOGGLES:
+        kinds = {d["kind"] for d in documents}
+        assert {"ServiceMonitor", "PrometheusRule", "ConfigMap", "Service"} <= kinds
+        rule = next(d for d in documents if d["kind"] == "PrometheusRule")
+        assert len(rule["spec"]["groups"][0]["rules"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "artifacts.storage=gcs"], "artifacts/storage"),
+        (["--set", "artifacts.storage=s3"], "/artifacts/s3/uri"),
+        (["--set", "operator.rbac.clusterWide=false"], "/operator/rbac/namespaces"),
+        (["--set", "priceTable.prices.x.usdPerHour=1"], "source"),
+        (["--set", "jobs.backoffLimit=-1"], "/jobs/backoffLimit"),
+        (["--set", "opertor.image.tag=x"], "opertor"),
+    ],
+)
+def test_bad_values_fail_at_install_naming_the_value(
+    control_plane: ControlPlane, values: list[str], message: str
+) -> None:
+    result = helm(
+        control_plane,
+        "template",
+        "lm",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        *values,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr

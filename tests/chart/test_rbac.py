@@ -1,0 +1,167 @@
+"""The chart's RBAC is enough and no more: the operator runs as the chart's ServiceAccount
+against the real API server through a flow that exercises every permission; removing any
+single verb of any rule makes that flow fail."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.chart.test_chart import render
+from tests.conftest import REPO
+from tests.operator.test_flows import Cluster
+from tests.support.control_plane import ControlPlane
+from tests.support.kube import api_client, eventually
+from tests.support.objects import adapter_manifest, merged_manifest
+from tests.support.operator import OperatorProcess, finish_job, success_summary
+
+SYSTEM = "langmerge-system"
+
+
+def chart_rbac(plane: ControlPlane) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in render(plane)
+        if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+    ]
+
+
+def grant(plane: ControlPlane, objects: list[dict[str, Any]], workdir: Path) -> Path:
+    """Applies the RBAC objects and returns a kubeconfig holding the ServiceAccount's token."""
+    plane.kubectl("create", "namespace", SYSTEM, check=False)
+    plane.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    )
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    token = plane.kubectl("create", "token", account, "-n", SYSTEM, "--duration=2h").stdout.strip()
+    return plane.write_kubeconfig(
+        workdir / f"sa-{uuid.uuid4().hex[:6]}.kubeconfig", account, {"token": token}
+    )
+
+
+def flow(cluster: Cluster, timeout_s: float) -> None:
+    """Create, supersede, train, record (Events), merge: every verb the operator holds."""
+
+    def current_job(owner: str, count: int) -> str:
+        return eventually(
+            lambda: cluster.job(owner, count), timeout_s=timeout_s, what=f"{owner} Job"
+        )
+
+    cluster.apply(adapter_manifest("de"))
+    first = current_job("sentiment-de", 1)
+    cluster.apply(adapter_manifest("de", revision="v2"))  # supersedes the running Job
+    eventually(
+        lambda: (
+            [j.metadata.name for j in cluster.jobs("sentiment-de")] != [first]
+            and first not in [j.metadata.name for j in cluster.jobs("sentiment-de")]
+        ),
+        timeout_s=timeout_s,
+        what="the superseded Job to be deleted",
+    )
+    second = current_job("sentiment-de", 1)
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        second,
+        summary=success_summary(f"/artifacts/{cluster.ns}/sentiment-de/{second}"),
+    )
+    cluster.wait_condition("LanguageAdapter", "sentiment-de", "Ready", timeout_s=timeout_s)
+    eventually(
+        lambda: (
+            "TrainingSucceeded"
+            in {e.reason for e in cluster.core.list_namespaced_event(cluster.ns).items}
+        ),
+        timeout_s=timeout_s,
+        what="the operator's Events",
+    )
+    cluster.apply(merged_manifest(adapters={"names": ["sentiment-de"]}))
+    merge = current_job("sentiment", 1)
+    finish_job(cluster.api, cluster.ns, merge, summary=success_summary("/artifacts/merged"))
+    cluster.wait_condition("MergedModel", "sentiment", "Ready", timeout_s=timeout_s)
+
+
+@pytest.fixture(scope="module")
+def plane(control_plane: ControlPlane) -> ControlPlane:
+    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/languageadapters.langmerge.io",
+        "crd/mergedmodels.langmerge.io",
+        "--timeout=60s",
+    )
+    return control_plane
+
+
+def _namespace(api: client.ApiClient) -> str:
+    name = f"rbac-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def admin(plane: ControlPlane) -> Iterator[client.ApiClient]:
+    yield api_client(plane.kubeconfig)
+
+
+def test_the_whole_flow_passes_with_only_the_charts_rbac(
+    plane: ControlPlane, admin: client.ApiClient, tmp_path: Path
+) -> None:
+    kubeconfig = grant(plane, chart_rbac(plane), tmp_path)
+    operator = OperatorProcess(plane, tmp_path, kubeconfig=kubeconfig).start()
+    try:
+        flow(Cluster(admin, _namespace(admin)), timeout_s=30)
+        forbidden = [
+            line
+            for line in operator.tail(400).splitlines()
+            if "Forbidden" in line or " 403" in line
+        ]
+        assert forbidden == [], forbidden
+    finally:
+        operator.stop()
+
+
+def _without(objects: list[dict[str, Any]], rule: int, verb: str) -> list[dict[str, Any]]:
+    reduced = copy.deepcopy(objects)
+    role = next(o for o in reduced if o["kind"] == "ClusterRole")
+    role["rules"][rule]["verbs"].remove(verb)
+    if not role["rules"][rule]["verbs"]:
+        del role["rules"][rule]
+    return reduced
+
+
+def _cases(plane: ControlPlane) -> list[tuple[int, str, str]]:
+    role = next(o for o in chart_rbac(plane) if o["kind"] == "ClusterRole")
+    return [
+        (i, verb, f"{','.join(rule['resources'])}:{verb}")
+        for i, rule in enumerate(role["rules"])
+        for verb in rule["verbs"]
+    ]
+
+
+def test_removing_any_single_verb_breaks_a_flow(
+    plane: ControlPlane, admin: client.ApiClient, tmp_path: Path
+) -> None:
+    objects = chart_rbac(plane)
+    cases = _cases(plane)
+    assert len(cases) >= 10
+    spare = []
+    for rule, verb, label in cases:
+        kubeconfig = grant(plane, _without(objects, rule, verb), tmp_path)
+        operator = OperatorProcess(plane, tmp_path, kubeconfig=kubeconfig).start()
+        try:
+            flow(Cluster(admin, _namespace(admin)), timeout_s=12)
+            spare.append(label)
+        except AssertionError:
+            pass  # the flow needs this permission
+        finally:
+            operator.kill()
+    grant(plane, objects, tmp_path)  # restore the full role for later tests
+    assert spare == [], f"rules no flow needs: {spare}"
