@@ -9,11 +9,12 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane prometheus lint format crds test demo
+.PHONY: help uv sync control-plane prometheus lint format crds test demo reliability
 
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
 	@echo "make test           set up everything and run lint + the whole test suite"
+	@echo "make reliability    the chaos run with the full 20 operator kills"
 	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
 	@echo "make crds           regenerate crds/ from the API models"
 	@echo "make control-plane  build kube-apiserver, etcd, kubectl, helm into the cache"
@@ -47,3 +48,6 @@ test: sync control-plane prometheus lint
 
 demo: sync
 	bash hack/demo.sh
+
+reliability: sync control-plane
+	LANGMERGE_CHAOS_KILLS=20 $(PY) -m pytest -s tests/reliability/test_chaos.py

@@ -93,6 +93,8 @@ class Kube:
         except ApiException as error:
             if error.status == 409:
                 return False
+            if error.status == 403 and "NamespaceTerminating" in str(error.body):
+                return False  # the namespace is going away with everything in it
             raise
         return True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, WithJsonSchema
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, WithJsonSchema, model_validator
 
 from langmerge.operator.api.common import (
     BCP47,
@@ -50,6 +50,15 @@ class DatasetFields(ApiModel):
         }
     }
 
+    @model_validator(mode="after")
+    def _one_style(self) -> DatasetFields:  # the CRD's CEL rules, for the local loop too
+        pair = self.prompt is not None and self.response is not None
+        if (self.prompt is None) != (self.response is None):
+            raise ValueError("prompt and response go together")
+        if sum((pair, self.messages is not None, self.text is not None)) != 1:
+            raise ValueError("set exactly one style: prompt and response, messages, or text")
+        return self
+
     prompt: str | None = Field(
         default=None, max_length=128, description="Column with the instruction or input."
     )
@@ -87,18 +96,18 @@ class Dataset(ApiModel):
 
 
 class Lora(ApiModel):
-    rank: int = Field(default=16, ge=1, le=1024, description="LoRA rank r.")
-    alpha: float = Field(
+    rank: StrictInt = Field(default=16, ge=1, le=1024, description="LoRA rank r.")
+    alpha: StrictFloat = Field(
         default=32, gt=0, le=4096, description="LoRA alpha; the update is scaled by alpha/r."
     )
-    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    dropout: StrictFloat = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
     target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
         min_length=1,
         max_length=32,
         description="Names of the linear modules that get adapters.",
     )
-    use_rslora: bool = Field(default=False, description="Scale by alpha/sqrt(r) (rsLoRA).")
+    use_rslora: StrictBool = Field(default=False, description="Scale by alpha/sqrt(r) (rsLoRA).")
 
 
 class Precision(StrEnum):
@@ -108,26 +117,28 @@ class Precision(StrEnum):
 
 
 class Training(ApiModel):
-    epochs: float = Field(default=1, gt=0, le=100, description="Passes over the data.")
-    max_steps: int | None = Field(
+    epochs: StrictFloat = Field(default=1, gt=0, le=100, description="Passes over the data.")
+    max_steps: StrictInt | None = Field(
         default=None,
         ge=1,
         le=10_000_000,
         description="Stop after this many steps (overrides epochs).",
     )
-    learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
-    batch_size: int = Field(default=8, ge=1, le=4096, description="Sequences per device per step.")
-    gradient_accumulation: int = Field(
+    learning_rate: StrictFloat = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
+    batch_size: StrictInt = Field(
+        default=8, ge=1, le=4096, description="Sequences per device per step."
+    )
+    gradient_accumulation: StrictInt = Field(
         default=1, ge=1, le=1024, description="Steps accumulated per optimiser step."
     )
-    max_seq_length: int = Field(
+    max_seq_length: StrictInt = Field(
         default=1024,
         ge=8,
         le=131072,
         description="Tokens per sequence (longer ones are truncated).",
     )
     precision: Precision = Field(default=Precision.BF16, description="bf16, fp16 or fp32.")
-    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Random seed.")
+    seed: StrictInt = Field(default=42, ge=0, le=2**31 - 1, description="Random seed.")
 
 
 class Output(ApiModel):
@@ -177,7 +188,7 @@ class LanguageAdapterSpec(ApiModel):
         default_factory=Resources, description="Scheduling and pricing; never retrains."
     )
     output: Output = Field(default_factory=Output, description="Where the adapter is written.")
-    suspend: bool = Field(default=False, description="When true no new training run starts.")
+    suspend: StrictBool = Field(default=False, description="When true no new training run starts.")
 
 
 class AdapterArtifact(ApiModel):
@@ -195,8 +206,10 @@ class RunRecord(ApiModel):
     result: RunResult | None = Field(default=None, description="Succeeded or Failed.")
     started_at: Timestamp | None = Field(default=None, description="Container start.")
     finished_at: Timestamp | None = Field(default=None, description="Container finish.")
-    gpu_seconds: float | None = Field(default=None, ge=0, description="(finish - start) x GPUs.")
-    cost_usd: float | None = Field(default=None, ge=0, description="Cost of the run in USD.")
+    gpu_seconds: StrictFloat | None = Field(
+        default=None, ge=0, description="(finish - start) x GPUs."
+    )
+    cost_usd: StrictFloat | None = Field(default=None, ge=0, description="Cost of the run in USD.")
     reason: str | None = Field(default=None, max_length=4096, description="Why the run failed.")
     summary: Annotated[dict[str, Any] | None, WithJsonSchema(summary_schema())] = Field(
         default=None, description="The trainer's summary JSON."
@@ -204,7 +217,7 @@ class RunRecord(ApiModel):
 
 
 class LanguageAdapterStatus(ApiModel):
-    observed_generation: int | None = Field(
+    observed_generation: StrictInt | None = Field(
         default=None, description="Last metadata.generation acted on."
     )
     conditions: Conditions | None = Field(default=None, description="Ready, Training, Failed.")

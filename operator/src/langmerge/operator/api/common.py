@@ -7,7 +7,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "langmerge.io"
@@ -70,7 +77,7 @@ class Condition(ApiModel):
         pattern=r"^[A-Za-z][A-Za-z0-9]*$",
     )
     status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
-    observed_generation: int | None = Field(
+    observed_generation: StrictInt | None = Field(
         default=None, ge=0, description="The metadata.generation this condition was set for."
     )
     last_transition_time: Timestamp = Field(
@@ -108,7 +115,7 @@ class Toleration(ApiModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty matches all effects."
     )
-    toleration_seconds: int | None = Field(
+    toleration_seconds: StrictInt | None = Field(
         default=None, description="How long a NoExecute taint is tolerated."
     )
 
@@ -117,7 +124,7 @@ class Resources(ApiModel):
     """What a training or merge Job asks the cluster for. Never part of a fingerprint: changing
     it reschedules future runs but never retrains."""
 
-    gpus: int = Field(default=1, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
+    gpus: StrictInt = Field(default=1, ge=0, le=16, description="GPUs per pod (nvidia.com/gpu).")
     gpu_type: str | None = Field(
         default=None,
         max_length=63,
@@ -142,7 +149,7 @@ class Resources(ApiModel):
         max_length=63,
         description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job.",
     )
-    price_per_hour_usd: float | None = Field(
+    price_per_hour_usd: StrictFloat | None = Field(
         default=None,
         ge=0,
         description="Overrides the price table: USD per GPU-hour (per core-hour when gpus is 0).",
@@ -176,15 +183,15 @@ class RunResult(StrEnum):
 class Totals(ApiModel):
     """Running totals over every run of this object; each run counted once."""
 
-    runs: int = Field(default=0, ge=0, description="Runs finished.")
-    succeeded: int = Field(default=0, ge=0, description="Runs that succeeded.")
-    failed: int = Field(default=0, ge=0, description="Runs that failed.")
-    gpu_seconds: float = Field(default=0, ge=0, description="GPU-seconds of all runs.")
-    cost_usd: float = Field(default=0, ge=0, description="Cost of all runs in USD.")
+    runs: StrictInt = Field(default=0, ge=0, description="Runs finished.")
+    succeeded: StrictInt = Field(default=0, ge=0, description="Runs that succeeded.")
+    failed: StrictInt = Field(default=0, ge=0, description="Runs that failed.")
+    gpu_seconds: StrictFloat = Field(default=0, ge=0, description="GPU-seconds of all runs.")
+    cost_usd: StrictFloat = Field(default=0, ge=0, description="Cost of all runs in USD.")
     period: str | None = Field(
         default=None, max_length=7, description="The month of monthCostUsd, YYYY-MM."
     )
-    month_cost_usd: float = Field(
+    month_cost_usd: StrictFloat = Field(
         default=0, ge=0, description="Cost of the runs finished in period, in USD."
     )
 
@@ -212,7 +219,7 @@ class ObjectMeta(BaseModel):
     namespace: str = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    generation: int = 0
+    generation: StrictInt = 0
     uid: str | None = None
 
 

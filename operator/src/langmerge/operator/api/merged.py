@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 from langmerge.operator.api.adapter import RunRecord
 from langmerge.operator.api.common import (
+    BCP47,
     DNS_LABEL,
     ActiveJob,
     ApiModel,
@@ -63,6 +65,12 @@ class AdapterSelection(ApiModel):
         }
     }
 
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AdapterSelection:  # the CRD's CEL rule, for the local loop too
+        if (self.selector is None) == (self.names is None):
+            raise ValueError("set exactly one of adapters.selector or adapters.names")
+        return self
+
     selector: LabelSelector | None = Field(
         default=None, description="Select LanguageAdapters in this namespace by label."
     )
@@ -78,7 +86,7 @@ class AdapterSelection(ApiModel):
 
 
 class MergeParameters(ApiModel):
-    weights: dict[str, Annotated[float, Field(ge=0, le=100)]] | None = Field(
+    weights: dict[str, Annotated[StrictFloat, Field(ge=0, le=100)]] | None = Field(
         default=None,
         json_schema_extra={
             "maxProperties": 64,
@@ -92,13 +100,22 @@ class MergeParameters(ApiModel):
         description="Weight per language (BCP-47 tag -> weight >= 0); "
         "languages not listed weigh 1.",
     )
-    density: float = Field(
+
+    @field_validator("weights")
+    @classmethod
+    def _languages(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
+        for key in weights or {}:
+            if not re.fullmatch(BCP47, key):
+                raise ValueError("keys must be BCP-47 language tags such as de or zh-Hans")
+        return weights
+
+    density: StrictFloat = Field(
         default=0.5,
         gt=0,
         le=1,
         description="Fraction of entries kept by TIES pruning / DARE dropping, in (0, 1].",
     )
-    lambda_: float = Field(
+    lambda_: StrictFloat = Field(
         default=1.0, alias="lambda", gt=0, le=10, description="Scale of the merged update."
     )
     majority_sign: MajoritySign = Field(
@@ -109,7 +126,9 @@ class MergeParameters(ApiModel):
         default=TopkScope.MODEL,
         description="KnOTS TIES top-k over the whole model (reference) or per module.",
     )
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed for DARE's random drop.")
+    seed: StrictInt = Field(
+        default=0, ge=0, le=2**31 - 1, description="Seed for DARE's random drop."
+    )
 
 
 class OutputFormat(StrEnum):
@@ -124,7 +143,7 @@ class MergeOutput(ApiModel):
     uri: str | None = Field(
         default=None, max_length=1024, description="Where to write the merged model."
     )
-    rank: int | None = Field(
+    rank: StrictInt | None = Field(
         default=None,
         ge=1,
         le=4096,
@@ -139,7 +158,7 @@ class EvaluationGate(ApiModel):
         description="Compare each language with its individual adapter "
         "or with the current artifact.",
     )
-    max_relative_drop: float = Field(
+    max_relative_drop: StrictFloat = Field(
         default=0.05, ge=0, le=1, description="Largest relative drop per language still promoted."
     )
 
@@ -158,7 +177,7 @@ class Evaluation(ApiModel):
 
 
 class Budget(ApiModel):
-    monthly_usd: float = Field(
+    monthly_usd: StrictFloat = Field(
         ge=0, description="Monthly spend allowed for this model's runs, in USD."
     )
 
@@ -185,7 +204,7 @@ class MergedModelSpec(ApiModel):
         description="Scheduling and pricing of the merge Job.",
     )
     budget: Budget | None = Field(default=None, description="Optional monthly budget.")
-    suspend: bool = Field(default=False, description="When true no new merge starts.")
+    suspend: StrictBool = Field(default=False, description="When true no new merge starts.")
 
 
 class MergedArtifact(ApiModel):
@@ -209,14 +228,14 @@ class UpdateRecord(ApiModel):
     retrained_adapters: list[Annotated[str, Field(max_length=253)]] | None = Field(
         default=None, max_length=64, description="Adapters retrained for this update."
     )
-    gpu_seconds: float = Field(
+    gpu_seconds: StrictFloat = Field(
         default=0, ge=0, description="GPU-seconds of the retraining runs and the merge."
     )
-    cost_usd: float = Field(default=0, ge=0, description="Cost of the update in USD.")
-    full_retrain_estimate_usd: float | None = Field(
+    cost_usd: StrictFloat = Field(default=0, ge=0, description="Cost of the update in USD.")
+    full_retrain_estimate_usd: StrictFloat | None = Field(
         default=None, ge=0, description="Estimated cost of retraining every language together."
     )
-    savings_ratio: float | None = Field(
+    savings_ratio: StrictFloat | None = Field(
         default=None, le=1, description="1 - cost / full retrain estimate."
     )
     finished_at: Timestamp | None = Field(
@@ -225,12 +244,12 @@ class UpdateRecord(ApiModel):
 
 
 class GateResult(ApiModel):
-    passed: bool = Field(description="Whether the merge passed the gate.")
+    passed: StrictBool = Field(description="Whether the merge passed the gate.")
     reason: str | None = Field(default=None, max_length=4096, description="Why it did not.")
 
 
 class EvaluationResult(ApiModel):
-    per_language: dict[str, dict[str, float]] | None = Field(
+    per_language: dict[str, dict[str, StrictFloat]] | None = Field(
         default=None, description="Language -> metric -> value for the last merge."
     )
     gate: GateResult | None = Field(default=None, description="The gate's verdict.")
@@ -238,12 +257,12 @@ class EvaluationResult(ApiModel):
 
 class BudgetStatus(ApiModel):
     period: str = Field(max_length=7, description="The month, YYYY-MM.")
-    spent_usd: float = Field(ge=0, description="Spent this month.")
-    limit_usd: float = Field(ge=0, description="Allowed this month.")
+    spent_usd: StrictFloat = Field(ge=0, description="Spent this month.")
+    limit_usd: StrictFloat = Field(ge=0, description="Allowed this month.")
 
 
 class MergedModelStatus(ApiModel):
-    observed_generation: int | None = Field(
+    observed_generation: StrictInt | None = Field(
         default=None, description="Last metadata.generation acted on."
     )
     conditions: Conditions | None = Field(
