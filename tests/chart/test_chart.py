@@ -75,7 +75,7 @@ def test_defaults_render_a_restricted_operator_with_monitoring_off(
 ) -> None:
     kinds = {(d["kind"], d["metadata"]["name"]) for d in render(control_plane)}
     assert ("Deployment", "lm-langmerge") in kinds and ("ClusterRole", "lm-langmerge") in kinds
-    assert not {k for k, _ in kinds} & {"ServiceMonitor", "PrometheusRule"}
+    assert not {k for k, _ in kinds} & {"Service", "ServiceMonitor", "PrometheusRule"}
     deployment = next(d for d in render(control_plane) if d["kind"] == "Deployment")
     assert (
         deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
