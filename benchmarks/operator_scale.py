@@ -95,16 +95,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="operator-scale-") as tmp,
         ControlPlane(Path(tmp) / "cp") as plane,
     ):
-        plane.kubectl(
-            "apply", "--server-side", "-f", str(Path(__file__).resolve().parents[1] / "crds")
-        )
-        plane.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd/languageadapters.langmerge.io",
-            "crd/mergedmodels.langmerge.io",
-            "--timeout=60s",
-        )
+        plane.install_crds()
         api = api_client(plane.kubeconfig)
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
         operator = OperatorProcess(plane, Path(tmp)).start()

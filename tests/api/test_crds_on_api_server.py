@@ -176,9 +176,7 @@ INVALID: list[tuple[str, dict[str, Any], str, Any, str]] = [
 
 @pytest.fixture(scope="module")
 def plane_with_crds(control_plane: ControlPlane) -> ControlPlane:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("languageadapters.langmerge.io", "mergedmodels.langmerge.io"):
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+    control_plane.install_crds()
     return control_plane
 
 

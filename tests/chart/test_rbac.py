@@ -15,7 +15,6 @@ import pytest
 from kubernetes import client
 
 from tests.chart.test_chart import render
-from tests.conftest import REPO
 from tests.operator.test_flows import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
@@ -89,14 +88,7 @@ def flow(cluster: Cluster, timeout_s: float) -> None:
 
 @pytest.fixture(scope="module")
 def plane(control_plane: ControlPlane) -> ControlPlane:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/languageadapters.langmerge.io",
-        "crd/mergedmodels.langmerge.io",
-        "--timeout=60s",
-    )
+    control_plane.install_crds()
     return control_plane
 
 

@@ -116,14 +116,7 @@ class Prometheus:
 def observed(
     control_plane: ControlPlane, tmp_path: Path
 ) -> Iterator[tuple[Cluster, OperatorProcess, Prometheus]]:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/languageadapters.langmerge.io",
-        "crd/mergedmodels.langmerge.io",
-        "--timeout=60s",
-    )
+    control_plane.install_crds()
     api = api_client(control_plane.kubeconfig)
     namespace = f"obs-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})

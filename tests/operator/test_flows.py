@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.conftest import REPO
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually, until
 from tests.support.objects import GROUP, LANGUAGES, VERSION, adapter_manifest, merged_manifest
@@ -22,14 +21,7 @@ PLURAL = {"LanguageAdapter": "languageadapters", "MergedModel": "mergedmodels"}
 
 @pytest.fixture(scope="module")
 def api(control_plane: ControlPlane) -> client.ApiClient:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/languageadapters.langmerge.io",
-        "crd/mergedmodels.langmerge.io",
-        "--timeout=60s",
-    )
+    control_plane.install_crds()
     return api_client(control_plane.kubeconfig)
 
 

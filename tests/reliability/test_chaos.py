@@ -15,7 +15,6 @@ from pathlib import Path
 
 from kubernetes import client, watch
 
-from tests.conftest import REPO
 from tests.operator.test_flows import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
@@ -53,14 +52,7 @@ class JobAudit(threading.Thread):
 def test_random_sigkills_during_a_five_language_update(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/languageadapters.langmerge.io",
-        "crd/mergedmodels.langmerge.io",
-        "--timeout=60s",
-    )
+    control_plane.install_crds()
     api = api_client(control_plane.kubeconfig)
     namespace = f"chaos-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.conftest import REPO
 from tests.operator.test_flows import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
@@ -23,14 +22,7 @@ PLANTED = "planted-secret-value-0d9f3c"
 
 @pytest.fixture(scope="module")
 def api(control_plane: ControlPlane) -> client.ApiClient:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/languageadapters.langmerge.io",
-        "crd/mergedmodels.langmerge.io",
-        "--timeout=60s",
-    )
+    control_plane.install_crds()
     return api_client(control_plane.kubeconfig)
 
 

@@ -19,7 +19,6 @@ from pydantic import ValidationError
 
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.merged import MergedModel
-from tests.conftest import REPO
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client
 from tests.support.objects import GROUP, VERSION
@@ -88,14 +87,7 @@ def _locally_valid(model: type[LanguageAdapter] | type[MergedModel], body: dict[
 
 
 def test_generated_objects(control_plane: ControlPlane, tmp_path: Path) -> None:
-    control_plane.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/languageadapters.langmerge.io",
-        "crd/mergedmodels.langmerge.io",
-        "--timeout=60s",
-    )
+    control_plane.install_crds()
     api = api_client(control_plane.kubeconfig)
     custom = client.CustomObjectsApi(api)
     namespace = f"prop-{uuid.uuid4().hex[:8]}"

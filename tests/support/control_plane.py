@@ -374,6 +374,17 @@ class ControlPlane:
         for component in ("kube-apiserver", "etcd"):
             self._terminate(component)
 
+    def install_crds(self, folder: Path | None = None) -> None:
+        """Applies langmerge's CRDs and waits until the API server serves them."""
+        self.kubectl("apply", "--server-side", "-f", str(folder or REPO / "crds"))
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/languageadapters.langmerge.io",
+            "crd/mergedmodels.langmerge.io",
+            "--timeout=60s",
+        )
+
     def kubectl(
         self,
         *args: str,
