@@ -20,8 +20,10 @@ from tests.support.operator import OperatorProcess, finish_job, success_summary
 PLANTED = "planted-secret-value-0d9f3c"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def api(control_plane: ControlPlane) -> client.ApiClient:
+    # A client per test: one test restarts the API server, and pooled keep-alive connections
+    # to the old process would fail the next POST (which urllib3 does not retry).
     control_plane.install_crds()
     return api_client(control_plane.kubeconfig)
 
@@ -74,7 +76,8 @@ def test_the_operator_carries_on_after_the_api_server_restarts(
     cluster.apply(adapter_manifest("fr"))
     job = cluster.job("sentiment-fr")
     control_plane.restart_apiserver()
-    finish_job(api, cluster.ns, job, summary=success_summary(f"/artifacts/{job}"))
+    cluster = Cluster(api_client(control_plane.kubeconfig), cluster.ns)  # fresh connections
+    finish_job(cluster.api, cluster.ns, job, summary=success_summary(f"/artifacts/{job}"))
     cluster.wait_condition("LanguageAdapter", "sentiment-fr", "Ready", timeout_s=60)
     assert operator.process is not None and operator.process.poll() is None
 
