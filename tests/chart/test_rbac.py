@@ -148,7 +148,10 @@ def test_removing_any_single_verb_breaks_a_flow(
     spare = []
     for rule, verb, label in cases:
         kubeconfig = grant(plane, _without(objects, rule, verb), tmp_path)
-        operator = OperatorProcess(plane, tmp_path, kubeconfig=kubeconfig).start()
+        # No periodic resync: a step must happen because of the permission, not the clock.
+        operator = OperatorProcess(
+            plane, tmp_path, kubeconfig=kubeconfig, env={"LANGMERGE_RESYNC_SECONDS": "3600"}
+        ).start()
         try:
             flow(Cluster(admin, _namespace(admin)), timeout_s=12)
             spare.append(label)

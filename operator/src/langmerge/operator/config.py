@@ -25,6 +25,7 @@ class OperatorConfig(BaseModel):
     job_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     price_table: str | None = None  # path of the price table YAML (a mounted ConfigMap)
+    resync_seconds: int = Field(default=30, ge=1)  # how often everything is reconciled anyway
     namespace_budgets: str = ""  # "team-a=500,team-b=200": monthly USD per namespace
 
     @model_validator(mode="after")

@@ -27,7 +27,6 @@ from langmerge.operator.metrics import Metrics
 from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
 
 log = logging.getLogger("langmerge.operator")
-RESYNC_SECONDS = 30.0
 _state: dict[str, Any] = {}
 
 
@@ -51,15 +50,15 @@ def _safely(kind: str, action: Callable[[], None]) -> None:
         log.exception("reconcile of a %s failed; the next event or resync retries", kind)
 
 
-def _resync(stop: threading.Event) -> None:
-    while not stop.wait(RESYNC_SECONDS):
+def _resync(stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
         rec = reconciler()
         for plural, reconcile in ((ADAPTERS, rec.adapter), (MERGED, rec.merged)):
             try:
                 items = rec.kube.list_objects(plural)
             except Exception:
                 rec.metrics.reconcile_errors.labels(plural).inc()
-                log.warning("resync could not list %s; retrying in %ss", plural, RESYNC_SECONDS)
+                log.warning("resync could not list %s; retrying at the next resync", plural)
                 continue
             for item in items:
                 _safely(
@@ -84,7 +83,9 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _state["reconciler"] = Reconciler(Kube(_api()), operator_config, prices, metrics)
     stop = threading.Event()
     _state["stop"] = stop
-    threading.Thread(target=_resync, args=(stop,), name="resync", daemon=True).start()
+    threading.Thread(
+        target=_resync, args=(stop, operator_config.resync_seconds), name="resync", daemon=True
+    ).start()
     changes = AdapterChanges()
     _state["changes"] = changes
     threading.Thread(target=changes.run, args=(stop,), name="adapter-changes", daemon=True).start()
