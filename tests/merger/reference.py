@@ -44,6 +44,13 @@ def ties(
     return lam * ties_combine(pruned, weights, rule)
 
 
+def dare_drop(
+    tensors: list[torch.Tensor], masks: list[torch.Tensor], density: float
+) -> list[torch.Tensor]:
+    """DARE: keep the masked entries, rescaled by 1/density."""
+    return [torch.where(m, t / density, 0.0) for t, m in zip(tensors, masks, strict=True)]
+
+
 def dare_ties(
     deltas: list[torch.Tensor],
     masks: list[torch.Tensor],
@@ -52,7 +59,7 @@ def dare_ties(
     lam: float,
     rule: str = "total",
 ) -> torch.Tensor:
-    dropped = [torch.where(m, d / density, 0.0) for d, m in zip(deltas, masks, strict=True)]
+    dropped = dare_drop(deltas, masks, density)
     return lam * ties_combine(dropped, weights, rule)
 
 
@@ -63,7 +70,7 @@ def dare_linear(
     density: float,
     lam: float,
 ) -> torch.Tensor:
-    dropped = [torch.where(m, d / density, 0.0) for d, m in zip(deltas, masks, strict=True)]
+    dropped = dare_drop(deltas, masks, density)
     return lam * sum(w * d for w, d in zip(weights, dropped, strict=True))
 
 
@@ -126,8 +133,6 @@ def knots_dare_ties(
     merged = {}
     for name, deltas in modules.items():
         u, blocks = knots_svd(deltas)
-        dropped = [
-            torch.where(m, b / density, 0.0) for b, m in zip(blocks, block_masks[name], strict=True)
-        ]
+        dropped = dare_drop(blocks, block_masks[name], density)
         merged[name] = u @ (lam * ties_combine(dropped, weights, rule))
     return merged

@@ -9,6 +9,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import fsspec
@@ -94,8 +96,21 @@ def staging_dir(uri: str) -> Path:
     return Path(tempfile.mkdtemp(prefix="langmerge-staging-"))
 
 
-def publish_dir(staged: Path, uri: str) -> None:
-    """Moves a finished folder to uri atomically (locally) or config-last (remotely)."""
+@contextmanager
+def staging(uri: str) -> Iterator[Path]:
+    """A folder to build an artifact for uri in; whatever is not published is removed, so a
+    failure at any point leaves nothing half-written behind."""
+    staged = staging_dir(uri)
+    try:
+        yield staged
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def publish_dir(staged: Path, uri: str) -> str:
+    """Moves a finished folder to uri atomically (locally) or config-last (remotely) and returns
+    its sha256 (sha256_dir)."""
+    digest = sha256_dir(staged)
     if is_local(uri):
         target = local_path(uri)
         if target.exists():
@@ -106,7 +121,7 @@ def publish_dir(staged: Path, uri: str) -> None:
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.rename(staged, target)
-        return
+        return digest
     try:
         fs, root = fsspec.core.url_to_fs(uri)
         files = sorted(p for p in staged.rglob("*") if p.is_file())
@@ -115,5 +130,4 @@ def publish_dir(staged: Path, uri: str) -> None:
             fs.put_file(str(file), f"{root.rstrip('/')}/{file.relative_to(staged)}")
     except Exception as error:
         raise StorageError(f"cannot write {uri!r}: {error}") from error
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+    return digest

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -227,8 +226,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="langmerge-merge-") as scratch_name:
         scratch = Path(scratch_name)
         adapters = _load_inputs(args, scratch)
-        staged = storage.staging_dir(args.output)
-        try:
+        with storage.staging(args.output) as staged:
             merger = Merger(adapters, settings)
             merger.prepare()
             if args.output_format == "lora":
@@ -256,11 +254,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
             if evaluation is not None and not evaluation["gate"]["passed"]:
                 raise GateFailedError(evaluation)
-            digest = storage.sha256_dir(staged)
-            storage.publish_dir(staged, args.output)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
+            digest = storage.publish_dir(staged, args.output)
     return {
         "result": "Succeeded",
         "method": settings.method.name,

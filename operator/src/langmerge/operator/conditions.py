@@ -1,10 +1,12 @@
-"""metav1.Condition bookkeeping shared by the operator and the local loop."""
+"""metav1.Condition bookkeeping shared by the operator and the local loop: both derive the
+same conditions from the same plans."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 from langmerge.operator.api.common import Condition, ConditionStatus
+from langmerge.operator.planner import Action, MergePlan, TrainingPlan
 
 
 def now() -> datetime:
@@ -27,3 +29,100 @@ def set_condition(
         last_transition_time=changed_at,
     )
     return [c for c in conditions if c.type != kind] + [updated]
+
+
+def _serving(artifact_uri: str | None, up_to_date: bool) -> str:
+    return f"; serving {artifact_uri} meanwhile" if artifact_uri and not up_to_date else ""
+
+
+def _budget_and_failure(
+    conditions: list[Condition],
+    failed: bool,
+    reason: str,
+    message: str,
+    blocked: str | None,
+    generation: int,
+) -> list[Condition]:
+    conditions = set_condition(
+        conditions,
+        "BudgetExceeded",
+        blocked is not None,
+        "BudgetExceeded" if blocked else "WithinBudget",
+        blocked or "",
+        generation,
+    )
+    return set_condition(
+        conditions,
+        "Failed",
+        failed,
+        reason if failed else "NoFailure",
+        message if failed else "",
+        generation,
+    )
+
+
+def adapter_conditions(
+    current: list[Condition] | None,
+    plan: TrainingPlan,
+    artifact_uri: str | None,
+    generation: int,
+    blocked: str | None = None,
+) -> list[Condition]:
+    """Ready, Training, BudgetExceeded and Failed of a LanguageAdapter, from its plan."""
+    up_to_date, running = plan.action == Action.NONE, plan.action == Action.RUN
+    conditions = set_condition(
+        current or [],
+        "Ready",
+        up_to_date,
+        plan.reason,
+        plan.message + _serving(artifact_uri, up_to_date),
+        generation,
+    )
+    conditions = set_condition(
+        conditions,
+        "Training",
+        running and blocked is None,
+        "JobRunning" if running else "Idle",
+        f"Job {plan.job}" if running else "",
+        generation,
+    )
+    return _budget_and_failure(
+        conditions, plan.action == Action.FAILED, plan.reason, plan.message, blocked, generation
+    )
+
+
+def merged_conditions(
+    current: list[Condition] | None,
+    plan: MergePlan,
+    artifact_uri: str | None,
+    generation: int,
+    blocked: str | None = None,
+) -> list[Condition]:
+    """Ready, AdaptersReady, Merging, BudgetExceeded and Failed of a MergedModel."""
+    up_to_date, running = plan.action == Action.NONE, plan.action == Action.RUN
+    conditions = set_condition(
+        current or [],
+        "Ready",
+        up_to_date,
+        plan.reason,
+        plan.message + _serving(artifact_uri, up_to_date),
+        generation,
+    )
+    conditions = set_condition(
+        conditions,
+        "AdaptersReady",
+        plan.adapters_ready,
+        "AllAdaptersReady" if plan.adapters_ready else plan.reason,
+        "" if plan.adapters_ready else plan.message,
+        generation,
+    )
+    conditions = set_condition(
+        conditions,
+        "Merging",
+        running and blocked is None,
+        "JobRunning" if running else "Idle",
+        f"Job {plan.job}" if running else "",
+        generation,
+    )
+    failed = plan.action in (Action.FAILED, Action.BLOCKED)
+    return _budget_and_failure(conditions, failed, plan.reason, plan.message, blocked, generation)

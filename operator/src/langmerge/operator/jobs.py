@@ -8,6 +8,7 @@ operator reads the run summary from."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterSpec
@@ -18,6 +19,8 @@ from langmerge.operator.planner import MergePlan, TrainingPlan
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "langmerge"}
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
+GPU_TYPE = "langmerge.io/gpu-type"
+INPUTS_ANNOTATION = "langmerge.io/inputs"  # adapter name -> fingerprint the merge was built from
 EXIT_BAD_INPUT = 1  # the trainer and merger exit 1 on input they refuse: retrying cannot help
 
 
@@ -108,6 +111,8 @@ def _job(
     job_meta_labels = dict(job_labels)
     if resources.queue_name:
         job_meta_labels[KUEUE_QUEUE] = resources.queue_name  # Kueue admits; we never flip suspend
+    if resources.gpu_type:
+        job_meta_labels[GPU_TYPE] = resources.gpu_type  # the price of the run is looked up by it
     container: dict[str, Any] = {
         "name": "main",
         "image": image,
@@ -337,7 +342,7 @@ def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> d
     current = merged.status.artifact.uri if merged.status and merged.status.artifact else None
     args = merge_args(spec, plan, out, root, "cuda" if spec.resources.gpus else "cpu", current)
     job_labels = labels(merged, "merge", plan.fingerprint, spec.task, None)
-    return _job(
+    job = _job(
         config,
         merged,
         plan.job,
@@ -346,3 +351,6 @@ def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> d
         ["langmerge-merge", *args],
         spec.resources,
     )
+    inputs = {i.name: i.fingerprint for i in plan.inputs}
+    job["metadata"]["annotations"] = {INPUTS_ANNOTATION: json.dumps(inputs, sort_keys=True)}
+    return job

@@ -12,12 +12,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from langmerge.operator.api.common import GROUP, VERSION
+from langmerge.operator.conditions import now
 
 Body = dict[str, Any]
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 def rfc3339(moment: datetime) -> str:

@@ -35,7 +35,7 @@ from langmerge.operator.api.merged import (
     MergedModel,
     MergedModelStatus,
 )
-from langmerge.operator.conditions import now, set_condition
+from langmerge.operator.conditions import adapter_conditions, merged_conditions, now
 from langmerge.operator.cost import DEFAULT_PRICES, cost_usd
 from langmerge.operator.jobs import merge_args, training_args
 from langmerge.operator.metrics import Metrics
@@ -300,25 +300,13 @@ class LocalRunner:
                 self.metrics.record_run(adapter, "train", run)
         adapter = adapter.model_copy(update={"status": status})
         plan = plan_training(adapter, LOCAL_TRAINER)
-        generation = adapter.metadata.generation
-        conditions = set_condition(
-            status.conditions or [],
-            "Ready",
-            plan.action == Action.NONE,
-            plan.reason,
-            plan.message,
-            generation,
+        status.conditions = adapter_conditions(
+            status.conditions,
+            plan,
+            status.artifact.uri if status.artifact else None,
+            adapter.metadata.generation,
         )
-        conditions = set_condition(conditions, "Training", False, "Idle", "", generation)
-        conditions = set_condition(
-            conditions,
-            "Failed",
-            plan.action == Action.FAILED,
-            plan.reason if plan.action == Action.FAILED else "NoFailure",
-            plan.message if plan.action == Action.FAILED else "",
-            generation,
-        )
-        status.conditions, status.fingerprint = conditions, plan.fingerprint
+        status.fingerprint = plan.fingerprint
         self.state.adapters[adapter.metadata.name] = status.to_wire()
         self.state.save(self.state_path)
 
@@ -452,33 +440,12 @@ class LocalRunner:
         final = plan_merge(
             merged.model_copy(update={"status": status}), adapters, LOCAL_TRAINER, LOCAL_MERGER
         )
-        generation = merged.metadata.generation
-        conditions = set_condition(
-            status.conditions or [],
-            "Ready",
-            final.action == Action.NONE,
-            final.reason,
-            final.message,
-            generation,
+        status.conditions = merged_conditions(
+            status.conditions,
+            final,
+            status.artifact.uri if status.artifact else None,
+            merged.metadata.generation,
         )
-        conditions = set_condition(
-            conditions,
-            "AdaptersReady",
-            final.adapters_ready,
-            "AllAdaptersReady" if final.adapters_ready else final.reason,
-            "" if final.adapters_ready else final.message,
-            generation,
-        )
-        failed = final.action in (Action.FAILED, Action.BLOCKED)
-        conditions = set_condition(
-            conditions,
-            "Failed",
-            failed,
-            final.reason if failed else "NoFailure",
-            final.message if failed else "",
-            generation,
-        )
-        status.conditions = conditions
         if final.fingerprint:
             status.fingerprint = final.fingerprint
         self.state.merged[merged.metadata.name] = status.to_wire()

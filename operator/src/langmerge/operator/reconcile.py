@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 from langmerge.operator.accounting import (
     budget_verdict,
@@ -27,23 +28,22 @@ from langmerge.operator.api.adapter import (
     LanguageAdapterStatus,
     RunRecord,
 )
-from langmerge.operator.api.common import ActiveJob, Condition, RunResult
+from langmerge.operator.api.common import ActiveJob, RunResult
 from langmerge.operator.api.merged import (
     BudgetStatus,
     MergedArtifact,
     MergedModel,
     MergedModelStatus,
 )
-from langmerge.operator.conditions import set_condition
+from langmerge.operator.conditions import adapter_conditions, merged_conditions, now
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.cost import PriceBook, cost_usd
-from langmerge.operator.jobs import merge_job, training_job
-from langmerge.operator.kube import Body, Kube, now, parse_time
+from langmerge.operator.jobs import GPU_TYPE, INPUTS_ANNOTATION, merge_job, training_job
+from langmerge.operator.kube import Body, Kube, parse_time
 from langmerge.operator.metrics import Metrics
 from langmerge.operator.outcome import JobOutcome, job_cpus, job_finished, read_outcome
 from langmerge.operator.planner import (
     Action,
-    MergePlan,
     plan_merge,
     plan_training,
     selects,
@@ -52,7 +52,6 @@ from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSumma
 
 log = logging.getLogger("langmerge.operator")
 ADAPTERS, MERGED = "languageadapters", "mergedmodels"
-INPUTS_ANNOTATION = "langmerge.io/inputs"
 HISTORY = 20
 
 
@@ -99,9 +98,7 @@ class Reconciler:
         labels = job["metadata"]["labels"]
         gpus = outcome.gpus
         seconds = outcome.gpu_seconds if gpus else outcome.container_seconds * job_cpus(job)
-        price = self.prices.table().price(
-            job["metadata"]["labels"].get("langmerge.io/gpu-type"), gpus
-        )
+        price = self.prices.table().price(job["metadata"]["labels"].get(GPU_TYPE), gpus)
         self.metrics.price_table_valid.set(0 if self.prices.error else 1)
         if self.prices.error:
             log.warning("%s", self.prices.error)
@@ -135,10 +132,13 @@ class Reconciler:
         recorded: list[str],
         model: type[RunSummary],
         override: float | None,
+        seen: dict[str, Body | None],
     ) -> tuple[Body, RunRecord] | None:
+        """The run of a Job that finished and is not counted yet. Jobs fetched are kept in
+        `seen`, so one reconcile reads each Job once."""
         if name in recorded:
             return None
-        job = self.kube.get_job(namespace, name)
+        job = seen[name] = self.kube.get_job(namespace, name)
         if job is None or not job_finished(job):
             return None
         outcome = read_outcome(job, self.kube.job_pods(namespace, name), model)
@@ -170,6 +170,7 @@ class Reconciler:
         before = (adapter.status or LanguageAdapterStatus()).to_wire()
         status = LanguageAdapterStatus.model_validate(before)
         events: list[tuple[str, str, str]] = []
+        seen: dict[str, Body | None] = {}
         plan = plan_training(adapter, self.config.trainer_image)
         candidates = [plan.job] + ([status.active_job.name] if status.active_job else [])
         for job_name in dict.fromkeys(candidates):
@@ -179,6 +180,7 @@ class Reconciler:
                 status.recorded_jobs or [],
                 TrainingSummary,
                 spec.resources.price_per_hour_usd,
+                seen,
             )
             if found is None:
                 continue
@@ -209,59 +211,26 @@ class Reconciler:
             status.active_job = None
         pending, blocked = False, None
         if plan.action == Action.RUN:
-            existing = self.kube.get_job(meta.namespace, plan.job)
-            pending = existing is None or not _started(existing)
-            if existing is None:
-                blocked = self._over_budget(meta.namespace, adapter, status.last_run)
-            if existing is None and blocked is None:
-                job = training_job(self.config, adapter, plan)
-                if spec.resources.gpu_type:
-                    job["metadata"]["labels"]["langmerge.io/gpu-type"] = spec.resources.gpu_type
-                if self.kube.create_job(job):
-                    events.append(("Normal", "TrainingStarted", f"created Job {plan.job}"))
-            elif blocked is not None:
-                events.append(("Warning", "BudgetExceeded", blocked))
-            if status.active_job is None and blocked is None:
-                status.active_job = ActiveJob(
-                    name=plan.job, fingerprint=plan.fingerprint, created_at=now()
-                )
+            pending, blocked = self._start_job(
+                meta.namespace,
+                plan.job,
+                plan.fingerprint,
+                status,
+                lambda: training_job(self.config, adapter, plan),
+                lambda: self._over_budget(meta.namespace, adapter, status.last_run),
+                "TrainingStarted",
+                events,
+                seen,
+            )
         status.fingerprint = plan.fingerprint
         status.observed_generation = meta.generation
-        up_to_date = plan.action == Action.NONE
-        serving = (
-            f"; serving {status.artifact.uri} meanwhile"
-            if status.artifact and not up_to_date
-            else ""
-        )
-        conditions = status.conditions or []
-        conditions = set_condition(
-            conditions, "Ready", up_to_date, plan.reason, plan.message + serving, meta.generation
-        )
-        conditions = set_condition(
-            conditions,
-            "BudgetExceeded",
-            blocked is not None,
-            "BudgetExceeded" if blocked else "WithinBudget",
-            blocked or "",
+        status.conditions = adapter_conditions(
+            status.conditions,
+            plan,
+            status.artifact.uri if status.artifact else None,
             meta.generation,
+            blocked,
         )
-        conditions = set_condition(
-            conditions,
-            "Training",
-            plan.action == Action.RUN and blocked is None,
-            "JobRunning" if plan.action == Action.RUN else "Idle",
-            f"Job {plan.job}" if plan.action == Action.RUN else "",
-            meta.generation,
-        )
-        conditions = set_condition(
-            conditions,
-            "Failed",
-            plan.action == Action.FAILED,
-            plan.reason if plan.action == Action.FAILED else "NoFailure",
-            plan.message if plan.action == Action.FAILED else "",
-            meta.generation,
-        )
-        status.conditions = conditions
         self.metrics.observe_adapter(adapter, status, pending)
         self._write(ADAPTERS, body, before, status.to_wire(), events)
 
@@ -296,6 +265,32 @@ class Reconciler:
         estimate = (last_run.cost_usd or 0.0) if last_run else 0.0
         verdict = budget_verdict(models, adapters, resource, estimate, limit, period_of(None))
         return None if verdict is None or verdict.allowed else verdict.message
+
+    def _start_job(
+        self,
+        namespace: str,
+        name: str,
+        fingerprint: str,
+        status: LanguageAdapterStatus | MergedModelStatus,
+        build: Callable[[], Body],
+        over_budget: Callable[[], str | None],
+        started: str,
+        events: list[tuple[str, str, str]],
+        seen: dict[str, Body | None],
+    ) -> tuple[bool, str | None]:
+        """Creates the plan's Job, or adopts it when it exists (never a twin), unless a budget
+        forbids a new run. Returns whether it waits to start and why it was held back."""
+        existing = seen[name] if name in seen else self.kube.get_job(namespace, name)
+        blocked = None
+        if existing is None:
+            blocked = over_budget()
+            if blocked is not None:
+                events.append(("Warning", "BudgetExceeded", blocked))
+            elif self.kube.create_job(build()):
+                events.append(("Normal", started, f"created Job {name}"))
+        if status.active_job is None and blocked is None:
+            status.active_job = ActiveJob(name=name, fingerprint=fingerprint, created_at=now())
+        return existing is None or not _started(existing), blocked
 
     def _retire(self, namespace: str, job_name: str, events: list[tuple[str, str, str]]) -> None:
         """A Job for a fingerprint the spec no longer asks for: stop it (saves GPU time)."""
@@ -346,6 +341,7 @@ class Reconciler:
         before = (merged.status or MergedModelStatus()).to_wire()
         status = MergedModelStatus.model_validate(before)
         events: list[tuple[str, str, str]] = []
+        seen: dict[str, Body | None] = {}
         plan = plan_merge(merged, adapters, self.config.trainer_image, self.config.merger_image)
         candidates = ([plan.job] if plan.job else []) + (
             [status.active_job.name] if status.active_job else []
@@ -357,6 +353,7 @@ class Reconciler:
                 status.recorded_jobs or [],
                 MergeSummary,
                 spec.resources.price_per_hour_usd,
+                seen,
             )
             if found is None:
                 continue
@@ -408,27 +405,17 @@ class Reconciler:
             status.active_job = None
         pending, blocked = False, None
         if plan.action == Action.RUN:
-            existing = self.kube.get_job(meta.namespace, plan.job)
-            pending = existing is None or not _started(existing)
-            if existing is None:
-                blocked = self._over_budget(meta.namespace, merged, status.last_run, adapters)
-            if existing is None and blocked is None:
-                job = merge_job(self.config, merged, plan)
-                job["metadata"]["annotations"] = {
-                    INPUTS_ANNOTATION: json.dumps(
-                        {i.name: i.fingerprint for i in plan.inputs}, sort_keys=True
-                    )
-                }
-                if spec.resources.gpu_type:
-                    job["metadata"]["labels"]["langmerge.io/gpu-type"] = spec.resources.gpu_type
-                if self.kube.create_job(job):
-                    events.append(("Normal", "MergeStarted", f"created Job {plan.job}"))
-            elif blocked is not None:
-                events.append(("Warning", "BudgetExceeded", blocked))
-            if status.active_job is None and blocked is None:
-                status.active_job = ActiveJob(
-                    name=plan.job, fingerprint=plan.fingerprint, created_at=now()
-                )
+            pending, blocked = self._start_job(
+                meta.namespace,
+                plan.job,
+                plan.fingerprint,
+                status,
+                lambda: merge_job(self.config, merged, plan),
+                lambda: self._over_budget(meta.namespace, merged, status.last_run, adapters),
+                "MergeStarted",
+                events,
+                seen,
+            )
         if plan.fingerprint:
             status.fingerprint = plan.fingerprint
         status.observed_generation = meta.generation
@@ -445,53 +432,12 @@ class Reconciler:
             self.metrics.record_budget(
                 merged, spec.budget.monthly_usd - spent, spec.budget.monthly_usd
             )
-        status.conditions = self._merged_conditions(status, plan, meta.generation, blocked)
+        status.conditions = merged_conditions(
+            status.conditions,
+            plan,
+            status.artifact.uri if status.artifact else None,
+            meta.generation,
+            blocked,
+        )
         self.metrics.observe_merged(merged, status, pending)
         self._write(MERGED, body, before, status.to_wire(), events)
-
-    def _merged_conditions(
-        self, status: MergedModelStatus, plan: MergePlan, generation: int, blocked: str | None
-    ) -> list[Condition]:
-        up_to_date = plan.action == Action.NONE
-        serving = (
-            f"; serving {status.artifact.uri} meanwhile"
-            if status.artifact and not up_to_date
-            else ""
-        )
-        failed = plan.action in (Action.FAILED, Action.BLOCKED)
-        conditions = status.conditions or []
-        conditions = set_condition(
-            conditions, "Ready", up_to_date, plan.reason, plan.message + serving, generation
-        )
-        conditions = set_condition(
-            conditions,
-            "AdaptersReady",
-            plan.adapters_ready,
-            "AllAdaptersReady" if plan.adapters_ready else plan.reason,
-            "" if plan.adapters_ready else plan.message,
-            generation,
-        )
-        conditions = set_condition(
-            conditions,
-            "Merging",
-            plan.action == Action.RUN and blocked is None,
-            "JobRunning" if plan.action == Action.RUN else "Idle",
-            f"Job {plan.job}" if plan.action == Action.RUN else "",
-            generation,
-        )
-        conditions = set_condition(
-            conditions,
-            "BudgetExceeded",
-            blocked is not None,
-            "BudgetExceeded" if blocked else "WithinBudget",
-            blocked or "",
-            generation,
-        )
-        return set_condition(
-            conditions,
-            "Failed",
-            failed,
-            plan.reason if failed else "NoFailure",
-            plan.message if failed else "",
-            generation,
-        )

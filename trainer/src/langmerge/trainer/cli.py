@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -228,8 +227,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "fields": asdict(fields),
             "languages": args.language,
         }
-        staged = storage.staging_dir(args.output)
-        try:
+        with storage.staging(args.output) as staged:
             figures = train(
                 model_dir,
                 examples,
@@ -252,11 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "fields": asdict(fields),
             }
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
-            digest = storage.sha256_dir(staged)
-            storage.publish_dir(staged, args.output)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
+            digest = storage.publish_dir(staged, args.output)
     return {
         "result": "Succeeded",
         "task": args.task,
