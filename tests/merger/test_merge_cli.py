@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM
 
 from langmerge.common.storage import sha256_dir
 from langmerge.merger.cli import main
-from tests.support.adapters import make_adapter
+from tests.support.adapters import dense_updates, make_adapter
 from tests.support.tiny_llama import load_base, logits, save_base, save_peft_adapter
 
 
@@ -232,3 +232,37 @@ def test_paths_outside_the_artifact_root_are_refused(tmp_path: Path) -> None:
     )
     assert "outside the artifact root" in reason
     assert outside.exists()
+
+
+@pytest.mark.parametrize("method", ["linear", "cat"])
+def test_default_weights_sum_to_one_so_equal_weights_average_the_updates(
+    tiny: dict[str, Any], tmp_path: Path, method: str
+) -> None:
+    inputs = [dense_updates(p) for p in tiny["adapters"]]
+    averaged, summed = tmp_path / "averaged", tmp_path / "summed"
+    common = [*_adapter_args(tiny["adapters"]), "--method", method]
+    code, summary = _run(tmp_path, *common, "--output", str(averaged))
+    assert code == 0, summary
+    assert summary["parameters"]["weights"] == [round(1 / 3, 6)] * 3  # what was applied
+    code, raw = _run(tmp_path, *common, "--weight-normalization", "none", "--output", str(summed))
+    assert code == 0, raw
+    assert raw["parameters"]["weights"] == [1.0, 1.0, 1.0]
+    mean, total = dense_updates(averaged), dense_updates(summed)
+    for module, update in mean.items():
+        expected = sum(u[module] for u in inputs)
+        torch.testing.assert_close(update, expected / 3, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(total[module], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_relative_weights_are_normalised(tiny: dict[str, Any], tmp_path: Path) -> None:
+    code, summary = _run(
+        tmp_path,
+        *_adapter_args(tiny["adapters"]),
+        "--method",
+        "linear",
+        "--weights",
+        "2,1,1",
+        "--output",
+        str(tmp_path / "out"),
+    )
+    assert code == 0 and summary["parameters"]["weights"] == [0.5, 0.25, 0.25]

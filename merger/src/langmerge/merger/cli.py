@@ -10,15 +10,16 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from langmerge.common import storage
 from langmerge.common.summary import default_summary_path, peak_rss_bytes, write_summary
-from langmerge.merger.adapters import AdapterError, LoraAdapter, check_compatible, load_adapter
-from langmerge.merger.methods import METHODS, Merger, MergeSettings
-from langmerge.merger.output import write_full, write_lora
+from langmerge.merger.names import METHOD_NAMES
+
+# torch and the merge maths load after the flags parse: `--help` and bad flags stay instant.
+if TYPE_CHECKING:
+    from langmerge.merger.adapters import LoraAdapter
+    from langmerge.merger.methods import MergeSettings
 
 
 class UsageError(ValueError):
@@ -28,43 +29,70 @@ class UsageError(ValueError):
 class GateFailedError(ValueError):
     """The merge worked but failed its evaluation gate: nothing is published."""
 
-    def __init__(self, evaluation: dict[str, Any]) -> None:
+    def __init__(self, evaluation: dict[str, Any], rejected_output: str | None) -> None:
         super().__init__(f"evaluation gate: {evaluation['gate']['reason']}")
         self.evaluation = evaluation
+        self.rejected_output = rejected_output
+
+
+# The summary keeps, per language, the gate's metric with its interval (the artifact's
+# langmerge.json keeps every metric): five languages fit the 4 KiB termination message.
+SUMMARY_METRIC_KEYS = ("examples",)
+
+
+def _compact(evaluation: dict[str, Any]) -> dict[str, Any]:
+    metric = evaluation.get("metric", "f1")
+    keys = (metric, f"{metric}Low", f"{metric}High", *SUMMARY_METRIC_KEYS)
+    per_language = {
+        language: {k: v for k, v in metrics.items() if k in keys}
+        for language, metrics in evaluation["perLanguage"].items()
+    }
+    baseline = {
+        language: {k: v for k, v in metrics.items() if k == metric}
+        for language, metrics in evaluation["baseline"].items()
+    }
+    return {**evaluation, "perLanguage": per_language, "baseline": baseline}
 
 
 def _evaluate(
     args: argparse.Namespace, adapters: list[LoraAdapter], staged: Path, scratch: Path
 ) -> dict[str, Any]:
-    """Scores of the merged model per language, and the gate's verdict against the
-    individual adapters (each on its own language) or the current merged model."""
-    from langmerge.common import builtin
-    from langmerge.merger import evaluate
+    """Scores of the merged model per language, and the gate's verdict against the combined
+    model, the individual adapters (each on its own language) or the current merged model."""
+    from langmerge.merger import evaluate, gate
 
-    base = (
-        builtin.path()
-        if args.base_model == builtin.NAME
-        else storage.fetch_dir(args.base_model, scratch)
-    )
+    base = evaluate.load_base(args.base_model, scratch)
     datasets = {}
     for pair in args.evaluate:
         language, _, uri = pair.partition("=")
-        text = storage.fetch_file(uri, scratch).read_text(encoding="utf-8")
-        datasets[language] = [json.loads(line) for line in text.splitlines() if line.strip()]
-    if args.gate_against == "current" and args.current:
-        baselines, own = {"current": storage.fetch_dir(args.current, scratch)}, False
+        datasets[language] = evaluate.load_records(uri, scratch, f"--evaluate {language}=")
+    models: dict[str, Path | None] = {"candidate": staged}
+    if args.gate_against == "individual":
+        models.update({f"individual {a.language}": a.path for a in adapters if a.language})
+    elif args.gate_baseline:
+        models["baseline"] = storage.fetch_dir(args.gate_baseline, scratch)
+    scored = evaluate.score_models(base, models, datasets)
+    candidate = scored.pop("candidate")
+    if args.gate_against == "individual":
+        baseline = {
+            language: scored[f"individual {language}"][language]
+            for language in datasets
+            if f"individual {language}" in scored
+        }
     else:
-        baselines, own = {a.language: a.path for a in adapters if a.language}, True
-    scores, reference = evaluate.evaluate_candidates(base, staged, datasets, baselines, own)
-    passed, reason = True, ""
-    if args.gate_max_drop is not None:
-        passed, reason = evaluate.gate(
-            scores, reference, args.gate_metric, args.gate_max_drop, args.gate_against
+        baseline = scored.get("baseline", {})
+    verdict = gate.Verdict(passed=True)
+    if args.gate_max_drop is not None and baseline:
+        verdict = gate.decide(
+            candidate, baseline, args.gate_metric, args.gate_max_drop, args.gate_against
         )
     return {
-        "perLanguage": scores,
-        "baseline": reference,
-        "gate": {"passed": passed, "reason": reason or None},
+        "perLanguage": {language: s.metrics for language, s in candidate.items()},
+        "baseline": {language: s.metrics for language, s in baseline.items()},
+        "against": args.gate_against,
+        "metric": args.gate_metric,
+        "gate": verdict.to_summary(),
+        "comparisons": verdict.comparisons,
     }
 
 
@@ -87,22 +115,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights",
         default=None,
-        help="comma-separated weight per adapter, in --adapter order (default 1 each)",
+        help="comma-separated weight per adapter, in --adapter order (default: 1 each); "
+        "normalised to sum to 1 unless --weight-normalization none",
     )
-    parser.add_argument("--method", choices=sorted(METHODS), default="knots-ties")
-    parser.add_argument("--density", type=float, default=0.5, help="fraction kept, in (0, 1]")
     parser.add_argument(
-        "--lambda", dest="lambda_", type=float, default=1.0, help="scale of the merged update"
+        "--weight-normalization",
+        choices=["sum-to-one", "none"],
+        default="sum-to-one",
+        help="sum-to-one (default): weights are relative, so equal weights average the "
+        "adapters' updates; none: weights are used as given, so weight 1 each SUMS the "
+        "updates (task arithmetic). TIES-family methods divide by the agreeing weights and "
+        "are unaffected",
     )
-    parser.add_argument("--majority-sign", choices=["total", "frequency"], default="total")
+    parser.add_argument("--method", choices=METHOD_NAMES, default="knots-ties")
+    parser.add_argument(
+        "--density",
+        type=float,
+        default=0.5,
+        help="fraction of entries kept by TIES trimming / DARE dropping, in (0, 1] (default: 0.5)",
+    )
+    parser.add_argument(
+        "--lambda",
+        dest="lambda_",
+        metavar="LAMBDA",
+        type=float,
+        default=1.0,
+        help="scale of the merged update (default: 1.0)",
+    )
+    parser.add_argument(
+        "--majority-sign",
+        choices=["total", "frequency"],
+        default="total",
+        help="TIES sign election by the sum of values or by count (default: total)",
+    )
     parser.add_argument(
         "--topk-scope",
         choices=["model", "module"],
         default="model",
-        help="KnOTS TIES top-k over the whole model (reference) or per module",
+        help="KnOTS TIES top-k over the whole model (reference) or per module (default: model)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of DARE's random drop")
-    parser.add_argument("--output-format", choices=["lora", "full"], default="lora")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of DARE's random drop (default: 0)"
+    )
+    parser.add_argument(
+        "--output-format",
+        choices=["lora", "full"],
+        default="lora",
+        help="lora: a peft adapter; full: merged weights (needs --base-model) (default: lora)",
+    )
     parser.add_argument("--output", required=True, metavar="URI", help="where to write the result")
     parser.add_argument(
         "--rank",
@@ -117,9 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="base model folder (safetensors), needed for --output-format full",
     )
     parser.add_argument(
-        "--artifact-root", default=None, help="refuse local paths outside this folder"
+        "--artifact-root",
+        default=None,
+        help="refuse local paths outside this folder (default: no limit)",
     )
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="where to merge (default: cpu)"
+    )
     gate = parser.add_argument_group("evaluation gate (needs --base-model)")
     gate.add_argument(
         "--evaluate",
@@ -129,19 +193,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="held-out prompt/response JSONL per language; the result is not published "
         "unless it passes the gate",
     )
-    gate.add_argument("--gate-metric", default="f1", help="f1, accuracy, precision, recall or loss")
+    gate.add_argument(
+        "--gate-metric",
+        default="f1",
+        help="f1, accuracy, precision, recall or loss (default: f1)",
+    )
     gate.add_argument(
         "--gate-max-drop",
         type=float,
         default=None,
-        help="largest relative drop per language that is still published",
+        help="margin in metric points (0.05 = 5 points): the merge is not published when, in "
+        "some language, the 95 %% interval of (merged - baseline) lies wholly below "
+        "-MAX_DROP (default: evaluate only, no gate)",
     )
-    gate.add_argument("--gate-against", choices=["individual", "current"], default="individual")
     gate.add_argument(
-        "--current",
+        "--gate-against",
+        choices=["combined", "individual", "current"],
+        default="individual",
+        help="the baseline: the combined model (needs --gate-baseline), each language's own "
+        "adapter, or the current merged model (--gate-baseline; none yet: no gate) "
+        "(default: individual)",
+    )
+    gate.add_argument(
+        "--rejected-output",
         default=None,
         metavar="URI",
-        help="the current merged model (--gate-against current)",
+        help="where a merge that fails its gate is written for inspection (never served; "
+        "default: nowhere)",
+    )
+    gate.add_argument(
+        "--gate-baseline",
+        default=None,
+        metavar="URI",
+        help="the combined or current model the gate compares against",
     )
     parser.add_argument(
         "--summary-file",
@@ -153,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
+    import torch
+
+    from langmerge.merger.methods import METHODS, MergeSettings
+
     if not 0 < args.density <= 1:
         raise UsageError(f"--density must be in (0, 1], got {args.density}")
     if args.lambda_ <= 0:
@@ -187,6 +275,13 @@ def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
         raise UsageError("--evaluate needs --base-model to load the merged model for evaluation")
     if args.gate_max_drop is not None and not 0 <= args.gate_max_drop <= 1:
         raise UsageError(f"--gate-max-drop must be in [0, 1], got {args.gate_max_drop}")
+    if args.gate_against == "combined" and args.evaluate and not args.gate_baseline:
+        raise UsageError(
+            "--gate-against combined needs --gate-baseline URI (the combined model's adapter)"
+        )
+    if args.weight_normalization == "sum-to-one":
+        total = sum(weights)
+        weights = [w / total for w in weights]
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but no CUDA device is visible")
     return MergeSettings(
@@ -203,6 +298,8 @@ def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
 
 
 def _load_inputs(args: argparse.Namespace, scratch: Path) -> list[LoraAdapter]:
+    from langmerge.merger.adapters import AdapterError, check_compatible, load_adapter
+
     adapters = []
     for index, uri in enumerate(args.adapter):
         storage.check_under_root(uri, args.artifact_root, f"--adapter {uri}")
@@ -220,9 +317,14 @@ def _load_inputs(args: argparse.Namespace, scratch: Path) -> list[LoraAdapter]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from langmerge.merger.methods import Merger
+    from langmerge.merger.output import write_full, write_lora
+
     started = time.monotonic()
     settings = _settings(args, len(args.adapter))
     storage.check_under_root(args.output, args.artifact_root, "--output")
+    if args.rejected_output:
+        storage.check_under_root(args.rejected_output, args.artifact_root, "--rejected-output")
     with tempfile.TemporaryDirectory(prefix="langmerge-merge-") as scratch_name:
         scratch = Path(scratch_name)
         adapters = _load_inputs(args, scratch)
@@ -253,7 +355,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 metadata["evaluation"] = evaluation
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
             if evaluation is not None and not evaluation["gate"]["passed"]:
-                raise GateFailedError(evaluation)
+                if args.rejected_output:  # kept for inspection, never served
+                    storage.publish_dir(staged, args.rejected_output)
+                raise GateFailedError(_compact(evaluation), args.rejected_output)
             digest = storage.publish_dir(staged, args.output)
     return {
         "result": "Succeeded",
@@ -265,14 +369,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "wallSeconds": round(time.monotonic() - started, 3),
         "peakRssBytes": peak_rss_bytes(),
         "device": args.device,
-        **({"evaluation": evaluation} if evaluation is not None else {}),
+        **({"evaluation": _compact(evaluation)} if evaluation is not None else {}),
         "evaluationSeconds": round(evaluation_seconds, 3),
     }
 
 
 def _parameters(settings: MergeSettings) -> dict[str, Any]:
     return {
-        "weights": list(settings.weights),
+        "weights": [round(w, 6) for w in settings.weights],
         "density": settings.density,
         "lambda": settings.lambda_,
         "majoritySign": settings.majority_sign,
@@ -288,12 +392,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args)
     except GateFailedError as failed:
         print(f"langmerge-merge: {failed}", file=sys.stderr)
-        write_summary(
-            {"result": "Failed", "reason": str(failed), "evaluation": failed.evaluation},
-            args.summary_file,
-        )
+        summary = {"result": "Failed", "reason": str(failed), "evaluation": failed.evaluation}
+        if failed.rejected_output:
+            summary["rejectedOutput"] = failed.rejected_output
+        write_summary(summary, args.summary_file)
         return 1
-    except (UsageError, AdapterError, storage.StorageError, ValueError, FileNotFoundError) as error:
+    except (UsageError, storage.StorageError, ValueError, FileNotFoundError) as error:
         summary = {"result": "Failed", "reason": str(error)}
         print(f"langmerge-merge: {error}", file=sys.stderr)
         write_summary(summary, args.summary_file)
@@ -304,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             {"result": "Failed", "reason": f"internal error: {error!r}"}, args.summary_file
         )
         return 1
+    print(  # before the summary: without --summary-file it must stay stdout's last line
+        f"langmerge-merge: {summary['method']} of {len(args.adapter)} adapters written to "
+        f"{args.output} (sha256 {summary['output']['sha256'][:12]})"
+    )
     write_summary(summary, args.summary_file)
     return 0
 

@@ -13,19 +13,20 @@ import json
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from langmerge.common import builtin, storage
 from langmerge.common.prompts import prompt_ids, response_ids
 from langmerge.common.summary import default_summary_path, write_summary
+from langmerge.merger import statistics
 
 CLASSIFICATION_MAX_LABELS = 16
 
 
 def _load(base: Path, model: Path | None) -> Any:
+    import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -44,13 +45,31 @@ def _load(base: Path, model: Path | None) -> Any:
     return loaded.eval()
 
 
-def _response_logprob(model: Any, head: list[int], tail: list[int]) -> tuple[float, int]:
-    ids = torch.tensor([head + tail])
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[0, len(head) - 1 : -1]
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    picked = logprobs.gather(1, torch.tensor(tail).unsqueeze(1)).squeeze(1)
-    return float(picked.sum()), len(tail)
+BATCH = 64
+
+
+def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
+    """Summed log-probability of each tail after its head, in right-padded batches (a causal
+    model never looks right, so the padding changes nothing before it)."""
+    import torch
+
+    out: list[float] = []
+    for start in range(0, len(pairs), BATCH):
+        chunk = pairs[start : start + BATCH]
+        width = max(len(h) + len(t) for h, t in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (head, tail) in enumerate(chunk):
+            ids[row, : len(head) + len(tail)] = torch.tensor(head + tail)
+            mask[row, : len(head) + len(tail)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        for row, (head, tail) in enumerate(chunk):
+            positions = torch.arange(len(head) - 1, len(head) + len(tail) - 1)
+            picked = logprobs[row, positions].gather(1, torch.tensor(tail).unsqueeze(1))
+            out.append(float(picked.sum()))
+    return out
 
 
 def _units(text: str) -> list[str]:
@@ -89,26 +108,14 @@ def rouge(prediction: str, reference: str) -> tuple[float, float]:
     return _f1(overlap, len(p), len(r)), _f1(_lcs(p, r), len(p), len(r))
 
 
-def classification_metrics(gold: list[str], predicted: list[str]) -> dict[str, float]:
-    labels = sorted(set(gold))
-    precisions, recalls, f1s = [], [], []
-    for label in labels:
-        tp = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        fp = sum(g != label and p == label for g, p in zip(gold, predicted, strict=True))
-        fn = sum(g == label and p != label for g, p in zip(gold, predicted, strict=True))
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        precisions.append(precision)
-        recalls.append(recall)
-        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
-    accuracy = sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold)
-    n = len(labels)
-    return {
-        "accuracy": accuracy,
-        "precision": sum(precisions) / n,
-        "recall": sum(recalls) / n,
-        "f1": sum(f1s) / n,
-    }
+@dataclass
+class Scored:
+    """One model on one language: the metrics, and for classification the per-example gold
+    and predicted labels (the gate's paired comparison needs them)."""
+
+    metrics: dict[str, float]
+    gold: list[str] = field(default_factory=list)
+    predicted: list[str] = field(default_factory=list)
 
 
 def evaluate(
@@ -118,40 +125,45 @@ def evaluate(
     prompt_field: str,
     response_field: str,
     generation: bool,
-) -> dict[str, float]:
+) -> Scored:
     labels = sorted({r[response_field] for r in records})
     classify = not generation and len(labels) <= CLASSIFICATION_MAX_LABELS
-    label_ids = {label: response_ids(label, tokenizer) for label in labels}
-    gold, predicted, total_loss, total_tokens, rouges = [], [], 0.0, 0, []
-    for record in records:
-        head = prompt_ids(record[prompt_field], tokenizer)
-        reference = record[response_field]
-        logprob, count = _response_logprob(model, head, response_ids(reference, tokenizer))
-        total_loss -= logprob
-        total_tokens += count
-        if classify:
-            scores = {
-                label: _response_logprob(model, head, ids)[0] for label, ids in label_ids.items()
-            }
-            gold.append(reference)
-            predicted.append(max(scores, key=lambda label: scores[label]))
-        else:
-            with torch.no_grad():
-                out = model.generate(
-                    input_ids=torch.tensor([head]),
-                    max_new_tokens=len(label_ids.get(reference, [])) + 32,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-            text = tokenizer.decode(out[0, len(head) :], skip_special_tokens=True)
-            rouges.append(rouge(text, reference))
-    metrics = {"loss": total_loss / max(total_tokens, 1), "examples": float(len(records))}
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    heads = [prompt_ids(r[prompt_field], tokenizer) for r in records]
+    references = [r[response_field] for r in records]
+    tails = [response_ids(reference, tokenizer) for reference in references]
+    if classify:  # the reference is one of the labels: one batched pass per label
+        label_ids = {label: response_ids(label, tokenizer) for label in labels}
+        scores = {
+            label: _logprobs(model, pad_id, [(head, ids) for head in heads])
+            for label, ids in label_ids.items()
+        }
+        reference_logprobs = [scores[ref][i] for i, ref in enumerate(references)]
+        predicted = [max(labels, key=lambda label: scores[label][i]) for i in range(len(heads))]
+    else:
+        reference_logprobs = _logprobs(model, pad_id, list(zip(heads, tails, strict=True)))
+    tokens = sum(len(t) for t in tails)
+    metrics = {"loss": -sum(reference_logprobs) / max(tokens, 1), "examples": float(len(records))}
     if classify:
-        metrics.update(classification_metrics(gold, predicted))
-    elif rouges:
+        metrics.update(statistics.classification_metrics(references, predicted))
+        return Scored({k: round(v, 6) for k, v in metrics.items()}, references, predicted)
+    import torch
+
+    rouges = []
+    for head, reference in zip(heads, references, strict=True):
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=torch.tensor([head]),
+                max_new_tokens=len(response_ids(reference, tokenizer)) + 32,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        text = tokenizer.decode(out[0, len(head) :], skip_special_tokens=True)
+        rouges.append(rouge(text, reference))
+    if rouges:
         metrics["rouge1"] = sum(r[0] for r in rouges) / len(rouges)
         metrics["rougeL"] = sum(r[1] for r in rouges) / len(rouges)
-    return {k: round(v, 6) for k, v in metrics.items()}
+    return Scored({k: round(v, 6) for k, v in metrics.items()})
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -164,130 +176,135 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def main(argv: list[str] | None = None) -> int:
+def load_records(uri: str, scratch: Path, flag: str) -> list[dict[str, str]]:
+    text = storage.fetch_file(uri, scratch).read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if not records:
+        raise ValueError(f"{flag} {uri}: no records")
+    return records
+
+
+def load_base(name_or_uri: str, scratch: Path) -> Path:
+    return (
+        builtin.path() if name_or_uri == builtin.NAME else storage.fetch_dir(name_or_uri, scratch)
+    )
+
+
+def score_models(
+    base: Path,
+    models: dict[str, Path | None],
+    datasets: dict[str, list[dict[str, str]]],
+    generation: bool = False,
+    prompt_field: str = "prompt",
+    response_field: str = "response",
+) -> dict[str, dict[str, Scored]]:
+    """model name -> language -> Scored; a model of None is the base model alone."""
+    from transformers import AutoTokenizer
+
+    from langmerge.common.reproducible import deterministic
+
+    deterministic()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    scored: dict[str, dict[str, Scored]] = {}
+    for name, path in models.items():
+        model = _load(base, path)
+        scored[name] = {
+            language: evaluate(model, tokenizer, records, prompt_field, response_field, generation)
+            for language, records in datasets.items()
+        }
+    return scored
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="langmerge-eval", description=__doc__)
-    parser.add_argument("--base-model", required=True, help="builtin:tiny or a model folder / URI")
+    parser.add_argument(
+        "--base-model", required=True, help="builtin:tiny, or a model folder / file:// / s3:// URI"
+    )
     parser.add_argument(
         "--model",
         action="append",
         default=[],
         metavar="NAME=URI",
-        help="a LoRA adapter or merged model to evaluate (NAME= for the base model)",
+        help="a LoRA adapter or merged model to evaluate; NAME= (no URI) is the base model "
+        "alone (repeat; default: the base model only)",
     )
     parser.add_argument(
         "--dataset",
         action="append",
         required=True,
         metavar="LANG=URI",
-        help="held-out JSONL per language",
+        help="held-out JSONL per language (repeat)",
     )
-    parser.add_argument("--prompt-field", default="prompt")
-    parser.add_argument("--response-field", default="response")
-    parser.add_argument("--generation", action="store_true", help="score by generation (ROUGE)")
     parser.add_argument(
-        "--output", required=True, type=Path, help="the JSON report: model -> language -> metric"
+        "--prompt-field", default="prompt", help="field holding the prompt (default: prompt)"
     )
-    parser.add_argument("--summary-file", type=Path, default=default_summary_path())
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--response-field",
+        default="response",
+        help="field holding the reference answer (default: response)",
+    )
+    parser.add_argument(
+        "--generation", action="store_true", help="score by generation (ROUGE) (default: off)"
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        type=Path,
+        help='the JSON report: {"models": model -> language -> metrics, "chance": language -> '
+        "metrics}",
+    )
+    parser.add_argument(
+        "--summary-file",
+        type=Path,
+        default=default_summary_path(),
+        help="where to write the summary JSON (default: /dev/termination-log if present)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         models = _pairs(args.model, "--model") or {"base": ""}
         datasets = _pairs(args.dataset, "--dataset")
         with tempfile.TemporaryDirectory(prefix="langmerge-eval-") as scratch_name:
             scratch = Path(scratch_name)
-            base = (
-                builtin.path()
-                if args.base_model == builtin.NAME
-                else storage.fetch_dir(args.base_model, scratch)
+            base = load_base(args.base_model, scratch)
+            data = {
+                language: load_records(uri, scratch, f"--dataset {language}=")
+                for language, uri in datasets.items()
+            }
+            paths = {
+                name: storage.fetch_dir(uri, scratch) if uri else None
+                for name, uri in models.items()
+            }
+            scored = score_models(
+                base, paths, data, args.generation, args.prompt_field, args.response_field
             )
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(base)
-            data = {}
-            for language, uri in datasets.items():
-                text = storage.fetch_file(uri, scratch).read_text(encoding="utf-8")
-                data[language] = [json.loads(line) for line in text.splitlines() if line.strip()]
-                if not data[language]:
-                    raise ValueError(f"--dataset {language}={uri}: no records")
-            report: dict[str, dict[str, dict[str, float]]] = {}
-            for name, uri in models.items():
-                model = _load(base, storage.fetch_dir(uri, scratch) if uri else None)
-                report[name] = {
-                    language: evaluate(
-                        model,
-                        tokenizer,
-                        records,
-                        args.prompt_field,
-                        args.response_field,
-                        args.generation,
-                    )
-                    for language, records in data.items()
-                }
     except (ValueError, KeyError, storage.StorageError) as error:
         print(f"langmerge-eval: {error}", file=sys.stderr)
         write_summary({"result": "Failed", "reason": str(error)}, args.summary_file)
         return 1
+    report = {
+        "models": {
+            name: {language: s.metrics for language, s in per_language.items()}
+            for name, per_language in scored.items()
+        },
+        "chance": {}
+        if args.generation
+        else {
+            language: statistics.chance([r[args.response_field] for r in records])
+            for language, records in data.items()
+        },
+    }
     args.output.write_text(json.dumps(report, indent=2))
     write_summary(
-        {"result": "Succeeded", "models": list(report), "languages": list(datasets)},
+        {"result": "Succeeded", "models": list(scored), "languages": list(datasets)},
         args.summary_file,
     )
+    print(f"langmerge-eval: {len(scored)} models x {len(datasets)} languages -> {args.output}")
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def worsening(metric: str, value: float, baseline: float) -> float:
-    """Relative worsening against a baseline: lower is better for loss, higher for the rest."""
-    if baseline <= 0:
-        return 0.0
-    return (value - baseline) / baseline if metric == "loss" else (baseline - value) / baseline
-
-
-def gate(
-    scores: dict[str, dict[str, float]],
-    baselines: dict[str, dict[str, float]],
-    metric: str,
-    max_drop: float,
-    against: str,
-) -> tuple[bool, str]:
-    """Every language within max_drop of its baseline on metric: (passed, reason)."""
-    for language, values in sorted(scores.items()):
-        baseline = baselines.get(language, {}).get(metric)
-        if baseline is None or metric not in values:
-            continue
-        drop = worsening(metric, values[metric], baseline)
-        if drop > max_drop:
-            who = "its individual adapter's" if against == "individual" else "the current model's"
-            return False, (
-                f"{language} {metric} {values[metric]:.3f} is {drop:.0%} worse than {who} "
-                f"{baseline:.3f} (at most {max_drop:.0%} allowed)"
-            )
-    return True, ""
-
-
-def evaluate_candidates(
-    base: Path,
-    candidate: Path,
-    datasets: dict[str, list[dict[str, str]]],
-    baselines: dict[str, Path],
-    own_language_only: bool,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Scores of the candidate on every language, and of each baseline model (on its own
-    language when own_language_only, as individual adapters are)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = _load(base, candidate)
-    scores = {
-        lang: evaluate(model, tokenizer, records, "prompt", "response", False)
-        for lang, records in datasets.items()
-    }
-    reference: dict[str, Any] = {}
-    for key, path in baselines.items():
-        model = _load(base, path)
-        for lang, records in datasets.items():
-            if not own_language_only or lang == key:
-                reference[lang] = evaluate(model, tokenizer, records, "prompt", "response", False)
-    return scores, reference

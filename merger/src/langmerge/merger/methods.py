@@ -18,6 +18,7 @@ import torch
 
 from langmerge.merger import steps
 from langmerge.merger.adapters import LoraAdapter
+from langmerge.merger.names import METHOD_NAMES
 
 Space = Literal["factors", "dense", "knots"]
 Sparsify = Literal["magnitude", "dare"] | None
@@ -52,6 +53,10 @@ METHODS: dict[str, Method] = {
         Method("knots-dare-ties", "knots", "dare", True, summary="DARE-TIES on KnOTS blocks"),
     )
 }
+
+
+if tuple(sorted(METHODS)) != METHOD_NAMES:  # the torch-free list must name every method
+    raise ImportError(f"names.METHOD_NAMES is stale: the registry has {sorted(METHODS)}")
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,16 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langmerge.common import builtin, storage
 from langmerge.common.prompts import Fields, PromptError, encode
 from langmerge.common.summary import default_summary_path, write_summary
 from langmerge.trainer.data import check_records, pack, read_records
-from langmerge.trainer.train import TrainConfig, run_key, train
+
+# torch loads after the flags parse and the data checks pass: `--help` stays instant.
+if TYPE_CHECKING:
+    from langmerge.trainer.train import TrainConfig
 
 
 class UsageError(ValueError):
@@ -27,14 +30,20 @@ class UsageError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="langmerge-train", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="langmerge-train",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     model = p.add_argument_group("base model")
     model.add_argument(
         "--base-model",
         required=True,
         help="builtin:tiny, a model-hub id, or a folder: path, file:// or s3://",
     )
-    model.add_argument("--base-model-revision", default="main")
+    model.add_argument(
+        "--base-model-revision", default="main", help="hub revision (branch, tag or commit)"
+    )
     data = p.add_argument_group("data")
     data.add_argument(
         "--dataset",
@@ -44,57 +53,99 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSONL, Parquet, CSV or a saved datasets folder; repeat for a combined adapter",
     )
     data.add_argument("--language", action="append", default=[], help="BCP-47 tag per --dataset")
-    data.add_argument("--task", required=True)
+    data.add_argument("--task", required=True, help="the task name, stored in the metadata")
     data.add_argument(
-        "--dataset-format", default="auto", choices=["auto", "jsonl", "parquet", "csv", "arrow"]
+        "--dataset-format",
+        default="auto",
+        choices=["auto", "jsonl", "parquet", "csv", "arrow"],
+        help="auto: from the file's extension",
     )
-    data.add_argument("--prompt-field")
-    data.add_argument("--response-field")
-    data.add_argument("--messages-field")
-    data.add_argument("--text-field")
-    data.add_argument("--eval-dataset", action="append", default=[], metavar="URI")
+    data.add_argument("--prompt-field", help="prompt column (with --response-field)")
+    data.add_argument("--response-field", help="response column; the loss covers it only")
+    data.add_argument("--messages-field", help="chat messages column (role/content list)")
+    data.add_argument("--text-field", help="plain text column (loss on all of it)")
+    data.add_argument(
+        "--eval-dataset",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="held-out data whose loss goes into the summary (repeat)",
+    )
     lora = p.add_argument_group("LoRA")
-    lora.add_argument("--lora-rank", type=int, default=16)
-    lora.add_argument("--lora-alpha", type=float, default=32)
-    lora.add_argument("--lora-dropout", type=float, default=0.05)
-    lora.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj")
-    lora.add_argument("--rslora", action="store_true")
+    lora.add_argument("--lora-rank", type=int, default=16, help="LoRA rank r, 1..1024")
+    lora.add_argument("--lora-alpha", type=float, default=32, help="LoRA alpha (scale alpha/r)")
+    lora.add_argument("--lora-dropout", type=float, default=0.05, help="dropout on the LoRA path")
+    lora.add_argument(
+        "--target-modules",
+        default="q_proj,k_proj,v_proj,o_proj",
+        help="comma-separated linear layers to adapt",
+    )
+    lora.add_argument("--rslora", action="store_true", help="rank-stabilised scale alpha/sqrt(r)")
     run = p.add_argument_group("training")
-    run.add_argument("--epochs", type=float, default=1.0)
-    run.add_argument("--max-steps", type=int, default=None)
-    run.add_argument("--learning-rate", type=float, default=2e-4)
+    run.add_argument("--epochs", type=float, default=1.0, help="passes over the data")
+    run.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many steps (overrides --epochs)",
+    )
+    run.add_argument("--learning-rate", type=float, default=2e-4, help="AdamW learning rate")
     run.add_argument(
         "--scheduler",
         default="linear",
         choices=["linear", "cosine", "constant", "constant_with_warmup"],
     )
-    run.add_argument("--warmup-ratio", type=float, default=0.0)
-    run.add_argument("--batch-size", type=int, default=8)
-    run.add_argument("--gradient-accumulation", type=int, default=1)
-    run.add_argument("--max-seq-length", type=int, default=1024)
+    run.add_argument(
+        "--warmup-ratio", type=float, default=0.0, help="fraction of steps warming up, [0, 1)"
+    )
+    run.add_argument("--batch-size", type=int, default=8, help="examples per micro-batch")
+    run.add_argument(
+        "--gradient-accumulation", type=int, default=1, help="micro-batches per optimiser step"
+    )
+    run.add_argument(
+        "--max-seq-length", type=int, default=1024, help="tokens per example (longer is cut)"
+    )
     run.add_argument("--packing", action="store_true", help="pack examples into full sequences")
-    run.add_argument("--precision", default="fp32", choices=["bf16", "fp16", "fp32"])
-    run.add_argument("--gradient-checkpointing", action="store_true")
-    run.add_argument("--seed", type=int, default=42)
+    run.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["bf16", "fp16", "fp32"],
+        help="mixed precision of the forward/backward pass",
+    )
+    run.add_argument(
+        "--gradient-checkpointing", action="store_true", help="trade compute for memory"
+    )
+    run.add_argument(
+        "--seed", type=int, default=42, help="seeds the data order and the LoRA initialisation"
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--output", required=True, metavar="URI")
+    out.add_argument(
+        "--output", required=True, metavar="URI", help="where the adapter is published"
+    )
     out.add_argument(
         "--checkpoint-dir",
         type=Path,
         default=None,
         help="local folder for checkpoints; a restart with the same flags resumes",
     )
-    out.add_argument("--checkpoint-every", type=int, default=50)
-    out.add_argument("--log-every", type=int, default=10)
+    out.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    out.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
     out.add_argument(
         "--fingerprint", default="", help="the caller's fingerprint, stored in the metadata"
     )
     out.add_argument("--artifact-root", default=None, help="refuse local paths outside this folder")
-    out.add_argument("--summary-file", type=Path, default=default_summary_path())
+    out.add_argument(
+        "--summary-file",
+        type=Path,
+        default=default_summary_path(),
+        help="where the summary JSON goes",
+    )
     return p
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
+    from langmerge.trainer.train import TrainConfig
+
     checks = [
         (
             1 <= args.lora_rank <= 1024,
@@ -192,6 +243,8 @@ def _model_dir(args: argparse.Namespace, scratch: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from langmerge.trainer.train import run_key, train
+
     config = _config(args)
     fields = _fields(args)
     fields.style  # noqa: B018 (raises on a bad mapping before anything is read)

@@ -184,7 +184,9 @@ def train(
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
-    torch.manual_seed(config.seed)
+    from langmerge.common.reproducible import deterministic
+
+    deterministic(config.seed)
     precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
     accelerator = Accelerator(
         mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation
