@@ -15,6 +15,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
+from langmerge.common import builtin
 from langmerge.common.storage import sha256_dir
 from langmerge.merger.cli import main
 from tests.support.adapters import dense_updates, make_adapter
@@ -266,3 +267,52 @@ def test_relative_weights_are_normalised(tiny: dict[str, Any], tmp_path: Path) -
         str(tmp_path / "out"),
     )
     assert code == 0 and summary["parameters"]["weights"] == [0.5, 0.25, 0.25]
+
+
+def test_a_merge_refused_by_its_gate_is_kept_apart_and_never_published(tmp_path: Path) -> None:
+    """--rejected-output keeps the refused candidate for inspection; --output stays empty."""
+    base = builtin.path()  # evaluation needs a tokenizer: builtin:tiny has one
+    adapters = [save_peft_adapter(base, tmp_path / f"a{i}", seed=i) for i in range(2)]
+    eval_file = tmp_path / "de.jsonl"
+    eval_file.write_text(
+        "".join(
+            json.dumps({"prompt": f"Bewertung {i}", "response": "gut" if i % 2 else "schlecht"})
+            + "\n"
+            for i in range(20)
+        )
+    )
+    # Two merges of the same seeded adapters, 1000 times apart in scale; on this data the
+    # near-base one has the higher loss (about 1 nat, asserted below), so as the candidate
+    # against the other as the current model it must be refused at a margin of 0.
+    current = tmp_path / "current"
+    common = [*_adapter_args(adapters), "--method", "linear"]
+    assert _run(tmp_path, *common, "--lambda", "10", "--output", str(current))[0] == 0
+    out, rejected = tmp_path / "merged", tmp_path / "rejected" / "candidate"
+    code, summary = _run(
+        tmp_path,
+        *common,
+        "--lambda",
+        "0.01",
+        "--output",
+        str(out),
+        "--base-model",
+        builtin.NAME,
+        "--evaluate",
+        f"de={eval_file}",
+        "--gate-metric",
+        "loss",
+        "--gate-against",
+        "current",
+        "--gate-baseline",
+        str(current),
+        "--gate-max-drop",
+        "0",
+        "--rejected-output",
+        str(rejected),
+    )
+    assert summary["evaluation"]["comparisons"]["de"]["difference"] > 0.5  # the premise
+    assert code == 1 and summary["result"] == "Failed", summary
+    assert "the current merged model's" in summary["reason"]
+    assert not out.exists()
+    assert summary["rejectedOutput"] == str(rejected)
+    assert (rejected / "adapter_model.safetensors").is_file()

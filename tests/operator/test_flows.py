@@ -421,7 +421,7 @@ def test_a_merge_that_fails_its_evaluation_gate_keeps_the_last_good_model(cluste
         evaluation={
             "datasets": {"de": "/artifacts/eval/de.jsonl", "fr": "/artifacts/eval/fr.jsonl"},
             "metrics": ["f1"],
-            "gate": {"against": "individual", "maxRelativeDrop": 0.1},
+            "gate": {"against": "individual", "maxDrop": 0.1},
         },
     )
     cluster.apply(gated)

@@ -113,6 +113,7 @@ def budget_verdict(
 
 
 RECORDED_JOBS = 20  # how many finished Jobs status remembers, so none counts twice
+HISTORY = 20  # update records kept in status.updateHistory
 
 
 def record_finished(

@@ -52,7 +52,13 @@ def _up(args: argparse.Namespace) -> int:
         metrics = Metrics()
         metrics.serve(args.metrics_port)
     try:
-        code = up(Path(args.file), Path(args.state_dir), args.compare_combined, metrics)
+        code = up(
+            Path(args.file),
+            Path(args.state_dir),
+            args.compare_combined,
+            metrics,
+            warm=False if args.cold else None,
+        )
     except ManifestError as error:
         print(f"langmerge up: {error}", file=sys.stderr)
         return 2
@@ -64,9 +70,13 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from langmerge.operator.local import State
+    from langmerge.operator.local import ManifestError, State
 
-    state = State.load(Path(args.state_dir) / "state.json")
+    try:
+        state = State.load(Path(args.state_dir) / "state.json")
+    except ManifestError as error:
+        print(f"langmerge status: {error}", file=sys.stderr)
+        return 2
     if not state.adapters and not state.merged:
         print(f"no state in {args.state_dir}; run `langmerge up -f DIR` first")
         return 1
@@ -111,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-combined",
         action="store_true",
         help="also train and evaluate the combined (COMB) baseline, for the research table",
+    )
+    run_up.add_argument(
+        "--cold",
+        action="store_true",
+        help="run every trainer/merger command as a new process, as a Job's container does "
+        "(default: fork each from one warm process that imported the libraries once; "
+        "LANGMERGE_WARM=0 does the same)",
     )
     run_up.add_argument(
         "--metrics-port", type=int, default=None, help="serve the operator's metrics here"

@@ -13,7 +13,7 @@ from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterSpec
 from langmerge.operator.api.common import CustomResource, Resources
-from langmerge.operator.api.merged import MergedModel, MergedModelSpec
+from langmerge.operator.api.merged import GateBaseline, MergedModel, MergedModelSpec
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.planner import MergePlan, TrainingPlan
 
@@ -285,8 +285,11 @@ def merge_args(
     artifact_root: str | None,
     device: str,
     current: str | None = None,
+    combined: str | None = None,
 ) -> list[str]:
-    """The langmerge-merge command line for a plan (the cluster's Job and the local loop)."""
+    """The langmerge-merge command line for a plan (the cluster's Job and the local loop).
+    current: the merged model served now; combined: a COMB adapter where the caller has one
+    (the local loop) and the spec names none."""
     params = spec.parameters
     args = [
         "--method",
@@ -307,6 +310,8 @@ def merge_args(
         output,
         "--weights",
         ",".join(str(i.weight) for i in plan.inputs),
+        "--weight-normalization",
+        params.weight_normalization,
         "--device",
         device,
     ]
@@ -321,15 +326,16 @@ def merge_args(
         for language, uri in sorted(evaluation.datasets.items()):
             args += ["--evaluate", f"{language}={uri}"]
         args += ["--gate-metric", (evaluation.metrics or ["f1"])[0]]
-        if evaluation.gate is not None:
-            args += [
-                "--gate-max-drop",
-                str(evaluation.gate.max_relative_drop),
-                "--gate-against",
-                evaluation.gate.against,
-            ]
-            if evaluation.gate.against == "current" and current:
-                args += ["--current", current]
+        gate = evaluation.gate
+        if gate is not None:
+            args += ["--gate-max-drop", str(gate.max_drop), "--gate-against", gate.against]
+            baseline = {
+                GateBaseline.COMBINED: gate.combined_model_uri or combined,
+                GateBaseline.CURRENT: current,
+                GateBaseline.INDIVIDUAL: None,
+            }[gate.against]
+            if baseline:
+                args += ["--gate-baseline", baseline]
     if artifact_root is not None:
         args += ["--artifact-root", artifact_root]
     return args

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from langmerge.operator.accounting import (
+    HISTORY,
     budget_verdict,
     evaluation_result,
     month_cost,
@@ -52,7 +53,6 @@ from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSumma
 
 log = logging.getLogger("langmerge.operator")
 ADAPTERS, MERGED = "languageadapters", "mergedmodels"
-HISTORY = 20
 
 
 def _started(job: Body) -> bool:

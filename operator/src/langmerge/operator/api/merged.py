@@ -38,6 +38,17 @@ class MajoritySign(StrEnum):
     FREQUENCY = "frequency"
 
 
+class WeightNormalization(StrEnum):
+    SUM_TO_ONE = "sum-to-one"
+    NONE = "none"
+
+
+class GateBaseline(StrEnum):
+    COMBINED = "combined"
+    INDIVIDUAL = "individual"
+    CURRENT = "current"
+
+
 class TopkScope(StrEnum):
     MODEL = "model"
     MODULE = "module"
@@ -97,8 +108,16 @@ class MergeParameters(ApiModel):
                 }
             ],
         },
-        description="Weight per language (BCP-47 tag -> weight >= 0); "
-        "languages not listed weigh 1.",
+        description="Relative weight per language (BCP-47 tag -> weight >= 0); languages not "
+        "listed weigh 1. With weightNormalization sum-to-one (the default) the weights are "
+        "divided by their sum, so equal weights average the adapters' updates.",
+    )
+    weight_normalization: WeightNormalization = Field(
+        default=WeightNormalization.SUM_TO_ONE,
+        description="sum-to-one: weights are relative and sum to 1 (equal weights = the mean "
+        "update). none: weights are used as given, so weight 1 per adapter SUMS the updates "
+        "(task arithmetic), which overshoots what the languages share n-fold. TIES-family "
+        "methods divide by the agreeing weights and are unaffected.",
     )
 
     @field_validator("weights")
@@ -152,14 +171,26 @@ class MergeOutput(ApiModel):
 
 
 class EvaluationGate(ApiModel):
-    against: str = Field(
-        default="individual",
-        pattern=r"^(individual|current)$",
-        description="Compare each language with its individual adapter "
-        "or with the current artifact.",
+    against: GateBaseline = Field(
+        default=GateBaseline.INDIVIDUAL,
+        description="The baseline per language: combined (the model trained on every "
+        "language at once, COMB: the research's claim is parity with it; needs "
+        "combinedModelUri in a cluster, the local loop uses the one it trains), individual "
+        "(each language's own adapter) or current (the merged model served now).",
     )
-    max_relative_drop: StrictFloat = Field(
-        default=0.05, ge=0, le=1, description="Largest relative drop per language still promoted."
+    max_drop: StrictFloat = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Margin in metric points (0.05 = 5 points of F1). A merge is not promoted "
+        "when, in some language, the 95 % paired bootstrap interval of (merged - baseline) "
+        "lies wholly below -maxDrop: a drop that evaluation noise cannot explain.",
+    )
+    combined_model_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="The combined model's LoRA adapter, for against: combined.",
     )
 
 

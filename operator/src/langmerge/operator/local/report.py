@@ -1,16 +1,154 @@
-"""The local loop's report: adapters, merged models with per-language evaluation, the last
-update against a full retrain, and the research's table in miniature, from measured runs."""
+"""The local loop's report, as data (report.json) and as text (report.md): per task, every
+model's per-language scores with bootstrap 95 % intervals (BASE, chance, INDV, COMB and
+every merged model, gated-out ones marked), the transfer matrix (each language's adapter
+scored on every language), the gate's verdicts, and the research's table in miniature:
+training compute and whole-process cost of the merged path against one combined model, for
+the initial setup and for the update of one language."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.merged import MergedModel
 
+if TYPE_CHECKING:
+    from langmerge.operator.local.runner import Phase, RunFigures, State
+
 PRIMARY_METRICS = ("f1", "accuracy", "rougeL", "loss")
 
 
+# --- data ----------------------------------------------------------------------------------------
+def _cell(metrics: dict[str, float], metric: str) -> dict[str, float]:
+    keys = ("f1", "f1Low", "f1High", "accuracy", "accuracyLow", "accuracyHigh", "loss")
+    cell = {k: metrics[k] for k in keys if k in metrics}
+    if metric in metrics and metric not in cell:
+        cell[metric] = metrics[metric]
+    if "examples" in metrics:
+        cell["n"] = metrics["examples"]
+    return cell
+
+
+def _row(
+    name: str, kind: str, per_language: dict[str, dict[str, float]], metric: str
+) -> dict[str, Any]:
+    cells = {language: _cell(m, metric) for language, m in sorted(per_language.items())}
+    values = [c[metric] for c in cells.values() if metric in c]
+    return {
+        "name": name,
+        "kind": kind,
+        "perLanguage": cells,
+        "mean": round(sum(values) / len(values), 6) if values else None,
+    }
+
+
+def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str, Any] | None:
+    report = state.evaluation.get(task) or {}
+    scores: dict[str, dict[str, dict[str, float]]] = report.get("models") or {}
+    if not scores:
+        return None
+    languages = sorted({language for per in scores.values() for language in per})
+    sample = next(iter(next(iter(scores.values())).values()))
+    metric = next(m for m in PRIMARY_METRICS if m in sample)
+    rows = []
+    if "BASE" in scores:
+        rows.append(_row("BASE (no adapter)", "base", scores["BASE"], metric))
+    if report.get("chance"):
+        rows.append(_row("chance (uniform guess)", "chance", report["chance"], metric))
+    individual = {
+        name.split(" ", 1)[1]: per for name, per in scores.items() if name.startswith("INDV ")
+    }
+    if individual:
+        own = {lang: individual[lang][lang] for lang in languages if lang in individual}
+        rows.append(_row("INDV (own language)", "individual", own, metric))
+    if "COMB" in scores:
+        rows.append(_row("COMB", "combined", scores["COMB"], metric))
+    gated = set(report.get("gatedOut") or [])
+    for model in merged:
+        name = model.metadata.name
+        if model.spec.task == task and name in scores:
+            row = _row(name, "merged", scores[name], metric)
+            row["method"] = str(model.spec.method)
+            row["gatedOut"] = name in gated
+            gate = (state.merged.get(name, {}).get("evaluation") or {}).get("gate")
+            if gate:
+                row["gate"] = gate
+            rows.append(row)
+    transfer = {
+        adapter: {language: per[language][metric] for language in languages if language in per}
+        for adapter, per in sorted(individual.items())
+    }
+    return {"metric": metric, "languages": languages, "rows": rows, "transfer": transfer}
+
+
+def _side(runs: list[RunFigures]) -> dict[str, float]:
+    return {
+        "seconds": round(sum(r.seconds for r in runs), 3),
+        "trainingComputeSeconds": round(sum(r.loop_seconds for r in runs), 3),
+        "costUsd": round(sum(r.cost_usd for r in runs), 8),
+    }
+
+
+def _change(ours: float, theirs: float) -> float | None:
+    """The research's way of printing a change: -35.3 % = the merged path needs 35.3 % less."""
+    return round(ours / theirs - 1, 6) if theirs else None
+
+
+def _comparison(phase: Phase, task: str, merge_name: str | None) -> dict[str, Any] | None:
+    combined = [r for r in phase.combined if r.task == task]
+    if not combined:
+        return None
+    trained = [r for r in phase.trained if r.task == task]
+    merges = [r for r in phase.merges if r.task == task and r.name == merge_name]
+    ours, theirs = _side([*trained, *merges]), _side(combined)
+    return {
+        "merged": ours,
+        "combined": theirs,
+        "change": {key: _change(ours[key], theirs[key]) for key in ours},
+        "mergedRan": f"{len(trained)} adapter(s) ({', '.join(r.name for r in trained)})"
+        + (f" + 1 merge ({merge_name})" if merges else ""),
+        "combinedRan": f"1 combined training ({combined[0].name})",
+        "launcher": phase.launcher,
+        "launcherStartupSeconds": phase.launcher_startup_seconds,
+    }
+
+
+def _research(
+    task: str, state: State, adapters: list[LanguageAdapter], merge_name: str | None
+) -> dict[str, Any]:
+    members = {a.metadata.name for a in adapters if a.spec.task == task}
+    initial = update = None
+    for phase in state.phases:
+        trained = {r.name for r in phase.trained if r.task == task}
+        has_comb = any(r.task == task for r in phase.combined)
+        if initial is None and has_comb and trained == members:
+            initial = phase
+        elif has_comb and 0 < len(trained) < len(members):
+            update = phase
+    return {
+        "initialSetup": _comparison(initial, task, merge_name) if initial else None,
+        "updateOneLanguage": _comparison(update, task, merge_name) if update else None,
+    }
+
+
+def report_data(
+    state: State, adapters: list[LanguageAdapter], merged: list[MergedModel]
+) -> dict[str, Any]:
+    """Everything the report shows, machine-readable (report.json)."""
+    tasks = sorted({a.spec.task for a in adapters} | {m.spec.task for m in merged})
+    out: dict[str, Any] = {"tasks": {}}
+    for task in tasks:
+        # The research table's merged path is the task's first merged model (manifest order).
+        first = next((m.metadata.name for m in merged if m.spec.task == task), None)
+        out["tasks"][task] = {
+            "evaluation": _evaluation(task, state, merged),
+            "research": _research(task, state, adapters, first),
+            "researchMergedModel": first,
+        }
+    return out
+
+
+# --- text ----------------------------------------------------------------------------------------
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
@@ -30,90 +168,131 @@ def _ready(status: dict[str, Any]) -> str:
     return "-"
 
 
-def _ratio(part: float, whole: float) -> str:
-    """The change from the combined model to the merged one, as the research prints it
-    (-35.3 % = the merged model needs 35.3 % less)."""
-    return f"{(part / whole - 1) * 100:+.1f} %" if whole else "-"
+def _score(cell: dict[str, float], metric: str) -> str:
+    if metric not in cell:
+        return "-"
+    low, high = cell.get(f"{metric}Low"), cell.get(f"{metric}High")
+    return f"{cell[metric]:.3f}" + (f" [{low:.2f}-{high:.2f}]" if low is not None else "")
 
 
-def _research_table(state: Any, adapter_count: int) -> str:
-    phases = state.phases
-    initial = next((p for p in phases if len(p.trained) == adapter_count and p.combined), None)
-    update = next(
-        (p for p in reversed(phases) if 0 < len(p.trained) < adapter_count and p.combined), None
+def _percent(value: float | None) -> str:
+    return f"{value * 100:+.1f} %" if value is not None else "-"
+
+
+def _evaluation_text(task: str, evaluation: dict[str, Any]) -> list[str]:
+    metric, languages = evaluation["metric"], evaluation["languages"]
+    n = next(
+        (c.get("n") for r in evaluation["rows"] for c in r["perLanguage"].values() if "n" in c),
+        None,
     )
-    if initial is None:
-        return (
-            "(run with --compare-combined to measure the combined baseline: "
-            "the research table needs "
-            "both sides measured)"
-        )
+    parts = [
+        f"\n## Evaluation ({task}: {metric} with bootstrap 95 % interval, "
+        f"n = {int(n) if n else '?'} per language)"
+    ]
     rows = []
-    for label, phase in (("Initial setup", initial), ("Update one language", update)):
-        if phase is None:
-            rows.append([label, "not measured yet (edit one adapter and run again)", "", "", ""])
+    for row in evaluation["rows"]:
+        label = row["name"] + (" (gated out)" if row.get("gatedOut") else "")
+        cells = [_score(row["perLanguage"].get(lang, {}), metric) for lang in languages]
+        mean = f"{row['mean']:.3f}" if row["mean"] is not None else "-"
+        rows.append([label, *cells, mean])
+    parts.append(_table(["Model", *languages, "mean"], rows))
+    if evaluation["transfer"]:
+        parts.append(
+            f"\nTransfer ({task}): each language's adapter (row) scored on every language "
+            f"(column), {metric}. Merging keeps what the adapters share: high off-diagonal "
+            "scores are the precondition."
+        )
+        transfer = evaluation["transfer"]
+        parts.append(
+            _table(
+                ["Adapter", *languages],
+                [
+                    [adapter, *[f"{per.get(lang, 0.0):.3f}" for lang in languages]]
+                    for adapter, per in transfer.items()
+                ],
+            )
+        )
+    return parts
+
+
+def _research_text(task: str, research: dict[str, Any], merge_name: str | None) -> list[str]:
+    parts = [f"\n## The research table in miniature ({task}; merged path: {merge_name})"]
+    rows = []
+    launcher = None
+    for label, key in (
+        ("Initial setup", "initialSetup"),
+        ("Update one language", "updateOneLanguage"),
+    ):
+        comparison = research.get(key)
+        if comparison is None:
+            rows.append([label, "not measured yet", "", "", ""])
             continue
-        combined = next(iter(phase.combined.values()))
-        merge = next(
-            iter(phase.merges.values()),
-            {"seconds": 0.0, "core_seconds": 0.0, "cost_usd": 0.0, "loop_seconds": 0.0},
-        )
-        ours_wall = phase.train_seconds + merge["seconds"]
-        ours_loop = phase.train_loop_seconds + merge.get("loop_seconds", 0.0)
-        ours_cost = phase.train_cost_usd + merge["cost_usd"]
-        ran = f"{len(phase.trained)} adapter(s) + 1 merge"
-        rows.append(
-            [
-                f"{label}, time",
-                f"{combined['seconds']:.1f} s",
-                f"{ours_wall:.1f} s",
-                _ratio(ours_wall, combined["seconds"]),
-                f"{ran}, whole processes",
-            ]
-        )
-        loop = combined.get("loop_seconds", 0.0)
+        launcher = launcher or comparison
+        ours, theirs, change = comparison["merged"], comparison["combined"], comparison["change"]
         rows.append(
             [
                 f"{label}, training compute",
-                f"{loop:.1f} s",
-                f"{ours_loop:.1f} s",
-                _ratio(ours_loop, loop),
-                "training loops and merge only",
+                f"{theirs['trainingComputeSeconds']:.1f} s",
+                f"{ours['trainingComputeSeconds']:.1f} s",
+                _percent(change["trainingComputeSeconds"]),
+                "training loops and the merge, nothing else",
+            ]
+        )
+        rows.append(
+            [
+                f"{label}, whole-process time",
+                f"{theirs['seconds']:.1f} s",
+                f"{ours['seconds']:.1f} s",
+                _percent(change["seconds"]),
+                f"{comparison['mergedRan']} vs {comparison['combinedRan']}",
             ]
         )
         rows.append(
             [
                 f"{label}, cost",
-                f"${combined['cost_usd']:.6f}",
-                f"${ours_cost:.6f}",
-                _ratio(ours_cost, combined["cost_usd"]),
+                f"${theirs['costUsd']:.6f}",
+                f"${ours['costUsd']:.6f}",
+                _percent(change["costUsd"]),
                 "whole processes, per core-hour",
             ]
         )
-    return _table(["Phase", "Combined model", "Merged model", "Change", "What ran"], rows)
+    parts.append(_table(["Phase", "Combined model", "Merged path", "Change", "What ran"], rows))
+    if launcher:
+        how = (
+            f"each run forked from one warm process (its imports, "
+            f"{launcher['launcherStartupSeconds']:.1f} s, are paid once per `langmerge up` and "
+            "counted on neither side)"
+            if launcher["launcher"] == "warm"
+            else "each run a new process (imports and model load counted on both sides)"
+        )
+        parts.append(
+            f"Whole-process figures: {how}. Adapters train one after another here; on a "
+            "cluster they train in parallel. The gate's evaluation inside merges is left out."
+        )
+    return parts
 
 
-def render_report(
-    state: Any, adapters: list[LanguageAdapter], merged: list[MergedModel], adapter_count: int
-) -> str:
+def render_report(state: State, adapters: list[LanguageAdapter], merged: list[MergedModel]) -> str:
+    data = report_data(state, adapters, merged)
     parts = ["## Adapters"]
     rows = []
     for adapter in sorted(adapters, key=lambda a: a.metadata.name):
         status = state.adapters.get(adapter.metadata.name, {})
         run = status.get("lastRun") or {}
-        wall = (run.get("summary") or {}).get("wallSeconds")
+        summary = run.get("summary") or {}
+        wall, loop = summary.get("wallSeconds"), summary.get("trainSeconds")
         rows.append(
             [
                 adapter.metadata.name,
                 adapter.spec.language,
                 _ready(status),
+                f"{loop:.1f} s" if loop else "-",
                 f"{wall:.1f} s" if wall else "-",
-                f"{(run.get('gpuSeconds') or 0) / 3600:.4f}",
                 f"${(status.get('totals') or {}).get('costUsd', 0):.6f}",
             ]
         )
     parts.append(
-        _table(["Adapter", "Lang", "Status", "Last run", "Core-hours", "Total cost"], rows)
+        _table(["Adapter", "Lang", "Status", "Training loop", "Last run", "Total cost"], rows)
     )
     for model in merged:
         status = state.merged.get(model.metadata.name, {})
@@ -134,43 +313,17 @@ def render_report(
         if gate:
             parts.append(
                 "evaluation gate: "
-                + ("passed" if gate["passed"] else "FAILED: " + gate.get("reason", ""))
+                + ("passed" if gate["passed"] else "BLOCKED: " + (gate.get("reason") or ""))
             )
-    for task, report in state.evaluation.items():
-        if not report:
-            continue
-        languages = sorted({lang for scores in report.values() for lang in scores})
-        sample = next(iter(next(iter(report.values())).values()))
-        metric = next(m for m in PRIMARY_METRICS if m in sample)
-        parts.append(f"\n## Evaluation ({task}, {metric} on held-out splits)")
-        rows = []
-        indv = {
-            name.split(" ", 1)[1]: scores
-            for name, scores in report.items()
-            if name.startswith("INDV ")
-        }
-        if indv:
-            rows.append(
-                [
-                    "INDV (own language)",
-                    *[
-                        f"{indv[lang][lang][metric]:.3f}" if lang in indv else "-"
-                        for lang in languages
-                    ],
-                ]
+    for task, section in data["tasks"].items():
+        if section["evaluation"]:
+            parts += _evaluation_text(task, section["evaluation"])
+        research = section["research"]
+        if research["initialSetup"] or research["updateOneLanguage"]:
+            parts += _research_text(task, research, section["researchMergedModel"])
+        elif state.phases and section["evaluation"]:
+            parts.append(
+                f"\n({task}: run with --compare-combined to measure the combined baseline; "
+                "the research table needs both sides measured)"
             )
-        for name, scores in report.items():
-            if not name.startswith("INDV "):
-                rows.append([name, *[f"{scores[lang][metric]:.3f}" for lang in languages]])
-        parts.append(_table(["Model", *languages], rows))
-    parts.append("\n## The research table in miniature (measured on this machine)")
-    parts.append(_research_table(state, adapter_count))
-    parts.append(
-        "\nA tiny model on a CPU shows the mechanics and the ratios, not production quality. "
-        "Each run here is a new process whose start-up (imports, model load) takes seconds, as "
-        "long as the training itself at this size: the training-compute row is the part that "
-        "grows with the model. "
-        "Adapters train one after another here; on a cluster they train in parallel. "
-        "The evaluation gate's time inside merges is left out of this table."
-    )
     return "\n".join(parts) + "\n"

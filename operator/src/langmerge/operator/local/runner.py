@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +20,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from langmerge.operator.accounting import evaluation_result, record_finished, update_record
+from langmerge.operator.accounting import (
+    HISTORY,
+    evaluation_result,
+    record_finished,
+    update_record,
+)
 from langmerge.operator.api.adapter import (
     AdapterArtifact,
     LanguageAdapter,
@@ -31,6 +34,7 @@ from langmerge.operator.api.adapter import (
 )
 from langmerge.operator.api.common import ActiveJob, RunResult
 from langmerge.operator.api.merged import (
+    GateBaseline,
     MergedArtifact,
     MergedModel,
     MergedModelStatus,
@@ -38,6 +42,7 @@ from langmerge.operator.api.merged import (
 from langmerge.operator.conditions import adapter_conditions, merged_conditions, now
 from langmerge.operator.cost import DEFAULT_PRICES, cost_usd
 from langmerge.operator.jobs import merge_args, training_args
+from langmerge.operator.local.processes import Launcher, launcher
 from langmerge.operator.metrics import Metrics
 from langmerge.operator.planner import Action, MergePlan, plan_merge, plan_training
 from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSummary, parse_summary
@@ -50,19 +55,6 @@ KINDS: dict[str, type[LanguageAdapter] | type[MergedModel]] = {
     "LanguageAdapter": LanguageAdapter,
     "MergedModel": MergedModel,
 }
-
-
-def command(name: str) -> str:
-    """A langmerge command from this environment (beside the running Python), else PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(
-            f"{name} is not installed here; install the trainer and merger (uv sync)"
-        )
-    return found
 
 
 class ManifestError(ValueError):
@@ -118,29 +110,57 @@ def load_manifests(directory: Path) -> tuple[list[LanguageAdapter], list[MergedM
     return adapters, merged
 
 
+class RunFigures(BaseModel):
+    """One run of a phase, measured: the whole process (as launched) and the part that grows
+    with the model (the training loop, or the merge without its evaluation)."""
+
+    name: str
+    task: str
+    seconds: float
+    core_seconds: float
+    cost_usd: float
+    loop_seconds: float
+
+
 class Phase(BaseModel):
     """What one `langmerge up` ran, measured."""
 
     started_at: str
-    trained: list[str] = []
-    train_seconds: float = 0.0
-    train_core_seconds: float = 0.0
-    train_cost_usd: float = 0.0
-    train_loop_seconds: float = 0.0  # inside the training loops: what grows with the model
-    merges: dict[str, dict[str, float]] = {}  # merged model -> wall, core-seconds, cost
-    combined: dict[str, dict[str, float]] = {}  # task -> wall, core-seconds, cost of COMB
+    launcher: str = "cold"  # warm: runs forked from one process that imported the libraries
+    launcher_startup_seconds: float = 0.0  # paid once per `langmerge up`, not per run
+    trained: list[RunFigures] = []
+    merges: list[RunFigures] = []
+    combined: list[RunFigures] = []  # the COMB baseline, one per task
+
+    def ran(self) -> bool:
+        return bool(self.trained or self.merges or self.combined)
+
+
+STATE_VERSION = 2
 
 
 class State(BaseModel):
+    version: int = STATE_VERSION
     adapters: dict[str, dict[str, Any]] = {}
     merged: dict[str, dict[str, Any]] = {}
     combined: dict[str, dict[str, Any]] = {}  # task -> {fingerprint, uri}
-    evaluation: dict[str, dict[str, Any]] = {}  # task -> model -> language -> metrics
+    # task -> {"models": model -> language -> metrics, "chance": language -> metrics,
+    #          "gatedOut": [merged model names whose candidate failed its gate]}
+    evaluation: dict[str, dict[str, Any]] = {}
     phases: list[Phase] = []
 
     @classmethod
     def load(cls, path: Path) -> State:
-        return cls.model_validate_json(path.read_text()) if path.exists() else cls()
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text())
+        if raw.get("version") != STATE_VERSION:
+            raise ManifestError(
+                f"{path} was written by another langmerge version (state version "
+                f"{raw.get('version', 1)}, this one reads {STATE_VERSION}); remove "
+                f"{path.parent} (or pass another --state-dir) and run again"
+            )
+        return cls.model_validate(raw)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +182,7 @@ class Execution:
 class LocalRunner:
     directory: Path
     state_dir: Path
+    launcher: Launcher
     compare_combined: bool = False
     metrics: Metrics | None = None
     out: Any = field(default=sys.stdout)
@@ -173,6 +194,8 @@ class LocalRunner:
         self.price = DEFAULT_PRICES.price(None, 0)
         self.interactive = bool(getattr(self.out, "isatty", lambda: False)())
         self.combined_cost: dict[str, float] = {}  # task -> measured COMB cost on today's data
+        # The same thread count for every run, warm or cold: the same bits, run after run.
+        self.run_env = {"LANGMERGE_TORCH_THREADS": str(self.cores)}
 
     # --- plumbing ---------------------------------------------------------------------------
     def say(self, text: str) -> None:
@@ -184,8 +207,18 @@ class LocalRunner:
             return uri
         return str((self.directory / uri).resolve())
 
-    def _artifact(self, name: str, fingerprint: str) -> str:
-        return str((self.state_dir / "artifacts" / name / fingerprint).resolve())
+    def _artifact(self, name: str, fingerprint: str, kind: str = "artifacts") -> str:
+        return str((self.state_dir / kind / name / fingerprint).resolve())
+
+    def _progress(self, label: str, line: str) -> None:
+        if line.startswith('{"step"') and self.interactive:  # the trainer's progress lines
+            step = json.loads(line)
+            print(
+                f"\r  {label}: step {step['step']}/{step['totalSteps']} loss {step['loss']:.4f}",
+                end="",
+                file=self.out,
+                flush=True,
+            )
 
     def _execute(self, label: str, command_line: list[str], model: type[RunSummary]) -> Execution:
         logs = self.state_dir / "logs"
@@ -195,39 +228,36 @@ class LocalRunner:
         summary_file.unlink(missing_ok=True)
         started = time.monotonic()
         with log.open("w") as stderr:
-            process = subprocess.Popen(
-                [command(command_line[0]), *command_line[1:], "--summary-file", str(summary_file)],
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
+            returncode = self.launcher.run(
+                [*command_line, "--summary-file", str(summary_file)],
+                lambda line: self._progress(label, line),
+                stderr,
+                self.run_env,
             )
-            assert process.stdout is not None
-            for line in process.stdout:  # the trainer's JSON progress lines
-                if line.startswith('{"step"') and self.interactive:
-                    step = json.loads(line)
-                    print(
-                        f"\r  {label}: step {step['step']}/{step['totalSteps']} "
-                        f"loss {step['loss']:.4f}",
-                        end="",
-                        file=self.out,
-                        flush=True,
-                    )
-            process.wait()
         seconds = time.monotonic() - started
         if self.interactive:
             print("\r" + " " * 72 + "\r", end="", file=self.out)
         summary = parse_summary(summary_file.read_text() if summary_file.exists() else None, model)
-        ok = process.returncode == 0 and summary is not None and summary.result == "Succeeded"
-        reason = (
-            ""
-            if ok
-            else (
+        ok = returncode == 0 and summary is not None and summary.result == "Succeeded"
+        reason = ""
+        if not ok:
+            reason = (
                 summary.reason
                 if summary and summary.reason
-                else f"exit code {process.returncode}; see {log}"
+                else f"exit code {returncode}; see {log}"
             )
+        return Execution(ok, seconds, summary, reason, log)
+
+    def _figures(self, name: str, task: str, seconds: float, loop_seconds: float) -> RunFigures:
+        core_seconds = seconds * self.cores  # CPU runs are priced per core-hour
+        return RunFigures(
+            name=name,
+            task=task,
+            seconds=round(seconds, 3),
+            core_seconds=round(core_seconds, 3),
+            cost_usd=cost_usd(core_seconds, self.price),
+            loop_seconds=round(loop_seconds, 3),
         )
-        return Execution(ok, seconds, summary, reason or "", log)
 
     def _record(self, job: str, fingerprint: str, execution: Execution) -> RunRecord:
         core_seconds = execution.seconds * self.cores  # CPU runs are priced per core-hour
@@ -247,7 +277,7 @@ class LocalRunner:
         )
 
     # --- adapters -----------------------------------------------------------------------------
-    def _with_status(self, adapter: LanguageAdapter) -> LanguageAdapter:
+    def with_status(self, adapter: LanguageAdapter) -> LanguageAdapter:
         status = self.state.adapters.get(adapter.metadata.name)
         return adapter.model_copy(
             update={"status": LanguageAdapterStatus.model_validate(status) if status else None}
@@ -286,14 +316,14 @@ class LocalRunner:
                     fingerprint=plan.fingerprint,
                     trained_at=run.finished_at,
                 )
-                phase.trained.append(adapter.metadata.name)
-                phase.train_seconds += execution.seconds
-                phase.train_core_seconds += run.gpu_seconds or 0.0
-                phase.train_cost_usd += run.cost_usd or 0.0
-                phase.train_loop_seconds += float(
-                    getattr(execution.summary, "trainSeconds", 0.0) or 0.0
+                loop = float(getattr(execution.summary, "trainSeconds", 0.0) or 0.0)
+                phase.trained.append(
+                    self._figures(adapter.metadata.name, adapter.spec.task, execution.seconds, loop)
                 )
-                self.say(f"  trained {adapter.metadata.name} in {execution.seconds:.1f}s")
+                self.say(
+                    f"  trained {adapter.metadata.name} in {execution.seconds:.1f}s "
+                    f"(training loop {loop:.1f}s)"
+                )
             else:
                 self.say(f"  FAILED {adapter.metadata.name}: {execution.reason}")
             if self.metrics:
@@ -307,6 +337,7 @@ class LocalRunner:
             adapter.metadata.generation,
         )
         status.fingerprint = plan.fingerprint
+        status.observed_generation = adapter.metadata.generation
         self.state.adapters[adapter.metadata.name] = status.to_wire()
         self.state.save(self.state_path)
 
@@ -315,6 +346,8 @@ class LocalRunner:
         members = sorted(
             (a for a in adapters if a.spec.task == task), key=lambda a: a.spec.language
         )
+        if not members:
+            return
         fingerprints = [plan_training(a, LOCAL_TRAINER).fingerprint for a in members]
         fingerprint = hashlib.sha256(json.dumps(fingerprints).encode()).hexdigest()[:20]
         if self.state.combined.get(task, {}).get("fingerprint") == fingerprint:
@@ -343,26 +376,25 @@ class LocalRunner:
         if not execution.ok or not execution.summary or not execution.summary.output:
             self.say(f"  FAILED combined baseline: {execution.reason}")
             return
-        core_seconds = execution.seconds * self.cores
-        phase.combined[task] = {
-            "seconds": execution.seconds,
-            "core_seconds": core_seconds,
-            "cost_usd": cost_usd(core_seconds, self.price),
-            "loop_seconds": float(getattr(execution.summary, "trainSeconds", 0.0) or 0.0),
-        }
-        self.combined_cost[task] = phase.combined[task]["cost_usd"]
+        loop = float(getattr(execution.summary, "trainSeconds", 0.0) or 0.0)
+        figures = self._figures(f"COMB {task}", task, execution.seconds, loop)
+        phase.combined.append(figures)
+        self.combined_cost[task] = figures.cost_usd
         self.state.combined[task] = {
             "fingerprint": fingerprint,
             "uri": execution.summary.output.uri,
         }
         self.state.save(self.state_path)
-        self.say(f"  trained the combined baseline in {execution.seconds:.1f}s")
+        self.say(
+            f"  trained the combined baseline in {execution.seconds:.1f}s "
+            f"(training loop {loop:.1f}s)"
+        )
 
     # --- merges -------------------------------------------------------------------------------
     def merge(
         self, merged: MergedModel, adapters: list[LanguageAdapter], phase: Phase
-    ) -> tuple[MergePlan, Any]:
-        """Runs the merge when needed; returns the plan and the candidate output (or None)."""
+    ) -> tuple[MergePlan, tuple[Execution, RunRecord] | None]:
+        """Runs the merge when needed; returns the plan and the finished run (or None)."""
         stored = self.state.merged.get(merged.metadata.name)
         merged = merged.model_copy(
             update={"status": MergedModelStatus.model_validate(stored) if stored else None}
@@ -383,24 +415,31 @@ class LocalRunner:
         if spec.base_model.uri:
             spec.base_model.uri = self._path(spec.base_model.uri)
         current = merged.status.artifact.uri if merged.status and merged.status.artifact else None
+        combined = self.state.combined.get(merged.spec.task, {}).get("uri")
+        rejected = self._artifact(merged.metadata.name, plan.fingerprint, "rejected")
         execution = self._execute(
             plan.job,
-            ["langmerge-merge", *merge_args(spec, plan, output, None, "cpu", current)],
+            [
+                "langmerge-merge",
+                *merge_args(spec, plan, output, None, "cpu", current, combined),
+                "--rejected-output",
+                rejected,
+            ],
             MergeSummary,
         )
         run = self._record(plan.job, plan.fingerprint, execution)
         # The research table compares training with training: the gate's evaluation inside
         # the merge process is left out of it (the run's own cost keeps it).
         evaluating = float(getattr(execution.summary, "evaluationSeconds", 0.0) or 0.0)
-        merging = max(execution.seconds - evaluating, 0.0)
-        phase.merges[merged.metadata.name] = {
-            "seconds": merging,
-            "core_seconds": merging * self.cores,
-            "cost_usd": cost_usd(merging * self.cores, self.price),
-            "loop_seconds": max(float(execution.summary.wallSeconds or 0.0) - evaluating, 0.0)
-            if execution.summary
-            else 0.0,
-        }
+        wall = float(execution.summary.wallSeconds or 0.0) if execution.summary else 0.0
+        phase.merges.append(
+            self._figures(
+                merged.metadata.name,
+                merged.spec.task,
+                max(execution.seconds - evaluating, 0.0),
+                max(wall - evaluating, 0.0),
+            )
+        )
         return plan, (execution, run)
 
     def promote(
@@ -408,7 +447,7 @@ class LocalRunner:
         merged: MergedModel,
         adapters: list[LanguageAdapter],
         plan: MergePlan,
-        result: Any,
+        result: tuple[Execution, RunRecord] | None,
     ) -> None:
         stored = self.state.merged.get(merged.metadata.name)
         status = MergedModelStatus.model_validate(stored) if stored else MergedModelStatus()
@@ -416,21 +455,22 @@ class LocalRunner:
             execution, run = result
             status.evaluation = evaluation_result(run.summary) or status.evaluation
             record_finished(status, plan.job, run)
-            if run.result == RunResult.SUCCEEDED:
+            summary = execution.summary
+            if run.result == RunResult.SUCCEEDED and summary and summary.output:
                 inputs = {i.name: i.fingerprint for i in plan.inputs}
                 previous = status.artifact.adapter_fingerprints if status.artifact else None
                 update = update_record(
                     previous, inputs, adapters, run, self.combined_cost.get(merged.spec.task)
                 )
                 status.artifact = MergedArtifact(
-                    uri=execution.summary.output.uri,
-                    sha256=execution.summary.output.sha256,
+                    uri=summary.output.uri,
+                    sha256=summary.output.sha256,
                     fingerprint=plan.fingerprint,
                     adapter_fingerprints=inputs,
                     merged_at=run.finished_at,
                 )
                 status.last_update = update
-                status.update_history = [*(status.update_history or []), update][-20:]
+                status.update_history = [*(status.update_history or []), update][-HISTORY:]
                 if self.metrics:
                     self.metrics.record_update(merged, update)
             else:
@@ -448,6 +488,7 @@ class LocalRunner:
         )
         if final.fingerprint:
             status.fingerprint = final.fingerprint
+        status.observed_generation = merged.metadata.generation
         self.state.merged[merged.metadata.name] = status.to_wire()
         self.state.save(self.state_path)
 
@@ -455,11 +496,15 @@ class LocalRunner:
     def evaluate(
         self, task: str, adapters: list[LanguageAdapter], candidates: dict[str, str]
     ) -> dict[str, Any]:
-        """INDV adapters, COMB and merged models on every language's held-out split."""
-        members = [a for a in adapters if a.spec.task == task and a.spec.dataset.eval_uri]
+        """BASE, each INDV adapter, COMB and the merged candidates on every language's
+        held-out split (so INDV rows are also the transfer matrix)."""
+        members = sorted(
+            (a for a in adapters if a.spec.task == task and a.spec.dataset.eval_uri),
+            key=lambda a: a.spec.language,
+        )
         if not members:
             return {}
-        models = {}
+        models = {"BASE": ""}
         for adapter in members:
             artifact = adapter.status.artifact if adapter.status else None
             if artifact:
@@ -468,12 +513,13 @@ class LocalRunner:
             models["COMB"] = self.state.combined[task]["uri"]
         models.update(candidates)
         base = members[0].spec.base_model
+        output = self.state_dir / f"evaluation-{task}.json"
         args = [
             "langmerge-eval",
             "--base-model",
             self._path(base.uri) if base.uri else base.name,
             "--output",
-            str(self.state_dir / f"evaluation-{task}.json"),
+            str(output),
         ]
         for name, uri in models.items():
             args += ["--model", f"{name}={uri}"]
@@ -483,16 +529,41 @@ class LocalRunner:
                 "--dataset",
                 f"{adapter.spec.language}={self._path(adapter.spec.dataset.eval_uri)}",
             ]
-        self.say(f"  evaluate {len(models)} models on {len(members)} languages ...")
+        self.say(f"  evaluate {len(models)} models on {len(members)} languages ({task}) ...")
         execution = self._execute(f"evaluate-{task}", args, RunSummary)
         if not execution.ok:
             self.say(f"  FAILED evaluation: {execution.reason}")
             return {}
-        report: dict[str, Any] = json.loads(
-            (self.state_dir / f"evaluation-{task}.json").read_text()
-        )
-        self.state.evaluation[task] = report
+        report: dict[str, Any] = json.loads(output.read_text())
         return report
+
+
+def _candidate(
+    runner: LocalRunner, model: MergedModel, result: tuple[Execution, RunRecord] | None
+) -> tuple[str | None, bool]:
+    """The merged model to evaluate, and whether it is a candidate its gate refused."""
+    if result is not None:
+        execution, _ = result
+        summary = execution.summary
+        if execution.ok and summary and summary.output:
+            return summary.output.uri, False
+        rejected = (summary.model_extra or {}).get("rejectedOutput") if summary else None
+        if rejected:
+            return str(rejected), True
+    stored = runner.state.merged.get(model.metadata.name) or {}
+    return ((stored.get("artifact") or {}).get("uri"), False)
+
+
+def _gated_against_combined(merged: list[MergedModel]) -> set[str]:
+    """Tasks whose gate compares with a COMB that the loop must train itself."""
+    return {
+        m.spec.task
+        for m in merged
+        if m.spec.evaluation
+        and m.spec.evaluation.gate
+        and m.spec.evaluation.gate.against == GateBaseline.COMBINED
+        and not m.spec.evaluation.gate.combined_model_uri
+    }
 
 
 def up(
@@ -501,58 +572,67 @@ def up(
     compare_combined: bool = False,
     metrics: Metrics | None = None,
     out: Any = sys.stdout,
+    warm: bool | None = None,
 ) -> int:
     """One pass of the loop: train what changed, merge what is stale, evaluate, report."""
-    from langmerge.operator.report import render_report
+    from langmerge.operator.local.report import render_report, report_data
 
     adapters, merged = load_manifests(directory)
-    runner = LocalRunner(directory.resolve(), state_dir, compare_combined, metrics, out)
-    phase = Phase(started_at=now().isoformat())
-    adapters = [runner._with_status(a) for a in adapters]
-    pending = [
-        a.metadata.name for a in adapters if plan_training(a, LOCAL_TRAINER).action == Action.RUN
-    ]
-    runner.say(
-        f"langmerge up: {len(adapters)} adapters, {len(merged)} merged models; "
-        f"to train: {', '.join(pending) or 'nothing'}"
-    )
-    for adapter in sorted(adapters, key=lambda a: a.metadata.name):
-        runner.train(adapter, phase)
-    adapters = [runner._with_status(a) for a in adapters]
-    tasks = sorted({m.spec.task for m in merged})
-    if compare_combined:
+    processes = launcher(warm)
+    try:
+        runner = LocalRunner(
+            directory.resolve(), state_dir, processes, compare_combined, metrics, out
+        )
+        phase = Phase(
+            started_at=now().isoformat(),
+            launcher="cold" if processes.startup_seconds == 0.0 else "warm",
+            launcher_startup_seconds=round(processes.startup_seconds, 3),
+        )
+        adapters = [runner.with_status(a) for a in adapters]
+        pending = [
+            a.metadata.name
+            for a in adapters
+            if plan_training(a, LOCAL_TRAINER).action == Action.RUN
+        ]
+        runner.say(
+            f"langmerge up: {len(adapters)} adapters, {len(merged)} merged models; "
+            f"to train: {', '.join(pending) or 'nothing'}"
+        )
+        for adapter in sorted(adapters, key=lambda a: a.metadata.name):
+            runner.train(adapter, phase)
+        adapters = [runner.with_status(a) for a in adapters]
+        tasks = sorted({m.spec.task for m in merged})
         for task in tasks:
-            runner.train_combined(task, adapters, phase)
-    results = {m.metadata.name: runner.merge(m, adapters, phase) for m in merged}
-    for task in tasks:
-        models = [m for m in merged if m.spec.task == task]
-        candidates: dict[str, str] = {}
-        for model in models:
-            plan, result = results[model.metadata.name]
-            stored = runner.state.merged.get(model.metadata.name) or {}
-            if result is not None and result[0].ok:
-                candidates[model.metadata.name] = result[0].summary.output.uri
-            elif stored.get("artifact"):
-                candidates[model.metadata.name] = stored["artifact"]["uri"]
-        wanted = compare_combined or any(m.spec.evaluation for m in models)
-        ran = (
-            bool(phase.trained or phase.merges or phase.combined)
-            or task not in runner.state.evaluation
-        )
-        report = (
-            runner.evaluate(task, adapters, candidates)
-            if wanted and ran
-            else runner.state.evaluation.get(task, {})
-        )
-        runner.state.evaluation[task] = report
-        for model in models:
-            plan, result = results[model.metadata.name]
-            runner.promote(model, adapters, plan, result)
-    if phase.trained or phase.merges or phase.combined:
-        runner.state.phases.append(phase)
-        runner.state.save(runner.state_path)
-    text = render_report(runner.state, adapters, merged, len(adapters))
+            if compare_combined or task in _gated_against_combined(merged):
+                runner.train_combined(task, adapters, phase)
+        results = {m.metadata.name: runner.merge(m, adapters, phase) for m in merged}
+        for task in tasks:
+            models = [m for m in merged if m.spec.task == task]
+            candidates: dict[str, str] = {}
+            gated: list[str] = []
+            for model in models:
+                uri, refused = _candidate(runner, model, results[model.metadata.name][1])
+                if uri:
+                    candidates[model.metadata.name] = uri
+                if refused:
+                    gated.append(model.metadata.name)
+            wanted = compare_combined or any(m.spec.evaluation for m in models)
+            if wanted and (phase.ran() or task not in runner.state.evaluation):
+                report = runner.evaluate(task, adapters, candidates)
+                runner.state.evaluation[task] = {**report, "gatedOut": gated}
+            for model in models:
+                plan, result = results[model.metadata.name]
+                runner.promote(model, adapters, plan, result)
+        if phase.ran():
+            runner.state.phases.append(phase)
+            runner.state.save(runner.state_path)
+    finally:
+        processes.close()
+    text = render_report(runner.state, adapters, merged)
     (state_dir / "report.md").write_text(text)
+    (state_dir / "report.json").write_text(
+        json.dumps(report_data(runner.state, adapters, merged), indent=2)
+    )
     runner.say(text)
     failed = [
         n

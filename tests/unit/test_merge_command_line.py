@@ -1,0 +1,69 @@
+"""The langmerge-merge command line the cluster's Job and the local loop build from a
+MergedModel: the weight convention and the evaluation gate reach the merger as specified."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.fingerprint import adapter_fingerprint
+from langmerge.operator.jobs import merge_args
+from langmerge.operator.planner import Action, plan_merge
+from tests.support.objects import adapter_manifest, merged_manifest
+
+TRAINER, MERGER = "trainer:1", "merger:1"
+EVALUATION = {"datasets": {"de": "/e/de.jsonl", "fr": "/e/fr.jsonl"}, "metrics": ["f1"]}
+
+
+def _trained(language: str) -> LanguageAdapter:
+    body = adapter_manifest(language)
+    body["metadata"]["namespace"] = "ns"
+    adapter = LanguageAdapter.model_validate(body)
+    fp = adapter_fingerprint(adapter.spec, TRAINER)
+    body["status"] = {"artifact": {"uri": f"/a/{language}", "sha256": "0" * 64, "fingerprint": fp}}
+    return LanguageAdapter.model_validate(body)
+
+
+def _args(*, current: str | None = None, combined: str | None = None, **spec: Any) -> list[str]:
+    body = merged_manifest(adapters={"names": ["sentiment-de", "sentiment-fr"]}, **spec)
+    body["metadata"]["namespace"] = "ns"
+    merged = MergedModel.model_validate(body)
+    plan = plan_merge(merged, [_trained("de"), _trained("fr")], TRAINER, MERGER)
+    assert plan.action == Action.RUN
+    return merge_args(merged.spec, plan, "/out", None, "cpu", current, combined)
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def test_weights_are_relative_by_default_and_raw_weights_are_named_as_such() -> None:
+    assert _flag(_args(), "--weight-normalization") == "sum-to-one"
+    raw = _args(parameters={"weightNormalization": "none", "weights": {"de": 2.0}})
+    assert _flag(raw, "--weight-normalization") == "none"
+    assert _flag(raw, "--weights") == "2.0,1.0"  # in adapter order: de, fr
+
+
+def test_a_gate_against_the_combined_model_names_its_baseline() -> None:
+    gate = {"against": "combined", "maxDrop": 0.05, "combinedModelUri": "/a/comb"}
+    args = _args(evaluation={**EVALUATION, "gate": gate})
+    assert _flag(args, "--gate-against") == "combined"
+    assert _flag(args, "--gate-max-drop") == "0.05"
+    assert _flag(args, "--gate-baseline") == "/a/comb"
+    # without a URI in the spec, the caller's own COMB (the local loop's) is used
+    gate.pop("combinedModelUri")
+    local = _args(evaluation={**EVALUATION, "gate": gate}, combined="/state/comb")
+    assert _flag(local, "--gate-baseline") == "/state/comb"
+
+
+def test_a_gate_against_the_current_model_passes_it_only_once_there_is_one() -> None:
+    gate = {"against": "current", "maxDrop": 0.02}
+    assert _flag(_args(evaluation={**EVALUATION, "gate": gate}), "--gate-baseline") is None
+    later = _args(evaluation={**EVALUATION, "gate": gate}, current="/a/merged-1")
+    assert _flag(later, "--gate-baseline") == "/a/merged-1"
+
+
+def test_a_gate_against_individual_adapters_needs_no_baseline() -> None:
+    args = _args(evaluation={**EVALUATION, "gate": {"against": "individual"}})
+    assert _flag(args, "--gate-against") == "individual" and "--gate-baseline" not in args
