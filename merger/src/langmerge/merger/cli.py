@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -356,7 +357,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
             if evaluation is not None and not evaluation["gate"]["passed"]:
                 if args.rejected_output:  # kept for inspection, never served
-                    storage.publish_dir(staged, args.rejected_output)
+                    with storage.staging(args.rejected_output) as rejected:
+                        shutil.copytree(staged, rejected, dirs_exist_ok=True)
+                        storage.publish_dir(rejected, args.rejected_output)
                 raise GateFailedError(_compact(evaluation), args.rejected_output)
             digest = storage.publish_dir(staged, args.output)
     return {

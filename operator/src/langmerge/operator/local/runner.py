@@ -135,6 +135,9 @@ class Phase(BaseModel):
     def ran(self) -> bool:
         return bool(self.trained or self.merges or self.combined)
 
+    def ran_for(self, task: str) -> bool:
+        return any(r.task == task for r in (*self.trained, *self.merges, *self.combined))
+
 
 STATE_VERSION = 2
 
@@ -147,6 +150,9 @@ class State(BaseModel):
     # task -> {"models": model -> language -> metrics, "chance": language -> metrics,
     #          "gatedOut": [merged model names whose candidate failed its gate]}
     evaluation: dict[str, dict[str, Any]] = {}
+    # merged model -> its most recent merge output, promoted or refused by its gate
+    # ({"uri", "gatedOut"}): what the report shows for it
+    candidates: dict[str, dict[str, Any]] = {}
     phases: list[Phase] = []
 
     @classmethod
@@ -538,20 +544,21 @@ class LocalRunner:
         return report
 
 
-def _candidate(
+def _latest_candidate(
     runner: LocalRunner, model: MergedModel, result: tuple[Execution, RunRecord] | None
-) -> tuple[str | None, bool]:
-    """The merged model to evaluate, and whether it is a candidate its gate refused."""
+) -> dict[str, Any] | None:
+    """Records the merge output this run produced (promoted, or kept apart by its gate) and
+    returns the model's latest one."""
+    name = model.metadata.name
     if result is not None:
         execution, _ = result
         summary = execution.summary
-        if execution.ok and summary and summary.output:
-            return summary.output.uri, False
         rejected = (summary.model_extra or {}).get("rejectedOutput") if summary else None
-        if rejected:
-            return str(rejected), True
-    stored = runner.state.merged.get(model.metadata.name) or {}
-    return ((stored.get("artifact") or {}).get("uri"), False)
+        if execution.ok and summary and summary.output:
+            runner.state.candidates[name] = {"uri": summary.output.uri, "gatedOut": False}
+        elif rejected:
+            runner.state.candidates[name] = {"uri": str(rejected), "gatedOut": True}
+    return runner.state.candidates.get(name)
 
 
 def _gated_against_combined(merged: list[MergedModel]) -> set[str]:
@@ -611,13 +618,13 @@ def up(
             candidates: dict[str, str] = {}
             gated: list[str] = []
             for model in models:
-                uri, refused = _candidate(runner, model, results[model.metadata.name][1])
-                if uri:
-                    candidates[model.metadata.name] = uri
-                if refused:
-                    gated.append(model.metadata.name)
+                latest = _latest_candidate(runner, model, results[model.metadata.name][1])
+                if latest:
+                    candidates[model.metadata.name] = latest["uri"]
+                    if latest["gatedOut"]:
+                        gated.append(model.metadata.name)
             wanted = compare_combined or any(m.spec.evaluation for m in models)
-            if wanted and (phase.ran() or task not in runner.state.evaluation):
+            if wanted and (phase.ran_for(task) or task not in runner.state.evaluation):
                 report = runner.evaluate(task, adapters, candidates)
                 runner.state.evaluation[task] = {**report, "gatedOut": gated}
             for model in models:
