@@ -4,6 +4,7 @@ transformers, the summary contract, and refusals that name the culprit."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -316,3 +317,81 @@ def test_a_merge_refused_by_its_gate_is_kept_apart_and_never_published(tmp_path:
     assert not out.exists()
     assert summary["rejectedOutput"] == str(rejected)
     assert (rejected / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "parent"])
+def test_an_output_that_overlaps_an_input_is_refused_and_the_input_survives(
+    tiny: dict[str, Any], tmp_path: Path, where: str
+) -> None:
+    first = tmp_path / "inputs" / "first"
+    shutil.copytree(tiny["adapters"][0], first)
+    before = sha256_dir(first)
+    output = {"same": first, "inside": first / "merged", "parent": first.parent}[where]
+    code, summary = _run(
+        tmp_path,
+        *_adapter_args([first, *tiny["adapters"][1:]]),
+        "--output",
+        str(output),
+    )
+    assert code == 1 and "overlaps the input --adapter" in summary["reason"]
+    assert sha256_dir(first) == before  # nothing of the input was touched
+
+
+def test_an_empty_adapter_argument_is_refused(tiny: dict[str, Any], tmp_path: Path) -> None:
+    code, summary = _run(
+        tmp_path, *_adapter_args(tiny["adapters"]), "--adapter", "", "--output", str(tmp_path / "o")
+    )
+    assert code == 1 and "--adapter is empty" in summary["reason"]
+
+
+def test_a_dense_method_is_compressed_to_the_summed_input_rank_by_default(
+    tiny: dict[str, Any], tmp_path: Path
+) -> None:
+    """As --help says: ties without --rank writes rank 4 + 5 + 6, not the module's full rank."""
+    out = tmp_path / "ties"
+    code, summary = _run(
+        tmp_path, *_adapter_args(tiny["adapters"]), "--method", "ties", "--output", str(out)
+    )
+    assert code == 0, summary
+    config = json.loads((out / "adapter_config.json").read_text())
+    ranks = [config["r"], *config.get("rank_pattern", {}).values()]
+    assert max(ranks) == 4 + 5 + 6  # full rank would be 32 for q_proj and down_proj
+
+
+@pytest.mark.parametrize(
+    ("method", "flags", "recorded"),
+    [
+        ("knots-ties", [], "model"),
+        ("knots-ties", ["--topk-scope", "module"], "module"),
+        ("ties", [], "module"),  # what ties does, whatever the default elsewhere
+        ("linear", [], None),
+    ],
+)
+def test_the_summary_records_the_top_k_scope_the_method_used(
+    tiny: dict[str, Any], tmp_path: Path, method: str, flags: list[str], recorded: str | None
+) -> None:
+    code, summary = _run(
+        tmp_path,
+        *_adapter_args(tiny["adapters"]),
+        "--method",
+        method,
+        *flags,
+        "--output",
+        str(tmp_path / "out"),
+    )
+    assert code == 0, summary
+    assert summary["parameters"]["topkScope"] == recorded
+
+
+def test_a_model_wide_top_k_is_refused_for_ties(tiny: dict[str, Any], tmp_path: Path) -> None:
+    code, summary = _run(
+        tmp_path,
+        *_adapter_args(tiny["adapters"]),
+        "--method",
+        "ties",
+        "--topk-scope",
+        "model",
+        "--output",
+        str(tmp_path / "out"),
+    )
+    assert code == 1 and "--topk-scope model applies to knots-ties" in summary["reason"]

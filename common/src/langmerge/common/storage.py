@@ -31,6 +31,18 @@ def local_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
+def overlaps(first: str, second: str) -> bool:
+    """Whether two local URIs are the same folder or one lies inside the other (after
+    resolving symlinks); remote URIs compare as normalised strings."""
+    if is_local(first) != is_local(second):
+        return False
+    if is_local(first):
+        a, b = local_path(first).resolve(), local_path(second).resolve()
+        return a == b or a in b.parents or b in a.parents
+    a, b = first.rstrip("/") + "/", second.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
 def check_under_root(uri: str, root: str | None, what: str) -> None:
     """Refuses local paths that escape root (through '..' or symlinks)."""
     if root is None or not is_local(uri):

@@ -133,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--density",
         type=float,
         default=0.5,
-        help="fraction of entries kept by TIES trimming / DARE dropping, in (0, 1] (default: 0.5)",
+        help="fraction of entries kept by TIES trimming / DARE dropping, in (0, 1] "
+        "(default: 0.5). TIES keeps, per task, every entry at least as large as the "
+        "(n - int(density*n))-th smallest magnitude: int(density*n)+1 entries without ties, "
+        "the TIES authors' topk_values_mask (mergekit keeps int(density*n))",
     )
     parser.add_argument(
         "--lambda",
@@ -152,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--topk-scope",
         choices=["model", "module"],
-        default="model",
-        help="KnOTS TIES top-k over the whole model (reference) or per module (default: model)",
+        default=None,
+        help="knots-ties only: its TIES top-k over the whole model (the reference's, the "
+        "default) or per module; ties always trims each module by itself",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of DARE's random drop (default: 0)"
@@ -169,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rank",
         type=int,
         default=None,
-        help="rank of a LoRA output from ties/dare-*/linear (default: sum of input ranks)",
+        help="rank a dense method's result (ties, dare-ties, dare-linear) is compressed to in a "
+        "LoRA output; linear, cat and knots-* stay exact (default: the sum of the input ranks)",
     )
     parser.add_argument(
         "--base-model",
@@ -242,6 +247,18 @@ def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
 
     from langmerge.merger.methods import METHODS, MergeSettings
 
+    for uri in args.adapter:
+        if not uri.strip():
+            raise UsageError("--adapter is empty; give the folder or URI of a LoRA adapter")
+        for flag, target in (
+            ("--output", args.output),
+            ("--rejected-output", args.rejected_output),
+        ):
+            if target and storage.overlaps(uri, target):
+                raise UsageError(
+                    f"{flag} {target} overlaps the input --adapter {uri}: writing there would "
+                    "destroy the input; choose an output outside every input"
+                )
     if not 0 < args.density <= 1:
         raise UsageError(f"--density must be in (0, 1], got {args.density}")
     if args.lambda_ <= 0:
@@ -291,11 +308,25 @@ def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
         density=args.density,
         lambda_=args.lambda_,
         majority_sign=args.majority_sign,
-        topk_scope=args.topk_scope,
+        topk_scope=_topk_scope(args.method, args.topk_scope),
         seed=args.seed,
         rank=args.rank,
         device=args.device,
     )
+
+
+def _topk_scope(method: str, requested: str | None) -> str | None:
+    """What the method's TIES trimming actually spans: recorded as such in the summary."""
+    if method == "knots-ties":
+        return requested or "model"
+    if method == "ties":
+        if requested == "model":
+            raise UsageError(
+                "--topk-scope model applies to knots-ties; ties trims each module's dense "
+                "update by itself (omit the flag, or use knots-ties for a model-wide top-k)"
+            )
+        return "module"
+    return None  # no top-k: linear, cat and the DARE methods
 
 
 def _load_inputs(args: argparse.Namespace, scratch: Path) -> list[LoraAdapter]:
@@ -333,7 +364,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             merger = Merger(adapters, settings)
             merger.prepare()
             if args.output_format == "lora":
-                figures = write_lora(merger, adapters[0], staged, settings.rank)
+                # Dense results are compressed; by default to the inputs' summed rank (the
+                # most a sum of their updates can need), never to full rank.
+                rank = settings.rank or sum(int(a.config.get("r", 0)) for a in adapters) or None
+                figures = write_lora(merger, adapters[0], staged, rank)
             else:
                 storage.check_under_root(args.base_model, args.artifact_root, "--base-model")
                 figures = write_full(merger, storage.fetch_dir(args.base_model, scratch), staged)

@@ -66,7 +66,7 @@ class MergeSettings:
     density: float = 0.5
     lambda_: float = 1.0
     majority_sign: str = "total"
-    topk_scope: Literal["model", "module"] = "model"
+    topk_scope: Literal["model", "module"] | None = "model"  # None: the method has no top-k
     seed: int = 0
     rank: int | None = None  # compress factor/dense results to this rank for a LoRA output
     device: str = "cpu"
