@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
+from langmerge.operator.api.adapter import LanguageAdapter
 from tests.conftest import REPO
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually, load_documents
@@ -266,6 +268,61 @@ def test_invalid_object_is_rejected_naming_the_field(
     assert field in message, f"{case}: the message does not name {field}: {message}"
 
 
+# What passed admission before and made a Job the API server refuses (issue: "Specs that pass
+# admission but make an invalid Job"): now refused at admission, by the API server and by the
+# models the local loop uses, naming the field.
+NEVER_A_VALID_JOB: list[tuple[str, str, Any, str]] = [
+    ("name longer than a label value", "metadata.name", "a" * 70, "metadata.name"),
+    ("name with a dot", "metadata.name", "h.fr", "metadata.name"),
+    (
+        "Exists toleration with a value",
+        "spec.resources.tolerations",
+        [{"key": "gpu", "operator": "Exists", "value": "yes"}],
+        "spec.resources.tolerations[0].value",
+    ),
+    (
+        "tolerationSeconds with NoSchedule",
+        "spec.resources.tolerations",
+        [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}],
+        "spec.resources.tolerations[0].tolerationSeconds",
+    ),
+    (
+        "toleration key with a space",
+        "spec.resources.tolerations",
+        [{"key": "bad key!", "operator": "Exists"}],
+        "spec.resources.tolerations[0].key",
+    ),
+    ("queue name with a space", "spec.resources.queueName", "bad queue!", "queueName"),
+    ("negative cpu", "spec.resources.cpu", "-1", "spec.resources.cpu"),
+    ("negative cpu as a number", "spec.resources.cpu", -1, "spec.resources.cpu"),
+    ("gpu type with a space", "spec.resources.gpuType", "NVIDIA A100", "gpuType"),
+    ("node selector key", "spec.resources.nodeSelector", {"bad key!": "x"}, "nodeSelector"),
+    ("node selector value", "spec.resources.nodeSelector", {"gpu": "a b"}, "nodeSelector"),
+    (
+        "priority class with an underscore",
+        "spec.resources.priorityClassName",
+        "High_Priority",
+        "priorityClassName",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "path", "value", "field"), NEVER_A_VALID_JOB, ids=[c[0] for c in NEVER_A_VALID_JOB]
+)
+def test_what_can_never_make_a_valid_job_is_refused_at_admission(
+    custom: client.CustomObjectsApi, namespace: str, case: str, path: str, value: Any, field: str
+) -> None:
+    obj = _mutated(VALID_ADAPTER, path, value)
+    with pytest.raises(ApiException) as rejected:
+        _create(custom, namespace, obj)
+    assert rejected.value.status == 422, rejected.value.body
+    message = json.loads(rejected.value.body)["message"]
+    assert field in message, f"{case}: the message does not name {field}: {message}"
+    with pytest.raises(ValidationError):  # the local loop refuses it too
+        LanguageAdapter.model_validate({**obj, "metadata": {**obj["metadata"], "namespace": "x"}})
+
+
 def test_unknown_field_is_rejected_not_dropped(
     plane_with_crds: ControlPlane, namespace: str
 ) -> None:
@@ -301,6 +358,29 @@ def test_language_and_task_are_immutable(custom: client.CustomObjectsApi, namesp
                 {"spec": {path: value}},
             )
         assert f"{path} is immutable" in json.loads(rejected.value.body)["message"]
+
+
+def test_a_merged_models_task_is_immutable(custom: client.CustomObjectsApi, namespace: str) -> None:
+    created = _create(custom, namespace, VALID_MERGED)
+    with pytest.raises(ApiException) as rejected:
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "mergedmodels",
+            created["metadata"]["name"],
+            {"spec": {"task": "summary"}},
+        )
+    assert "task is immutable" in json.loads(rejected.value.body)["message"]
+    # other fields stay editable
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "mergedmodels",
+        created["metadata"]["name"],
+        {"spec": {"method": "ties"}},
+    )
 
 
 def test_defaults_are_applied(custom: client.CustomObjectsApi, namespace: str) -> None:

@@ -34,8 +34,10 @@ class OperatorProcess:
         workdir: Path,
         kubeconfig: Path | None = None,
         env: dict[str, str] | None = None,
+        namespaces: list[str] | None = None,
     ) -> None:
         self.plane, self.workdir = plane, workdir
+        self.namespaces = namespaces or []
         self.kubeconfig = kubeconfig or plane.kubeconfig
         self.metrics_port = free_port()
         self.liveness_port = free_port()
@@ -65,6 +67,7 @@ class OperatorProcess:
                     "operator",
                     "--liveness",
                     f"http://127.0.0.1:{self.liveness_port}/healthz",
+                    *(arg for n in self.namespaces for arg in ("--namespace", n)),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

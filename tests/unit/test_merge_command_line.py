@@ -67,3 +67,11 @@ def test_a_gate_against_the_current_model_passes_it_only_once_there_is_one() -> 
 def test_a_gate_against_individual_adapters_needs_no_baseline() -> None:
     args = _args(evaluation={**EVALUATION, "gate": {"against": "individual"}})
     assert _flag(args, "--gate-against") == "individual" and "--gate-baseline" not in args
+
+
+def test_only_knots_ties_is_given_a_top_k_scope() -> None:
+    assert _flag(_args(method="knots-ties"), "--topk-scope") == "model"
+    assert _flag(
+        _args(method="knots-ties", parameters={"topkScope": "module"}), "--topk-scope"
+    ) == ("module")
+    assert "--topk-scope" not in _args(method="ties")

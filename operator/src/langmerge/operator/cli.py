@@ -29,7 +29,9 @@ def _crds(args: argparse.Namespace) -> int:
 def _operator(args: argparse.Namespace) -> int:
     import kopf
 
-    from langmerge.operator import handlers  # noqa: F401 (registers the handlers)
+    from langmerge.operator import handlers  # registers the handlers
+
+    handlers.watch_only(args.namespace)
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

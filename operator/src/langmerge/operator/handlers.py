@@ -50,21 +50,39 @@ def _safely(kind: str, action: Callable[[], None]) -> None:
         log.exception("reconcile of a %s failed; the next event or resync retries", kind)
 
 
+def watch_only(namespaces: list[str]) -> None:
+    """The namespaces the operator was given (none: the whole cluster). Everything it reads
+    or writes stays inside them, the periodic resync included."""
+    _state["namespaces"] = tuple(namespaces)
+
+
 def _resync(stop: threading.Event, interval: float) -> None:
+    scope: tuple[str | None, ...] = _state.get("namespaces") or (None,)
+    passes = 0
     while not stop.wait(interval):
         rec = reconciler()
+        seen = 0
         for plural, reconcile in ((ADAPTERS, rec.adapter), (MERGED, rec.merged)):
-            try:
-                items = rec.kube.list_objects(plural)
-            except Exception:
-                rec.metrics.reconcile_errors.labels(plural).inc()
-                log.warning("resync could not list %s; retrying at the next resync", plural)
-                continue
-            for item in items:
-                _safely(
-                    plural,
-                    partial(reconcile, item["metadata"]["namespace"], item["metadata"]["name"]),
-                )
+            for namespace in scope:
+                try:
+                    items = rec.kube.list_objects(plural, namespace)
+                except Exception:
+                    rec.metrics.reconcile_errors.labels(plural).inc()
+                    log.warning("resync could not list %s; retrying at the next resync", plural)
+                    continue
+                seen += len(items)
+                for item in items:
+                    _safely(
+                        plural,
+                        partial(reconcile, item["metadata"]["namespace"], item["metadata"]["name"]),
+                    )
+        passes += 1
+        log.info(
+            "resync pass %d: %d objects in %s",
+            passes,
+            seen,
+            ", ".join(n for n in scope if n) or "all namespaces",
+        )
 
 
 @kopf.on.startup()

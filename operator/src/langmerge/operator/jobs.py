@@ -13,7 +13,7 @@ from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterSpec
 from langmerge.operator.api.common import CustomResource, Resources
-from langmerge.operator.api.merged import GateBaseline, MergedModel, MergedModelSpec
+from langmerge.operator.api.merged import GateBaseline, MergedModel, MergedModelSpec, MergeMethod
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.planner import MergePlan, TrainingPlan
 
@@ -300,8 +300,6 @@ def merge_args(
         str(params.lambda_),
         "--majority-sign",
         params.majority_sign,
-        "--topk-scope",
-        params.topk_scope,
         "--seed",
         str(params.seed),
         "--output-format",
@@ -315,6 +313,8 @@ def merge_args(
         "--device",
         device,
     ]
+    if spec.method == MergeMethod.KNOTS_TIES:  # the only method with a model-wide top-k
+        args += ["--topk-scope", params.topk_scope]
     for item in plan.inputs:
         args += ["--adapter", item.uri, "--adapter-sha256", item.sha256]
     if spec.output.rank:

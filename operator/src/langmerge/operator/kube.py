@@ -31,6 +31,17 @@ def _json(response: Any) -> Body:
     return cast(Body, json.loads(response.data))
 
 
+class JobRefusedError(Exception):
+    """The API server refused a Job as invalid; the message is the API's own."""
+
+
+def _api_message(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
+
+
 class Kube:
     """Thin, typed access to the objects langmerge reads and writes."""
 
@@ -84,7 +95,8 @@ class Kube:
             raise
 
     def create_job(self, body: Body) -> bool:
-        """Creates the Job; False when it already exists (adopted, never twinned)."""
+        """Creates the Job; False when it already exists (adopted, never twinned). Raises
+        JobRefusedError when the API server refuses the Job itself (invalid)."""
         try:
             self.batch.create_namespaced_job(body["metadata"]["namespace"], cast(Any, body))
         except ApiException as error:
@@ -92,6 +104,8 @@ class Kube:
                 return False
             if error.status == 403 and "NamespaceTerminating" in str(error.body):
                 return False  # the namespace is going away with everything in it
+            if error.status in (400, 422):  # retrying the same Job can never succeed
+                raise JobRefusedError(_api_message(error)) from error
             raise
         return True
 

@@ -33,6 +33,19 @@ class TrainingPlan:
     message: str = ""
 
 
+# A Job the API server refused as invalid: the spec (or the operator's configuration) can
+# never make a valid Job as it is, so the run fails at once with the API's message.
+INVALID_JOB = "InvalidJob"
+
+
+def invalid_job_reason(api_message: str) -> str:
+    return f"{INVALID_JOB}: the API server refused the Job: {api_message[:3500]}"
+
+
+def _failure_reason(reason: str | None, default: str) -> str:
+    return INVALID_JOB if (reason or "").startswith(f"{INVALID_JOB}:") else default
+
+
 def plan_training(adapter: LanguageAdapter, trainer_image: str) -> TrainingPlan:
     spec, status = adapter.spec, adapter.status
     fingerprint = adapter_fingerprint(spec, trainer_image)
@@ -45,7 +58,8 @@ def plan_training(adapter: LanguageAdapter, trainer_image: str) -> TrainingPlan:
     if last and last.fingerprint == fingerprint and last.result == RunResult.FAILED:
         why = last.reason or "see the Job"
         message = f"training failed: {why}; change the spec to retry"
-        return TrainingPlan(Action.FAILED, fingerprint, job, "TrainingFailed", message)
+        reason = _failure_reason(last.reason, "TrainingFailed")
+        return TrainingPlan(Action.FAILED, fingerprint, job, reason, message)
     if spec.suspend:
         return TrainingPlan(Action.SUSPENDED, fingerprint, job, "Suspended", "spec.suspend is true")
     return TrainingPlan(
@@ -177,7 +191,7 @@ def plan_merge(
     if last and last.fingerprint == fingerprint and last.result == RunResult.FAILED:
         return ready(
             Action.FAILED,
-            "MergeFailed",
+            _failure_reason(last.reason, "MergeFailed"),
             f"merge failed: {last.reason or 'see the Job'}; change the spec to retry",
         )
     if merged.spec.suspend:

@@ -13,6 +13,10 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TypeVar
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from langmerge.operator.accounting import (
     HISTORY,
@@ -29,22 +33,29 @@ from langmerge.operator.api.adapter import (
     LanguageAdapterStatus,
     RunRecord,
 )
-from langmerge.operator.api.common import ActiveJob, RunResult
+from langmerge.operator.api.common import ActiveJob, Condition, RunResult
 from langmerge.operator.api.merged import (
     BudgetStatus,
     MergedArtifact,
     MergedModel,
     MergedModelStatus,
 )
-from langmerge.operator.conditions import adapter_conditions, merged_conditions, now
+from langmerge.operator.conditions import (
+    adapter_conditions,
+    merged_conditions,
+    now,
+    set_condition,
+)
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.cost import PriceBook, cost_usd
 from langmerge.operator.jobs import GPU_TYPE, INPUTS_ANNOTATION, merge_job, training_job
-from langmerge.operator.kube import Body, Kube, parse_time
+from langmerge.operator.kube import Body, JobRefusedError, Kube, parse_time
 from langmerge.operator.metrics import Metrics
 from langmerge.operator.outcome import JobOutcome, job_cpus, job_finished, read_outcome
 from langmerge.operator.planner import (
+    INVALID_JOB,
     Action,
+    invalid_job_reason,
     plan_merge,
     plan_training,
     selects,
@@ -52,6 +63,8 @@ from langmerge.operator.planner import (
 from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSummary
 
 log = logging.getLogger("langmerge.operator")
+M = TypeVar("M", LanguageAdapter, MergedModel)
+INVALID_SPEC = "InvalidSpec"  # stored by the API server, refused by the models
 ADAPTERS, MERGED = "languageadapters", "mergedmodels"
 
 
@@ -88,6 +101,7 @@ class Reconciler:
         self.kube, self.config, self.prices, self.metrics = kube, config, prices, metrics
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
+        self._refused_versions: set[str] = set()  # invalid objects already warned about
 
     def _lock(self, key: str) -> threading.Lock:
         with self._locks_guard:
@@ -155,12 +169,75 @@ class Reconciler:
         for event_type, reason, message in events:
             self.kube.event(body, body["kind"], event_type, reason, message)
 
+    def _valid(self, plural: str, namespace: str, model: type[M]) -> list[M]:
+        """The namespace's objects of a kind that the models accept. One the API server stored
+        but the models refuse (written before a stricter CRD, say) is left out here, so it
+        never blocks the others; its own reconcile marks it Failed (_refuse)."""
+        valid = []
+        for body in self.kube.list_objects(plural, namespace):
+            try:
+                valid.append(model.model_validate(body))
+            except ValidationError:
+                log.debug("skipping invalid %s %s/%s", plural, namespace, body["metadata"]["name"])
+        return valid
+
+    def _refuse(self, plural: str, body: Body, error: ValidationError) -> None:
+        """Marks an object the models refuse Failed with reason InvalidSpec, on itself alone."""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in item['loc'])}: {item['msg']}" for item in error.errors()
+        )
+        message = f"the spec cannot be processed: {problems}; fix it (kubectl edit)"
+        generation = int(body["metadata"].get("generation") or 0)
+        before = body.get("status") or {}
+        try:
+            current = [Condition.model_validate(c) for c in before.get("conditions") or []]
+        except ValidationError:
+            current = []
+        conditions = set_condition(current, "Failed", True, INVALID_SPEC, message, generation)
+        conditions = set_condition(conditions, "Ready", False, INVALID_SPEC, message, generation)
+        after = {
+            **before,
+            "observedGeneration": generation,
+            "conditions": [c.to_wire() for c in conditions],
+        }
+        already = any(
+            c.get("type") == "Failed"
+            and c.get("reason") == INVALID_SPEC
+            and c.get("message") == message
+            for c in before.get("conditions") or []
+        )
+        events = [] if already else [("Warning", INVALID_SPEC, message)]
+        try:
+            self._write(plural, body, before, after, events)
+        except ApiException as refused:
+            if refused.status != 422:
+                raise
+            # Its status cannot be written either (the CRD's rules cover the whole object):
+            # the Event is all it can get, once per version of the object.
+            meta = body["metadata"]
+            version = f"{plural}/{meta['namespace']}/{meta['name']}@{meta.get('resourceVersion')}"
+            if version not in self._refused_versions:
+                self._refused_versions.add(version)
+                log.warning("%s %s/%s: %s", plural, meta["namespace"], meta["name"], message)
+                self.kube.event(
+                    body,
+                    body["kind"],
+                    "Warning",
+                    INVALID_SPEC,
+                    message + "; the API server also refuses its status: recreate it",
+                )
+
     # --- LanguageAdapter --------------------------------------------------------------------
     def adapter(self, namespace: str, name: str) -> None:
         with self._lock(f"{ADAPTERS}/{namespace}/{name}"):
             body = self.kube.get(ADAPTERS, namespace, name)
             if body is None:
                 self.metrics.forget("languageadapter", namespace, name)
+                return
+            try:
+                LanguageAdapter.model_validate(body)
+            except ValidationError as error:
+                self._refuse(ADAPTERS, body, error)
                 return
             self._adapter(body)
 
@@ -222,6 +299,10 @@ class Reconciler:
                 events,
                 seen,
             )
+            if not pending and blocked is None and status.active_job is None:  # refused
+                plan = plan_training(
+                    adapter.model_copy(update={"status": status}), self.config.trainer_image
+                )
         status.fingerprint = plan.fingerprint
         status.observed_generation = meta.generation
         status.conditions = adapter_conditions(
@@ -253,15 +334,12 @@ class Reconciler:
         adapters: list[LanguageAdapter] | None = None,
     ) -> str | None:
         """Why a new run may not start (a budget it would exceed), or None."""
-        models = [MergedModel.model_validate(m) for m in self.kube.list_objects(MERGED, namespace)]
+        models = self._valid(MERGED, namespace, MergedModel)
         limit = self.config.namespace_budget(namespace)
         if limit is None and not any(m.spec.budget for m in models):
             return None
         if adapters is None:
-            adapters = [
-                LanguageAdapter.model_validate(a)
-                for a in self.kube.list_objects(ADAPTERS, namespace)
-            ]
+            adapters = self._valid(ADAPTERS, namespace, LanguageAdapter)
         estimate = (last_run.cost_usd or 0.0) if last_run else 0.0
         verdict = budget_verdict(models, adapters, resource, estimate, limit, period_of(None))
         return None if verdict is None or verdict.allowed else verdict.message
@@ -286,8 +364,23 @@ class Reconciler:
             blocked = over_budget()
             if blocked is not None:
                 events.append(("Warning", "BudgetExceeded", blocked))
-            elif self.kube.create_job(build()):
-                events.append(("Normal", started, f"created Job {name}"))
+            else:
+                try:
+                    if self.kube.create_job(build()):
+                        events.append(("Normal", started, f"created Job {name}"))
+                except JobRefusedError as refused:
+                    # Recorded as this fingerprint's failed run: the planner retries only
+                    # after the spec changes, so no loop of refused creations.
+                    reason = invalid_job_reason(str(refused))
+                    status.last_run = RunRecord(
+                        job=name,
+                        fingerprint=fingerprint,
+                        result=RunResult.FAILED,
+                        finished_at=now(),
+                        reason=reason,
+                    )
+                    events.append(("Warning", INVALID_JOB, reason))
+                    return False, None
         if status.active_job is None and blocked is None:
             status.active_job = ActiveJob(name=name, fingerprint=fingerprint, created_at=now())
         return existing is None or not _started(existing), blocked
@@ -306,21 +399,19 @@ class Reconciler:
             if body is None:
                 self.metrics.forget("mergedmodel", namespace, name)
                 return
-            adapters = [
-                LanguageAdapter.model_validate(a)
-                for a in self.kube.list_objects(ADAPTERS, namespace)
-            ]
-            self._merged(body, adapters)
+            try:
+                MergedModel.model_validate(body)
+            except ValidationError as error:
+                self._refuse(MERGED, body, error)
+                return
+            self._merged(body, self._valid(ADAPTERS, namespace, LanguageAdapter))
 
     def merged_after_adapters(self, namespace: str, changed: set[str]) -> None:
         """Reconciles the MergedModels of a namespace that select any of the changed adapters
         (or named them, if they were deleted), listing the namespace once for all of them."""
-        adapters = [
-            LanguageAdapter.model_validate(a) for a in self.kube.list_objects(ADAPTERS, namespace)
-        ]
+        adapters = self._valid(ADAPTERS, namespace, LanguageAdapter)
         present = {a.metadata.name: a for a in adapters}
-        for body in self.kube.list_objects(MERGED, namespace):
-            model = MergedModel.model_validate(body)
+        for model in self._valid(MERGED, namespace, MergedModel):
             names = set(model.spec.adapters.names or [])
             concerned = any(
                 (name in present and selects(model, present[name]))
@@ -416,6 +507,13 @@ class Reconciler:
                 events,
                 seen,
             )
+            if not pending and blocked is None and status.active_job is None:  # refused
+                plan = plan_merge(
+                    merged.model_copy(update={"status": status}),
+                    adapters,
+                    self.config.trainer_image,
+                    self.config.merger_image,
+                )
         if plan.fingerprint:
             status.fingerprint = plan.fingerprint
         status.observed_generation = meta.generation

@@ -3,17 +3,21 @@ Kubernetes quantities, scheduling resources, run records and totals."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StrictFloat,
     StrictInt,
     WithJsonSchema,
+    field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -27,7 +31,19 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 BCP47 = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 # apimachinery's resource.Quantity grammar (for the string form of an int-or-string).
 _NUMBER = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-QUANTITY = rf"^(\+|-)?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+# Requests are never negative, so no leading minus.
+QUANTITY = rf"^\+?{_NUMBER}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_NUMBER}))?$"
+# Label values (<= 63), qualified label keys ([DNS subdomain/]name, name <= 63) and DNS
+# subdomains: what a Job's labels, nodeSelector, tolerations and priorityClassName accept.
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+LABEL_KEY = rf"^({_SUBDOMAIN}/)?[A-Za-z0-9]([-A-Za-z0-9_.]{{0,61}}[A-Za-z0-9])?$"
+DNS_SUBDOMAIN = rf"^{_SUBDOMAIN}$"
+
+
+def cel_regex(regex: str) -> str:
+    """A regex as the body of a single-quoted CEL string (backslashes escaped)."""
+    return regex.replace("\\", "\\\\")
 
 
 class ApiModel(BaseModel):
@@ -46,14 +62,28 @@ class ApiModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def _quantity(value: int | str) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"must not be negative, got {value}")
+        return value
+    if not isinstance(value, str) or not re.fullmatch(QUANTITY, value):
+        raise ValueError(f"must be a quantity such as 8, 7500m or 64Gi, got {value!r}")
+    return value
+
+
 # A Kubernetes resource quantity ("4", 4, "16Gi", "500m"): int-or-string on the wire.
 Quantity = Annotated[
     int | str,
+    AfterValidator(_quantity),
     WithJsonSchema(
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY,
+            "x-kubernetes-validations": [
+                {"rule": "type(self) != int || self >= 0", "message": "must not be negative"}
+            ],
         }
     ),
 ]
@@ -109,9 +139,48 @@ class TolerationOperator(StrEnum):
 class Toleration(ApiModel):
     """core/v1 Toleration, for scheduling training and merge pods onto tainted GPU nodes."""
 
-    key: str | None = Field(default=None, max_length=316, description="Taint key to tolerate.")
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.operator) || self.operator != 'Exists' || "
+                    "!has(self.value) || self.value == ''",
+                    "message": "a toleration with operator Exists matches any value; "
+                    "remove value (or use operator Equal)",
+                    "fieldPath": ".value",
+                },
+                {
+                    "rule": "!has(self.tolerationSeconds) || "
+                    "(has(self.effect) && self.effect == 'NoExecute')",
+                    "message": "tolerationSeconds applies to effect NoExecute only; "
+                    "set effect: NoExecute or remove tolerationSeconds",
+                    "fieldPath": ".tolerationSeconds",
+                },
+            ]
+        }
+    }
+
+    @model_validator(mode="after")
+    def _as_the_api_server_checks(self) -> Toleration:  # the CEL rules, for the local loop too
+        if self.operator == TolerationOperator.EXISTS and self.value:
+            raise ValueError(
+                "a toleration with operator Exists matches any value; "
+                "remove value (or use operator Equal)"
+            )
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError(
+                "tolerationSeconds applies to effect NoExecute only; "
+                "set effect: NoExecute or remove tolerationSeconds"
+            )
+        return self
+
+    key: str | None = Field(
+        default=None, max_length=316, pattern=LABEL_KEY, description="Taint key to tolerate."
+    )
     operator: TolerationOperator | None = Field(default=None, description="Exists or Equal.")
-    value: str | None = Field(default=None, max_length=63, description="Taint value for Equal.")
+    value: str | None = Field(
+        default=None, max_length=63, pattern=LABEL_VALUE, description="Taint value for Equal."
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to tolerate; empty matches all effects."
     )
@@ -128,25 +197,52 @@ class Resources(ApiModel):
     gpu_type: str | None = Field(
         default=None,
         max_length=63,
+        pattern=LABEL_VALUE,
         description="GPU type used for pricing and, via nodeSelector, placement, "
-        "e.g. nvidia-a100-80gb.",
+        "e.g. nvidia-a100-80gb (a label value: letters, digits, '-', '_', '.').",
     )
     cpu: Quantity | None = Field(default=None, description="CPU request, e.g. 8 or 7500m.")
     memory: Quantity | None = Field(default=None, description="Memory request, e.g. 64Gi.")
-    node_selector: dict[str, str] | None = Field(
-        default=None,
-        json_schema_extra={"maxProperties": 32},
-        description="Node labels the pod must match.",
+    node_selector: dict[str, Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]] | None = (
+        Field(
+            default=None,
+            json_schema_extra={
+                "maxProperties": 32,
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "self.all(k, k.size() <= 316 && "
+                        f"k.matches('{cel_regex(LABEL_KEY)}'))",
+                        "message": "keys must be label keys such as nvidia.com/gpu.product",
+                    }
+                ],
+            },
+            description="Node labels the pod must match.",
+        )
     )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _label_keys(cls, selector: dict[str, str] | None) -> dict[str, str] | None:
+        for key in selector or {}:
+            if len(key) > 316 or not re.fullmatch(LABEL_KEY, key):
+                raise ValueError(
+                    f"keys must be label keys such as nvidia.com/gpu.product, got {key!r}"
+                )
+        return selector
+
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Taints the pod tolerates."
     )
     priority_class_name: str | None = Field(
-        default=None, max_length=253, description="PriorityClass of the pod."
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="PriorityClass of the pod (an object name: lowercase, digits, '-', '.').",
     )
     queue_name: str | None = Field(
         default=None,
         max_length=63,
+        pattern=DNS_SUBDOMAIN,
         description="Kueue LocalQueue; sets the kueue.x-k8s.io/queue-name label on the Job.",
     )
     price_per_hour_usd: StrictFloat | None = Field(
@@ -215,7 +311,9 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_LABEL)
+    # A DNS label of at most 63 characters: the name is a label value on the object's Jobs
+    # (the CRDs check the same with a CEL rule at the root).
+    name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL)
     namespace: str = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)

@@ -16,7 +16,7 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema
 
 from langmerge.operator.api.adapter import LanguageAdapter
-from langmerge.operator.api.common import GROUP, VERSION
+from langmerge.operator.api.common import DNS_LABEL, GROUP, VERSION
 from langmerge.operator.api.merged import MergedModel
 
 RESOURCES: tuple[type[LanguageAdapter] | type[MergedModel], ...] = (LanguageAdapter, MergedModel)
@@ -101,6 +101,13 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
         "kind": {"type": "string", "description": "Kind of this object."},
         "metadata": {"type": "object"},
     }
+    schema["x-kubernetes-validations"] = [
+        {
+            "rule": f"self.metadata.name.size() <= 63 && self.metadata.name.matches('{DNS_LABEL}')",
+            "message": "metadata.name must be a DNS label (lowercase letters, digits and '-', "
+            "at most 63 characters): it labels the object's Jobs",
+        }
+    ]
     schema["properties"]["status"]["description"] = "Observed state, written by the operator only."
     schema["properties"]["spec"]["description"] = "Desired state."
     return schema

@@ -143,7 +143,8 @@ class MergeParameters(ApiModel):
     )
     topk_scope: TopkScope = Field(
         default=TopkScope.MODEL,
-        description="KnOTS TIES top-k over the whole model (reference) or per module.",
+        description="knots-ties only: its TIES top-k over the whole model (the reference's) or "
+        "per module. ties always trims each module by itself; other methods have no top-k.",
     )
     seed: StrictInt = Field(
         default=0, ge=0, le=2**31 - 1, description="Seed for DARE's random drop."
@@ -214,12 +215,26 @@ class Budget(ApiModel):
 
 
 class MergedModelSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.task == oldSelf.task",
+                    "message": "task is immutable; create a new MergedModel for another task",
+                    "fieldPath": ".task",
+                },
+            ]
+        }
+    }
+
     base_model: BaseModelRef = Field(description="The base model all adapters share.")
     task: str = Field(
         min_length=1,
         max_length=63,
         pattern=DNS_LABEL,
-        description="Task; only adapters of this task are merged.",
+        description="Task; only adapters of this task are merged. Immutable: a model of "
+        "another task is another MergedModel (its artifact, history and costs belong to this "
+        "task).",
     )
     adapters: AdapterSelection = Field(description="Which LanguageAdapters to merge.")
     method: MergeMethod = Field(default=MergeMethod.KNOTS_TIES, description="Merge method.")
