@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -486,3 +487,29 @@ def test_a_run_that_would_exceed_the_budget_does_not_start(cluster: Cluster) -> 
     )
     cluster.job("sentiment-de", count=2)  # the raised budget lets it start
     cluster.wait_condition("LanguageAdapter", "sentiment-de", "BudgetExceeded", "False")
+
+
+def test_a_job_whose_pod_cannot_start_counts_as_pending_not_running(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    """`job.status.active` counts Pending pods too: an unschedulable pod must show as pending
+    (the LangmergeRunPendingTooLong alert reads this), a ready one as running."""
+    cluster.apply(adapter_manifest("ja"))
+    job = cluster.job("sentiment-ja")
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def pending_value() -> str | None:
+        for line in operator.metrics().splitlines():
+            ours = 'name="sentiment-ja"' in line and f'namespace="{cluster.ns}"' in line
+            if line.startswith("langmerge_run_pending{") and ours:
+                return line.rsplit(" ", 1)[1]
+        return None
+
+    # the pod runs: not pending
+    cluster.batch.patch_namespaced_job_status(
+        job, cluster.ns, {"status": {"startTime": started, "active": 1, "ready": 1}}
+    )
+    eventually(lambda: pending_value() == "0.0", what="the run counted as running")
+    # evicted; its replacement cannot be scheduled: still active 1, but ready 0
+    cluster.batch.patch_namespaced_job_status(job, cluster.ns, {"status": {"ready": 0}})
+    eventually(lambda: pending_value() == "1.0", what="the run counted as pending again")

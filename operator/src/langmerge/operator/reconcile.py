@@ -69,14 +69,11 @@ ADAPTERS, MERGED = "languageadapters", "mergedmodels"
 
 
 def _started(job: Body) -> bool:
-    """Whether any pod of the Job has started (Kueue keeps a queued Job suspended)."""
+    """Whether any pod of the Job has started running. `active` also counts Pending pods (an
+    unschedulable pod is active), so a running pod is one that is ready or has finished; a
+    queued Job (Kueue keeps it suspended) has none."""
     status = job.get("status") or {}
-    return bool(
-        status.get("active")
-        or status.get("succeeded")
-        or status.get("failed")
-        or status.get("ready")
-    )
+    return bool(status.get("ready") or status.get("succeeded") or status.get("failed"))
 
 
 def merge_patch(before: Body, after: Body) -> Body:
