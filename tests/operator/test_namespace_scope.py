@@ -4,7 +4,6 @@ created Jobs in namespaces the operator was not given."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from pathlib import Path
 
@@ -18,11 +17,6 @@ from tests.support.operator import OperatorProcess
 # Generous: a busy 2-core machine can be many times slower than a quiet one; the test waits
 # for real events (resync passes in the log), never for a fixed time.
 PATIENCE_S = 300
-
-
-def _resync_passes(log: Path) -> int:
-    found = re.findall(r"resync pass (\d+):", log.read_text(errors="replace"))
-    return int(found[-1]) if found else 0
 
 
 def test_an_operator_given_namespaces_never_touches_another(
@@ -52,7 +46,7 @@ def test_an_operator_given_namespaces_never_touches_another(
             what="a training Job in the operator's own namespace",
         )
         eventually(
-            lambda: _resync_passes(operator.log) >= 3,
+            lambda: operator.resync_passes() >= 3,
             timeout_s=PATIENCE_S,
             what=f"three resync passes\n{operator.tail()}",
         )

@@ -7,7 +7,6 @@ can see: the safety net must catch what admission does not."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from pathlib import Path
 
@@ -20,11 +19,6 @@ from tests.support.objects import adapter_manifest
 from tests.support.operator import OperatorProcess
 
 PATIENCE_S = 300  # waits for events, never for a fixed time; generous for a busy machine
-
-
-def _resync_passes(log: Path) -> int:
-    found = re.findall(r"resync pass (\d+):", log.read_text(errors="replace"))
-    return int(found[-1]) if found else 0
 
 
 def test_a_refused_job_fails_the_adapter_once_with_the_apis_reason(
@@ -53,9 +47,9 @@ def test_a_refused_job_fails_the_adapter_once_with_the_apis_reason(
         assert "Not_A_Valid_Secret" in failed["message"]  # the API's own words
         assert cluster.jobs("sentiment-de") == []
         first = cluster.get("LanguageAdapter", "sentiment-de")["status"]["lastRun"]
-        start = _resync_passes(operator.log)
+        start = operator.resync_passes()
         eventually(
-            lambda: _resync_passes(operator.log) >= start + 3,
+            lambda: operator.resync_passes() >= start + 3,
             timeout_s=PATIENCE_S,
             what="three more resync passes",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,13 @@ class OperatorProcess:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def resync_passes(self) -> int:
+        """How many periodic resync passes this operator has logged (its one line per pass):
+        a test waits for real passes instead of sleeping."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        found = re.findall(r"resync pass (\d+):", text)
+        return int(found[-1]) if found else 0
 
     def tail(self, lines: int = 60) -> str:
         return (
