@@ -164,8 +164,10 @@ def test_an_update_retrains_only_what_changed(runs: Runs, tmp_path: Path) -> Non
     shutil.copytree(runs.folder, folder)
     state_dir = tmp_path / "state"
     shutil.copytree(runs.warm_state, state_dir)
+    assert "warm process: imported the libraries once" in runs.warm_output
     code, again = _run(folder, state_dir)
     assert code == 0 and "to train: nothing" in again
+    assert "warm process: imported" not in again  # nothing to run: no imports paid
     assert len(State.load(state_dir / "state.json").phases) == 1  # nothing ran, nothing recorded
 
     manifest = folder / "sentiment-de.yaml"

@@ -36,7 +36,8 @@ def command(name: str) -> str:
 
 
 class Launcher(Protocol):
-    startup_seconds: float  # what starting the launcher itself cost, once
+    kind: str  # "warm" or "cold"
+    startup_seconds: float  # what starting the launcher itself cost, once (0 until used)
 
     def run(
         self, argv: list[str], on_line: Callable[[str], None], stderr: IO[str], env: dict[str, str]
@@ -48,6 +49,7 @@ class Launcher(Protocol):
 class ColdLauncher:
     """Every run a new process: what a Job's container does."""
 
+    kind = "cold"
     startup_seconds = 0.0
 
     def run(
@@ -70,9 +72,18 @@ class ColdLauncher:
 
 
 class WarmLauncher:
-    """One warm process for the whole `langmerge up`; each run is a forked child."""
+    """One warm process for the whole `langmerge up`, started by the first run (a pass with
+    nothing to run pays no imports); each run is a forked child."""
+
+    kind = "warm"
 
     def __init__(self) -> None:
+        self.startup_seconds = 0.0
+        self._server: subprocess.Popen[str] | None = None
+        self._folder = ""
+        self.socket_path = ""
+
+    def _start(self) -> None:
         self._folder = tempfile.mkdtemp(prefix="langmerge-warm-")
         self.socket_path = os.path.join(self._folder, "warm.sock")
         started = time.monotonic()
@@ -88,12 +99,19 @@ class WarmLauncher:
             self._server.kill()
             error = self._server.stderr.read() if self._server.stderr else ""
             shutil.rmtree(self._folder, ignore_errors=True)
+            self._server = None
             raise RuntimeError(f"the warm process did not start: {error.strip()[-2000:]}")
         self.startup_seconds = time.monotonic() - started
+
+    @property
+    def started(self) -> bool:
+        return self._server is not None
 
     def run(
         self, argv: list[str], on_line: Callable[[str], None], stderr: IO[str], env: dict[str, str]
     ) -> int:
+        if self._server is None:
+            self._start()
         read_end, write_end = os.pipe()
         request = {"command": argv[0], "argv": argv[1:], "cwd": os.getcwd(), "env": env}
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
@@ -115,6 +133,8 @@ class WarmLauncher:
         return int(json.loads(reply)["returncode"])
 
     def close(self) -> None:
+        if self._server is None:
+            return
         if self._server.poll() is None:
             self._server.terminate()
             try:

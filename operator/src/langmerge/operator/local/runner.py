@@ -592,8 +592,7 @@ def up(
         )
         phase = Phase(
             started_at=now().isoformat(),
-            launcher="cold" if processes.startup_seconds == 0.0 else "warm",
-            launcher_startup_seconds=round(processes.startup_seconds, 3),
+            launcher=processes.kind,
         )
         adapters = [runner.with_status(a) for a in adapters]
         pending = [
@@ -630,7 +629,13 @@ def up(
             for model in models:
                 plan, result = results[model.metadata.name]
                 runner.promote(model, adapters, plan, result)
+        if processes.startup_seconds:
+            runner.say(
+                f"  warm process: imported the libraries once in "
+                f"{processes.startup_seconds:.1f}s for every run above"
+            )
         if phase.ran():
+            phase.launcher_startup_seconds = round(processes.startup_seconds, 3)
             runner.state.phases.append(phase)
             runner.state.save(runner.state_path)
     finally:
