@@ -16,7 +16,7 @@ help:
 	@echo "make test           set up everything and run lint + the whole test suite"
 	@echo "make reliability    the chaos run with the full 20 operator kills"
 	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
-	@echo "make crds           regenerate crds/ from the API models"
+	@echo "make crds           regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make control-plane  build kube-apiserver, etcd, kubectl, helm into the cache"
 
 uv:
@@ -42,6 +42,7 @@ format: sync
 
 crds: sync
 	.venv/bin/langmerge crds --out crds
+	cp crds/*.yaml charts/langmerge/crds/
 
 test: sync control-plane prometheus lint
 	$(PY) -m pytest

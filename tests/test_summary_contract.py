@@ -8,7 +8,9 @@ import io
 import json
 from pathlib import Path
 
+from langmerge.merger.cli import GateFailedError
 from langmerge.merger.cli import main as merge_main
+from langmerge.operator.planner import GATE_REASON_PREFIX
 from langmerge.operator.summaries import MergeSummary, TrainingSummary, parse_summary
 from langmerge.trainer.cli import main as train_main
 from tests.support.adapters import make_adapter
@@ -91,3 +93,9 @@ def test_a_crash_log_in_the_termination_message_is_not_mistaken_for_a_summary() 
     assert (
         parse_summary('log line\n{"result": "Failed", "reason": "x"}', TrainingSummary) is not None
     )
+
+
+def test_a_gate_refusal_reads_as_one_in_the_operator() -> None:
+    """The merger's refusal reason starts with the prefix the planner turns into GateRefused."""
+    refusal = GateFailedError({"gate": {"passed": False, "reason": "de f1 below COMB"}}, None)
+    assert str(refusal).startswith(GATE_REASON_PREFIX)

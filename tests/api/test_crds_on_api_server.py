@@ -422,11 +422,12 @@ def assert_contains(actual: Any, expected: Any, path: str = "status") -> None:
 def _ready_status() -> dict[str, Any]:
     return {
         "observedGeneration": 1,
+        "phase": "Ready",
         "conditions": [
             {
                 "type": "Ready",
                 "status": "True",
-                "reason": "Trained",
+                "reason": "UpToDate",
                 "message": "",
                 "lastTransitionTime": "2026-11-26T10:00:00Z",
             },
@@ -469,7 +470,7 @@ def test_status_is_written_only_through_the_subresource(
     assert_contains(stored["status"], _ready_status())
 
 
-def test_printer_columns_show_the_true_condition_and_cost(
+def test_printer_columns_show_the_phase_the_ready_reason_and_cost(
     plane_with_crds: ControlPlane, custom: client.CustomObjectsApi, namespace: str
 ) -> None:
     _create(custom, namespace, VALID_ADAPTER)
@@ -477,8 +478,8 @@ def test_printer_columns_show_the_true_condition_and_cost(
         GROUP, VERSION, namespace, "languageadapters", "sentiment-de", {"status": _ready_status()}
     )
     table = plane_with_crds.kubectl("get", "la", "-n", namespace).stdout.splitlines()
-    assert table[0].split()[:5] == ["NAME", "LANGUAGE", "TASK", "STATUS", "COST"]
-    assert table[1].split()[:5] == ["sentiment-de", "de", "sentiment", "Ready", "4.1"]
+    assert table[0].split()[:6] == ["NAME", "LANGUAGE", "TASK", "PHASE", "REASON", "COST"]
+    assert table[1].split()[:6] == ["sentiment-de", "de", "sentiment", "Ready", "UpToDate", "4.1"]
     listed = plane_with_crds.kubectl("get", "langmerge", "-n", namespace, "-o", "name").stdout
     assert "languageadapter.langmerge.io/sentiment-de" in listed  # the category works
 

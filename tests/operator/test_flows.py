@@ -457,11 +457,12 @@ def test_a_merge_that_fails_its_evaluation_gate_keeps_the_last_good_model(cluste
         },
     )
     failed = cluster.wait_condition("MergedModel", "sentiment", "Failed")
-    assert "evaluation gate" in failed["message"]
+    assert "evaluation gate" in failed["message"] and failed["reason"] == "GateRefused"
     status = cluster.get("MergedModel", "sentiment")["status"]
     assert status["artifact"]["uri"] == "/artifacts/good"  # still serving the last good merge
     assert status["evaluation"]["gate"]["passed"] is False
     assert status["evaluation"]["perLanguage"]["de"]["f1"] == 0.4
+    assert status["phase"] == "Blocked"  # a policy holds it back; the last good model serves
 
 
 def test_a_run_that_would_exceed_the_budget_does_not_start(cluster: Cluster) -> None:
@@ -513,3 +514,78 @@ def test_a_job_whose_pod_cannot_start_counts_as_pending_not_running(
     # evicted; its replacement cannot be scheduled: still active 1, but ready 0
     cluster.batch.patch_namespaced_job_status(job, cluster.ns, {"status": {"ready": 0}})
     eventually(lambda: pending_value() == "1.0", what="the run counted as pending again")
+
+
+def _columns(control_plane: ControlPlane, namespace: str, plural: str, name: str) -> dict[str, str]:
+    """The printer columns `kubectl get` shows for one object (the API server renders them)."""
+    table = control_plane.kubectl("get", plural, name, "-n", namespace, "--no-headers=false")
+    header, row = table.stdout.splitlines()[:2]
+    return dict(zip(header.split(), row.split(), strict=False))
+
+
+def test_kubectl_shows_one_phase_and_a_reason_and_describe_shows_warnings(
+    cluster: Cluster, control_plane: ControlPlane
+) -> None:
+    def columns(plural: str, name: str) -> dict[str, str]:
+        return _columns(control_plane, cluster.ns, plural, name)
+
+    def shows(plural: str, name: str, phase: str, reason: str) -> None:
+        eventually(
+            lambda: (
+                (c := columns(plural, name)).get("PHASE") == phase and c.get("REASON") == reason
+            ),
+            what=f"{plural}/{name} PHASE {phase} REASON {reason}: {columns(plural, name)}",
+        )
+
+    def described_events(kind: str, name: str) -> list[list[str]]:
+        """The Events section of `kubectl describe`, one word list per event."""
+        text = control_plane.kubectl("describe", kind, name, "-n", cluster.ns).stdout
+        section = text.split("\nEvents:", 1)[1].splitlines()[3:]  # after the column header
+        return [line.split() for line in section if line.strip()]
+
+    for language in ("de", "fr"):
+        cluster.apply(adapter_manifest(language))
+    cluster.apply(merged_manifest(adapters={"names": ["sentiment-de", "sentiment-fr"]}))
+    shows("mergedmodels", "sentiment", "Pending", "AdaptersNotReady")
+    cluster.apply(adapter_manifest("en"))
+    job = cluster.job("sentiment-en")
+    shows("languageadapters", "sentiment-en", "Queued", "JobPending")  # no pod runs yet
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    running = {"status": {"startTime": started, "active": 1, "ready": 1}}
+    cluster.batch.patch_namespaced_job_status(job, cluster.ns, running)
+    shows("languageadapters", "sentiment-en", "Training", "Training")
+    for language in ("de", "fr"):
+        cluster.train(f"sentiment-{language}")
+    shows("languageadapters", "sentiment-de", "Ready", "UpToDate")
+    merge = cluster.job("sentiment")
+    cluster.batch.patch_namespaced_job_status(merge, cluster.ns, running)
+    shows("mergedmodels", "sentiment", "Merging", "Merging")
+
+    # An input deleted during the merge: the merge stops, and the Event says why.
+    cluster.delete("LanguageAdapter", "sentiment-fr")
+    shows("mergedmodels", "sentiment", "Pending", "AdaptersMissing")
+    eventually(lambda: merge not in {j.metadata.name for j in _merge_jobs(cluster)}, what="stop")
+    stopped = until(
+        lambda: described_events("mergedmodel", "sentiment"),
+        lambda events: any(e[:2] == ["Warning", "Stopped"] and "sentiment-fr" in e for e in events),
+        what="a Warning Event Stopped naming the missing adapter",
+    )
+    assert not any(e[1] == "Superseded" for e in stopped), stopped
+
+    # A failed run: Failed, with its reason, and a Warning in `kubectl describe`.
+    cluster.apply(adapter_manifest("ja"))
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        cluster.job("sentiment-ja"),
+        succeed=False,
+        summary={"result": "Failed", "reason": "dataset x.jsonl: no records"},
+    )
+    shows("languageadapters", "sentiment-ja", "Failed", "TrainingFailed")
+    until(
+        lambda: described_events("languageadapter", "sentiment-ja"),
+        lambda events: any(
+            e[:2] == ["Warning", "TrainingFailed"] and "records" in e for e in events
+        ),
+        what="a Warning Event TrainingFailed with the run's reason",
+    )

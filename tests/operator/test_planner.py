@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.api.common import Phase
 from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.conditions import adapter_conditions, phase_of
 from langmerge.operator.fingerprint import adapter_fingerprint, job_name
-from langmerge.operator.planner import Action, plan_merge, plan_training, retrained_since
+from langmerge.operator.planner import (
+    Action,
+    MergePlan,
+    plan_merge,
+    plan_training,
+    retrained_since,
+)
 from tests.support.objects import LANGUAGES, adapter_manifest, merged_manifest
 
 TRAINER, MERGER = "trainer:1", "merger:1"
@@ -181,3 +189,44 @@ def test_status_patches_remove_what_is_gone() -> None:
         "artifact": {"uri": "b", "trainedAt": None},
     }
     assert merge_patch(after, after) == {}
+
+
+def test_the_phase_summarises_each_outcome_in_one_word() -> None:
+    new, ready = adapter(), trained(adapter())
+    assert phase_of(plan_training(new, TRAINER), Phase.TRAINING, True, None) == Phase.QUEUED
+    assert phase_of(plan_training(new, TRAINER), Phase.TRAINING, False, None) == Phase.TRAINING
+    assert phase_of(plan_training(new, TRAINER), Phase.TRAINING, False, "over") == Phase.BLOCKED
+    assert phase_of(plan_training(ready, TRAINER), Phase.TRAINING, False, None) == Phase.READY
+    suspended = adapter(suspend=True)
+    assert phase_of(plan_training(suspended, TRAINER), Phase.TRAINING, False, None) == (
+        Phase.SUSPENDED
+    )
+    waiting = plan_merge(merged(), [new], TRAINER, MERGER)
+    assert phase_of(waiting, Phase.MERGING, False, None) == Phase.PENDING
+
+
+def test_a_gate_refusal_blocks_and_a_failed_run_fails() -> None:
+    inputs = [trained(adapter("de")), trained(adapter("fr"))]
+    fingerprint = plan_merge(merged(), inputs, TRAINER, MERGER).fingerprint
+
+    def after(reason: str) -> MergePlan:
+        last = {"job": "j", "fingerprint": fingerprint, "result": "Failed", "reason": reason}
+        return plan_merge(merged(status={"lastRun": last}), inputs, TRAINER, MERGER)
+
+    gated = after("evaluation gate: de f1 0.4 is 0.4 below the combined model's")
+    assert gated.reason == "GateRefused"
+    assert phase_of(gated, Phase.MERGING, False, None) == Phase.BLOCKED
+    crashed = after("OOMKilled (exit code 137)")
+    assert crashed.reason == "MergeFailed"
+    assert phase_of(crashed, Phase.MERGING, False, None) == Phase.FAILED
+
+
+def test_ready_says_why_a_run_has_not_started() -> None:
+    plan = plan_training(adapter(), TRAINER)
+    (pending,) = [
+        c for c in adapter_conditions(None, plan, None, 1, pending=True) if c.type == "Ready"
+    ]
+    assert pending.reason == "JobPending" and plan.job in pending.message
+    conditions = adapter_conditions(None, plan, None, 1, blocked="would exceed the budget")
+    (held,) = [c for c in conditions if c.type == "Ready"]
+    assert (held.reason, held.message) == ("BudgetExceeded", "would exceed the budget")

@@ -215,6 +215,7 @@ def finish_job(
             "completionTime": now,
             "succeeded": 1,
             "active": 0,
+            "ready": 0,
             "conditions": [
                 condition("SuccessCriteriaMet", "CompletionsReached"),
                 condition("Complete", "CompletionsReached"),
@@ -226,6 +227,7 @@ def finish_job(
             "startTime": _stamp(start),
             "failed": 1,
             "active": 0,
+            "ready": 0,
             "conditions": [condition("FailureTarget", why), condition("Failed", why)],
         }
     batch.patch_namespaced_job_status(job_name, namespace, {"status": status})

@@ -89,7 +89,11 @@ def _status(args: argparse.Namespace) -> int:
             )
             artifact = (status.get("artifact") or {}).get("uri", "-")
             cost = (status.get("totals") or {}).get("costUsd", 0.0)
-            print(f"{kind:16s} {name:24s} {ready.get('reason', '-'):18s} ${cost:.6f}  {artifact}")
+            phase = status.get("phase") or "-"
+            print(
+                f"{kind:16s} {name:24s} {phase:10s} {ready.get('reason', '-'):18s} "
+                f"${cost:.6f}  {artifact}"
+            )
     return 0
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from langmerge.operator.api.common import Condition, ConditionStatus
-from langmerge.operator.planner import Action, MergePlan, TrainingPlan
+from langmerge.operator.api.common import Condition, ConditionStatus, Phase
+from langmerge.operator.planner import GATE_REFUSED, Action, MergePlan, TrainingPlan
 
 
 def now() -> datetime:
@@ -33,6 +33,40 @@ def set_condition(
 
 def _serving(artifact_uri: str | None, up_to_date: bool) -> str:
     return f"; serving {artifact_uri} meanwhile" if artifact_uri and not up_to_date else ""
+
+
+def phase_of(
+    plan: TrainingPlan | MergePlan, running: Phase, pending: bool, blocked: str | None
+) -> Phase:
+    """The one-word summary of a plan's outcome; `running` is Training or Merging."""
+    match plan.action:
+        case Action.NONE:
+            return Phase.READY
+        case Action.RUN:
+            if blocked is not None:
+                return Phase.BLOCKED
+            return Phase.QUEUED if pending else running
+        case Action.WAIT:
+            return Phase.PENDING
+        case Action.SUSPENDED:
+            return Phase.SUSPENDED
+        case Action.BLOCKED:
+            return Phase.BLOCKED
+        case Action.FAILED:
+            return Phase.BLOCKED if plan.reason == GATE_REFUSED else Phase.FAILED
+
+
+def _not_ready_yet(
+    plan: TrainingPlan | MergePlan, pending: bool, blocked: str | None
+) -> tuple[str, str]:
+    """The Ready condition's reason and message: why the object is not (yet) up to date."""
+    if plan.action == Action.RUN and blocked is not None:
+        return "BudgetExceeded", blocked
+    if plan.action == Action.RUN and pending:
+        return "JobPending", (
+            f"Job {plan.job} has no running pod yet (scheduling, image pull or queue admission)"
+        )
+    return plan.reason, plan.message
 
 
 def _budget_and_failure(
@@ -67,15 +101,17 @@ def adapter_conditions(
     artifact_uri: str | None,
     generation: int,
     blocked: str | None = None,
+    pending: bool = False,
 ) -> list[Condition]:
     """Ready, Training, BudgetExceeded and Failed of a LanguageAdapter, from its plan."""
     up_to_date, running = plan.action == Action.NONE, plan.action == Action.RUN
+    reason, message = _not_ready_yet(plan, pending, blocked)
     conditions = set_condition(
         current or [],
         "Ready",
         up_to_date,
-        plan.reason,
-        plan.message + _serving(artifact_uri, up_to_date),
+        reason,
+        message + _serving(artifact_uri, up_to_date),
         generation,
     )
     conditions = set_condition(
@@ -97,15 +133,17 @@ def merged_conditions(
     artifact_uri: str | None,
     generation: int,
     blocked: str | None = None,
+    pending: bool = False,
 ) -> list[Condition]:
     """Ready, AdaptersReady, Merging, BudgetExceeded and Failed of a MergedModel."""
     up_to_date, running = plan.action == Action.NONE, plan.action == Action.RUN
+    reason, message = _not_ready_yet(plan, pending, blocked)
     conditions = set_condition(
         current or [],
         "Ready",
         up_to_date,
-        plan.reason,
-        plan.message + _serving(artifact_uri, up_to_date),
+        reason,
+        message + _serving(artifact_uri, up_to_date),
         generation,
     )
     conditions = set_condition(

@@ -42,8 +42,19 @@ def invalid_job_reason(api_message: str) -> str:
     return f"{INVALID_JOB}: the API server refused the Job: {api_message[:3500]}"
 
 
+# A merge that worked but failed its evaluation gate: the merger's summary reason starts with
+# this (tests/test_summary_contract.py holds both ends to it).
+GATE_REFUSED = "GateRefused"
+GATE_REASON_PREFIX = "evaluation gate:"
+
+
 def _failure_reason(reason: str | None, default: str) -> str:
-    return INVALID_JOB if (reason or "").startswith(f"{INVALID_JOB}:") else default
+    reason = reason or ""
+    if reason.startswith(f"{INVALID_JOB}:"):
+        return INVALID_JOB
+    if reason.startswith(GATE_REASON_PREFIX):
+        return GATE_REFUSED
+    return default
 
 
 def plan_training(adapter: LanguageAdapter, trainer_image: str) -> TrainingPlan:

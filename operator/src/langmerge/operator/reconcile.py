@@ -33,7 +33,7 @@ from langmerge.operator.api.adapter import (
     LanguageAdapterStatus,
     RunRecord,
 )
-from langmerge.operator.api.common import ActiveJob, Condition, RunResult
+from langmerge.operator.api.common import ActiveJob, Condition, Phase, RunResult
 from langmerge.operator.api.merged import (
     BudgetStatus,
     MergedArtifact,
@@ -44,6 +44,7 @@ from langmerge.operator.conditions import (
     adapter_conditions,
     merged_conditions,
     now,
+    phase_of,
     set_condition,
 )
 from langmerge.operator.config import OperatorConfig
@@ -55,6 +56,8 @@ from langmerge.operator.outcome import JobOutcome, job_cpus, job_finished, read_
 from langmerge.operator.planner import (
     INVALID_JOB,
     Action,
+    MergePlan,
+    TrainingPlan,
     invalid_job_reason,
     plan_merge,
     plan_training,
@@ -196,6 +199,7 @@ class Reconciler:
             **before,
             "observedGeneration": generation,
             "conditions": [c.to_wire() for c in conditions],
+            "phase": Phase.FAILED.value,
         }
         already = any(
             c.get("type") == "Failed"
@@ -281,7 +285,7 @@ class Reconciler:
             adapter.model_copy(update={"status": status}), self.config.trainer_image
         )
         if status.active_job and status.active_job.name != plan.job:
-            self._retire(meta.namespace, status.active_job.name, events)
+            self._retire(meta.namespace, status.active_job.name, plan, events)
             status.active_job = None
         pending, blocked = False, None
         if plan.action == Action.RUN:
@@ -308,7 +312,9 @@ class Reconciler:
             status.artifact.uri if status.artifact else None,
             meta.generation,
             blocked,
+            pending,
         )
+        status.phase = phase_of(plan, Phase.TRAINING, pending, blocked)
         self.metrics.observe_adapter(adapter, status, pending)
         self._write(ADAPTERS, body, before, status.to_wire(), events)
 
@@ -382,12 +388,24 @@ class Reconciler:
             status.active_job = ActiveJob(name=name, fingerprint=fingerprint, created_at=now())
         return existing is None or not _started(existing), blocked
 
-    def _retire(self, namespace: str, job_name: str, events: list[tuple[str, str, str]]) -> None:
-        """A Job for a fingerprint the spec no longer asks for: stop it (saves GPU time)."""
+    def _retire(
+        self,
+        namespace: str,
+        job_name: str,
+        plan: TrainingPlan | MergePlan,
+        events: list[tuple[str, str, str]],
+    ) -> None:
+        """A Job for a fingerprint the plan no longer asks for: stop it (saves GPU time). The
+        Event says why: a newer fingerprint replaces it, or its inputs are gone or unusable."""
         job = self.kube.get_job(namespace, job_name)
-        if job is not None and not job_finished(job):
-            self.kube.delete_job(namespace, job_name)
-            events.append(("Normal", "Superseded", f"deleted Job {job_name}: the spec changed"))
+        if job is None or job_finished(job):
+            return
+        self.kube.delete_job(namespace, job_name)
+        if plan.job:
+            why = f"the spec or its inputs changed; fingerprint {plan.fingerprint} replaces it"
+            events.append(("Normal", "Superseded", f"deleted Job {job_name}: {why}"))
+        else:
+            events.append(("Warning", "Stopped", f"deleted Job {job_name}: {plan.message}"))
 
     # --- MergedModel ------------------------------------------------------------------------
     def merged(self, namespace: str, name: str) -> None:
@@ -489,7 +507,7 @@ class Reconciler:
             self.config.merger_image,
         )
         if status.active_job and status.active_job.name != plan.job:
-            self._retire(meta.namespace, status.active_job.name, events)
+            self._retire(meta.namespace, status.active_job.name, plan, events)
             status.active_job = None
         pending, blocked = False, None
         if plan.action == Action.RUN:
@@ -533,6 +551,8 @@ class Reconciler:
             status.artifact.uri if status.artifact else None,
             meta.generation,
             blocked,
+            pending,
         )
+        status.phase = phase_of(plan, Phase.MERGING, pending, blocked)
         self.metrics.observe_merged(merged, status, pending)
         self._write(MERGED, body, before, status.to_wire(), events)

@@ -9,11 +9,13 @@ from pydantic import Field, StrictBool, StrictFloat, StrictInt, WithJsonSchema, 
 
 from langmerge.operator.api.common import (
     BCP47,
+    PHASE_DESCRIPTION,
     ActiveJob,
     ApiModel,
     BaseModelRef,
     Conditions,
     CustomResource,
+    Phase,
     Resources,
     RunResult,
     Timestamp,
@@ -221,6 +223,7 @@ class LanguageAdapterStatus(ApiModel):
         default=None, description="Last metadata.generation acted on."
     )
     conditions: Conditions | None = Field(default=None, description="Ready, Training, Failed.")
+    phase: Phase | None = Field(default=None, description=PHASE_DESCRIPTION)
     fingerprint: str | None = Field(
         default=None, max_length=64, description="Fingerprint of the current spec."
     )
@@ -249,10 +252,11 @@ class LanguageAdapter(CustomResource):
     PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
         {"name": "Language", "type": "string", "jsonPath": ".spec.language"},
         {"name": "Task", "type": "string", "jsonPath": ".spec.task"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {
-            "name": "Status",
+            "name": "Reason",
             "type": "string",
-            "jsonPath": '.status.conditions[?(@.status=="True")].type',
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
         },
         {
             "name": "Cost",

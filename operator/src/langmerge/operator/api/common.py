@@ -131,6 +131,28 @@ Conditions = Annotated[
 ]
 
 
+class Phase(StrEnum):
+    """One word for `kubectl get`: where the object stands. The conditions stay the contract
+    for automation; the phase summarises them for people."""
+
+    PENDING = "Pending"  # waiting for its inputs (a MergedModel's adapters)
+    QUEUED = "Queued"  # its Job exists, no pod runs yet (scheduling, image pull, Kueue)
+    TRAINING = "Training"
+    MERGING = "Merging"
+    READY = "Ready"
+    SUSPENDED = "Suspended"
+    BLOCKED = "Blocked"  # held back by a budget, the evaluation gate or incompatible inputs
+    FAILED = "Failed"  # the run for this spec failed; a spec change retries
+
+
+PHASE_DESCRIPTION = (
+    "Pending (waiting for inputs), Queued (Job created, no pod running yet), Training or "
+    "Merging, Ready, Suspended, Blocked (a budget, the evaluation gate or incompatible "
+    "inputs hold it back) or Failed (change the spec to retry). Summarises the conditions; "
+    "the Ready condition's reason says why."
+)
+
+
 class TolerationOperator(StrEnum):
     EXISTS = "Exists"
     EQUAL = "Equal"

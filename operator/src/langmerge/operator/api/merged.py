@@ -12,11 +12,13 @@ from langmerge.operator.api.adapter import RunRecord
 from langmerge.operator.api.common import (
     BCP47,
     DNS_LABEL,
+    PHASE_DESCRIPTION,
     ActiveJob,
     ApiModel,
     BaseModelRef,
     Conditions,
     CustomResource,
+    Phase,
     Resources,
     Timestamp,
     Totals,
@@ -314,6 +316,7 @@ class MergedModelStatus(ApiModel):
     conditions: Conditions | None = Field(
         default=None, description="Ready, Merging, AdaptersReady."
     )
+    phase: Phase | None = Field(default=None, description=PHASE_DESCRIPTION)
     fingerprint: str | None = Field(
         default=None, max_length=64, description="Fingerprint of settings and current inputs."
     )
@@ -350,10 +353,11 @@ class MergedModel(CustomResource):
     PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
         {"name": "Task", "type": "string", "jsonPath": ".spec.task"},
         {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {
-            "name": "Status",
+            "name": "Reason",
             "type": "string",
-            "jsonPath": '.status.conditions[?(@.status=="True")].type',
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
         },
         {
             "name": "Savings",

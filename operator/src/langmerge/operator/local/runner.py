@@ -33,13 +33,14 @@ from langmerge.operator.api.adapter import (
     RunRecord,
 )
 from langmerge.operator.api.common import ActiveJob, RunResult
+from langmerge.operator.api.common import Phase as ObjectPhase
 from langmerge.operator.api.merged import (
     GateBaseline,
     MergedArtifact,
     MergedModel,
     MergedModelStatus,
 )
-from langmerge.operator.conditions import adapter_conditions, merged_conditions, now
+from langmerge.operator.conditions import adapter_conditions, merged_conditions, now, phase_of
 from langmerge.operator.cost import DEFAULT_PRICES, cost_usd
 from langmerge.operator.jobs import merge_args, training_args
 from langmerge.operator.local.processes import Launcher, launcher
@@ -342,6 +343,7 @@ class LocalRunner:
             status.artifact.uri if status.artifact else None,
             adapter.metadata.generation,
         )
+        status.phase = phase_of(plan, ObjectPhase.TRAINING, pending=False, blocked=None)
         status.fingerprint = plan.fingerprint
         status.observed_generation = adapter.metadata.generation
         self.state.adapters[adapter.metadata.name] = status.to_wire()
@@ -492,6 +494,7 @@ class LocalRunner:
             status.artifact.uri if status.artifact else None,
             merged.metadata.generation,
         )
+        status.phase = phase_of(final, ObjectPhase.MERGING, pending=False, blocked=None)
         if final.fingerprint:
             status.fingerprint = final.fingerprint
         status.observed_generation = merged.metadata.generation
