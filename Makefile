@@ -9,15 +9,18 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane prometheus lint format crds test demo reliability
+.PHONY: help uv sync control-plane prometheus images lint format crds test test-fast demo reliability
 
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
 	@echo "make test           set up everything and run lint + the whole test suite"
+	@echo "make test-fast      the inner loop: make test without the image builds and runs"
+	@echo "                    (tests/images) and the local loop's end-to-end runs (tests/local)"
 	@echo "make reliability    the chaos run with the full 20 operator kills"
 	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
 	@echo "make crds           regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make control-plane  build kube-apiserver, etcd, kubectl, helm into the cache"
+	@echo "make images         build the operator, trainer and merger images (buildah)"
 
 uv:
 	@[ -x "$(UV)" ] || python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -30,6 +33,9 @@ control-plane:
 
 prometheus:
 	@bash hack/ensure-prometheus.sh
+
+images:
+	bash hack/images.sh
 
 lint: sync
 	.venv/bin/ruff check .
@@ -46,6 +52,9 @@ crds: sync
 
 test: sync control-plane prometheus lint
 	$(PY) -m pytest
+
+test-fast: sync control-plane prometheus lint
+	$(PY) -m pytest --ignore=tests/images --ignore=tests/local
 
 demo: sync
 	bash hack/demo.sh
