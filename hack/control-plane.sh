@@ -3,6 +3,10 @@
 # pinned in hack/versions.env, into a cache outside the repo, once per machine.
 # Prints the folder holding the binaries on stdout (all progress goes to stderr).
 #
+#   hack/control-plane.sh         kube-apiserver, kubectl, etcd, helm
+#   hack/control-plane.sh node    also kube-controller-manager, kube-scheduler and kubelet
+#                                 (the single-node cluster of tests/e2e)
+#
 # If KUBEBUILDER_ASSETS names a folder with kube-apiserver, etcd or kubectl (envtest's
 # convention), those are used from there (tests/support/control_plane.py) and not built.
 set -euo pipefail
@@ -22,7 +26,9 @@ have() { [ -x "$bin_dir/$1" ]; }
 
 # A throwaway module per tool: k8s.io/kubernetes pins its staging modules as v0.0.0 and
 # replaces them with local paths, so a consumer must replace each with its published v0.N.P.
+# build_kubernetes CMD...: builds k8s.io/kubernetes/cmd/CMD for each CMD given.
 build_kubernetes() {
+  local commands=("$@")
   local work minor staging
   work=$(mktemp -d)
   minor=${KUBERNETES_VERSION#v1.}
@@ -37,22 +43,17 @@ build_kubernetes() {
       replaces+=("-replace=$mod=$mod@$staging")
     done < <(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod")
     go mod edit "-require=k8s.io/kubernetes@$KUBERNETES_VERSION" "${replaces[@]}"
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+    {
+      printf '//go:build tools\n\npackage tools\n\nimport (\n'
+      printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "${commands[@]}"
+      printf ')\n'
+    } > tools.go
     go mod tidy >&2
     local v=k8s.io/component-base/version
     local ldflags="-s -w -X $v.gitVersion=$KUBERNETES_VERSION -X $v.gitMajor=1 -X $v.gitMinor=${minor%%.*} -X $v.gitTreeState=clean"
     local vc=k8s.io/client-go/pkg/version
     ldflags+=" -X $vc.gitVersion=$KUBERNETES_VERSION -X $vc.gitMajor=1 -X $vc.gitMinor=${minor%%.*}"
-    go build -trimpath -ldflags "$ldflags" -o "$bin_dir/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+    go build -trimpath -ldflags "$ldflags" -o "$bin_dir/" "${commands[@]/#/k8s.io/kubernetes/cmd/}"
   )
   rm -rf "$work"
 }
@@ -96,7 +97,11 @@ flock 9
 
 if needed kube-apiserver || needed kubectl; then
   log "building kube-apiserver and kubectl $KUBERNETES_VERSION (first time on this machine: about 5 minutes)"
-  build_kubernetes
+  build_kubernetes kube-apiserver kubectl
+fi
+if [ "${1:-}" = node ] && { ! have kube-controller-manager || ! have kube-scheduler || ! have kubelet; }; then
+  log "building kube-controller-manager, kube-scheduler and kubelet $KUBERNETES_VERSION (about 3 minutes)"
+  build_kubernetes kube-controller-manager kube-scheduler kubelet
 fi
 if needed etcd; then
   log "building etcd $ETCD_VERSION"

@@ -1,0 +1,181 @@
+"""End to end on a real single node (tests/support/node.py): the operator creates Jobs, the
+real Job controller makes pods, the scheduler places them, the kubelet runs the trainer image
+under containerd + runc, and the operator reads the real pod's termination message and times.
+Prints `RESULT name=value` lines."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from langmerge.common import builtin
+from tests.conftest import require
+from tests.support.containers import build_images, missing_tools
+from tests.support.control_plane import REPO, ControlPlane
+from tests.support.kube import api_client, until
+from tests.support.node import Node, missing_for_node
+from tests.support.objects import GROUP, VERSION, adapter_manifest
+from tests.support.operator import OperatorProcess
+
+NAMESPACE = "e2e"
+FS_GROUP = 10001
+QUICKSTART = REPO / "examples" / "quickstart" / "datasets" / "sentiment"
+# Real pods on a busy 2-core machine: image start, torch import, training.
+PATIENCE_S = 900
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    missing = missing_for_node() + missing_tools()
+    require(not missing, f"the single-node cluster needs {', '.join(missing)}")
+    build_images()
+    plane = ControlPlane(tmp_path_factory.mktemp("e2e-plane")).start()
+    started = time.monotonic()
+    node = Node(plane, tmp_path_factory.mktemp("e2e-node"))
+    try:
+        node.start()
+        print(f"RESULT cluster_start_seconds={time.monotonic() - started:.1f}")
+        loaded = time.monotonic()
+        node.load_image("trainer")
+        print(f"RESULT trainer_image_load_seconds={time.monotonic() - loaded:.1f}")
+        yield node
+    finally:
+        node.stop()
+        plane.stop()
+
+
+@pytest.fixture(scope="module")
+def artifacts(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A static PersistentVolume on a host folder, bound to the chart's default claim. A
+    hostPath volume ignores fsGroup, so the folder is made group-writable for the pods' group,
+    as an administrator provisioning such a volume would."""
+    root = tmp_path_factory.mktemp("e2e-artifacts")
+    (root / "datasets").mkdir()
+    for language in ("de", "fr"):
+        lines = (QUICKSTART / f"{language}-train.jsonl").read_text().splitlines()[:32]
+        (root / "datasets" / f"{language}.jsonl").write_text("\n".join(lines) + "\n")
+    shutil.copytree(builtin.path(), root / "models" / "tiny")
+    for path in [root, *root.rglob("*")]:
+        shutil.chown(path, group=FS_GROUP)
+        path.chmod(0o2775 if path.is_dir() else 0o664)
+    plane = node.plane
+    plane.kubectl("create", "namespace", NAMESPACE)
+    manifest = f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: langmerge-e2e-artifacts}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {{path: {root}, type: Directory}}
+  claimRef: {{namespace: {NAMESPACE}, name: langmerge-artifacts}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: langmerge-artifacts, namespace: {NAMESPACE}}}
+spec:
+  accessModes: [ReadWriteMany]
+  storageClassName: ""
+  volumeName: langmerge-e2e-artifacts
+  resources: {{requests: {{storage: 1Gi}}}}
+"""
+    plane.kubectl("apply", "-f", "-", input=manifest)
+    return root
+
+
+@pytest.fixture(scope="module")
+def operator(
+    node: Node, artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    node.plane.install_crds()
+    process = OperatorProcess(
+        node.plane,
+        tmp_path_factory.mktemp("e2e-operator"),
+        env={
+            "LANGMERGE_TRAINER_IMAGE": "localhost/langmerge-trainer:dev",
+            "LANGMERGE_MERGER_IMAGE": "localhost/langmerge-merger:dev",
+        },
+        namespaces=[NAMESPACE],
+    ).start()
+    yield process
+    process.stop()
+
+
+def _adapter(language: str, **resources: Any) -> dict[str, Any]:
+    return adapter_manifest(
+        language,
+        baseModel={"name": "builtin:tiny", "uri": "/artifacts/models/tiny"},
+        dataset={"uri": f"/artifacts/datasets/{language}.jsonl"},
+        resources={"gpus": 0, "cpu": 1, "memory": "3Gi", **resources},
+        training={"epochs": 1, "batchSize": 8, "maxSeqLength": 64},
+    )
+
+
+def _condition(custom: client.CustomObjectsApi, name: str, kind: str) -> dict[str, Any] | None:
+    body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", name)
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition["type"] == kind and condition["status"] == "True":
+            return dict(condition)
+    return None
+
+
+def test_a_training_job_runs_as_a_real_pod_and_the_adapter_becomes_ready(
+    node: Node, artifacts: Path, operator: OperatorProcess
+) -> None:
+    api = api_client(node.plane.kubeconfig)
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    started = time.monotonic()
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", _adapter("de")
+    )
+    until(
+        lambda: (
+            _condition(custom, "sentiment-de", "Ready")
+            or _condition(custom, "sentiment-de", "Failed")
+        ),
+        lambda c: c is not None,
+        timeout_s=PATIENCE_S,
+        what=f"sentiment-de Ready\n{node.tails()}\n{operator.tail()}",
+    )
+    print(f"RESULT apply_to_adapter_ready_seconds={time.monotonic() - started:.1f}")
+    status = custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de"
+    )["status"]
+    assert status["phase"] == "Ready", status
+    run = status["lastRun"]
+    assert run["result"] == "Succeeded"
+    # The times come from the real container's start and finish, as the kubelet reported them.
+    pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={run['job']}").items
+    assert len(pods) == 1 and pods[0].spec.node_name == "langmerge-e2e"
+    terminated = pods[0].status.container_statuses[0].state.terminated
+    assert terminated.reason == "Completed" and '"result":"Succeeded"' in terminated.message
+    assert run["startedAt"] == terminated.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    output = artifacts / Path(status["artifact"]["uri"]).relative_to("/artifacts")
+    assert (output / "adapter_config.json").is_file()
+    owner = output.stat().st_uid
+    assert owner == 10001  # written by the pod's user through the volume
+
+
+def test_a_memory_limit_too_small_fails_the_adapter_with_oomkilled(
+    node: Node, operator: OperatorProcess
+) -> None:
+    api = api_client(node.plane.kubeconfig)
+    custom = client.CustomObjectsApi(api)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", _adapter("fr", memory="64Mi")
+    )
+    failed = until(
+        lambda: _condition(custom, "sentiment-fr", "Failed"),
+        lambda c: c is not None,
+        timeout_s=PATIENCE_S,
+        what=f"sentiment-fr Failed\n{node.tails()}",
+    )
+    assert failed is not None and "OOMKilled" in failed["message"], failed

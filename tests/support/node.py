@@ -1,0 +1,358 @@
+"""A real single-node Kubernetes for the end-to-end tests: a ControlPlane of its own plus
+kube-controller-manager (the Job, garbage-collector and volume controllers), kube-scheduler,
+kubelet, containerd + runc and a CNI bridge, all on this machine. Pods run the images built by
+hack/images.sh; nothing plays a controller's part.
+
+This machine's facts it encodes (field-notes.md): cgroup v1 with the cgroupfs driver; runc,
+not crun; no CAP_SYS_RESOURCE, so no negative oom_score_adj (containerd's
+restrict_oom_score_adj); no registry, so the pause image is built here and images are
+imported into containerd from podman's storage. Needs root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.containers import image
+from tests.support.control_plane import REPO, ControlPlane, free_port
+from tests.support.kube import eventually
+
+STATE = Path("/var/lib/langmerge")  # containerd's images persist here between runs
+RUNTIME = Path("/run/langmerge")
+BRIDGE = "lmbr0"
+POD_SUBNET = "10.244.0.0/24"
+NODE = "langmerge-e2e"
+PAUSE = "localhost/langmerge-pause:1"
+
+CONTAINERD_CONFIG = """version = 2
+root = "{state}/containerd"
+state = "{runtime}/containerd"
+[grpc]
+  address = "{runtime}/containerd/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{pause}"
+  # No CAP_SYS_RESOURCE here: runc cannot lower oom_score_adj (the pause container asks -998).
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        BinaryName = "{runc}"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{cni_bin}"
+    conf_dir = "{cni_conf}"
+"""
+
+KUBELET_CONFIG = """apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: false}}
+  x509: {{clientCAFile: {pki}/ca.crt}}
+authorization: {{mode: AlwaysAllow}}
+cgroupDriver: cgroupfs
+containerRuntimeEndpoint: unix://{runtime}/containerd/containerd.sock
+failSwapOn: false
+address: 127.0.0.1
+port: {port}
+readOnlyPort: 0
+healthzPort: {healthz}
+tlsCertFile: {pki}/apiserver.crt
+tlsPrivateKeyFile: {pki}/apiserver.key
+# A test node on a shared disk: no eviction or image GC because the disk is fuller than usual.
+evictionHard: {{memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+enforceNodeAllocatable: []
+resolvConf: /etc/resolv.conf
+"""
+
+
+def cni_config() -> str:
+    # No masquerade: pods reach nothing but the host (no registry, no internet needed), so no
+    # iptables rules are left to clean up.
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "langmerge",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE,
+                    "isGateway": True,
+                    "ipMasq": False,
+                    "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]]},
+                },
+                {"type": "loopback"},
+            ],
+        }
+    )
+
+
+def missing_for_node() -> list[str]:
+    """What this machine lacks to run the node (beyond what hack/ scripts build)."""
+    missing = [] if os.geteuid() == 0 else ["root"]
+    for tool in ("containerd", "ctr", "runc", "podman", "buildah", "gcc"):
+        if shutil.which(tool) is None and not (os.geteuid() == 0 and shutil.which("apt-get")):
+            missing.append(tool)
+    if not Path("/usr/lib/cni/bridge").exists() and not shutil.which("apt-get"):
+        missing.append("containernetworking-plugins")
+    return missing
+
+
+def ensure_packages() -> None:
+    wanted = {"containerd": "containerd", "runc": "runc", "gcc": "gcc"}
+    absent = [package for tool, package in wanted.items() if shutil.which(tool) is None]
+    if not Path("/usr/lib/cni/bridge").exists():
+        absent.append("containernetworking-plugins")
+    if absent:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *absent],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+
+
+@dataclass
+class Node:
+    """kube-controller-manager, kube-scheduler, containerd and kubelet for a ControlPlane."""
+
+    plane: ControlPlane
+    workdir: Path
+    _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def socket(self) -> str:
+        return str(RUNTIME / "containerd" / "containerd.sock")
+
+    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ctr", "--address", self.socket, "--namespace", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        with (self.workdir / f"{name}.log").open("ab") as log:
+            self._processes[name] = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.workdir / f"{name}.log"
+        text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+        return f"--- {name} ({path}) ---\n" + "\n".join(text)
+
+    # --- start -------------------------------------------------------------------------------
+    def start(self) -> Node:
+        ensure_packages()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        built = subprocess.run(
+            ["bash", str(REPO / "hack" / "control-plane.sh"), "node"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        bin_dir = Path(built.stdout.strip().splitlines()[-1])
+        self._start_containerd()
+        self._import_pause()
+        kubeconfig, pki = str(self.plane.kubeconfig), self.plane.pki
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={kubeconfig}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(bin_dir / "kube-scheduler"),
+                f"--kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
+        config = self.workdir / "kubelet.yaml"
+        config.write_text(
+            KUBELET_CONFIG.format(pki=pki, runtime=RUNTIME, port=free_port(), healthz=free_port())
+        )
+        self._spawn(
+            "kubelet",
+            [
+                str(bin_dir / "kubelet"),
+                f"--config={config}",
+                f"--kubeconfig={kubeconfig}",
+                f"--hostname-override={NODE}",
+                f"--root-dir={STATE / 'kubelet'}",
+                "--v=1",
+            ],
+        )
+        eventually(self._node_ready, timeout_s=180, what=f"node {NODE} Ready\n{self.tails()}")
+        return self
+
+    def _start_containerd(self) -> None:
+        folder = self.workdir / "containerd"
+        (folder / "cni").mkdir(parents=True, exist_ok=True)
+        (folder / "cni" / "10-langmerge.conflist").write_text(cni_config())
+        (folder / "config.toml").write_text(
+            CONTAINERD_CONFIG.format(
+                state=STATE,
+                runtime=RUNTIME,
+                pause=PAUSE,
+                runc=shutil.which("runc"),
+                cni_bin="/usr/lib/cni",
+                cni_conf=folder / "cni",
+            )
+        )
+        self._spawn("containerd", ["containerd", "--config", str(folder / "config.toml")])
+        eventually(
+            lambda: self.ctr("version", check=False).returncode == 0,
+            timeout_s=60,
+            what=f"containerd\n{self.log_tail('containerd')}",
+        )
+
+    def _import_pause(self) -> None:
+        """The sandbox image: a static binary that waits for signals, built here with gcc."""
+        if PAUSE in self.ctr("images", "list", "--quiet").stdout.split():
+            return
+        source = self.workdir / "pause.c"
+        source.write_text(
+            "#include <signal.h>\n#include <unistd.h>\n"
+            "static void reap(int s) { (void)s; }\n"
+            "int main(void) { signal(SIGCHLD, reap); for (;;) pause(); }\n"
+        )
+        binary = self.workdir / "pause"
+        subprocess.run(["gcc", "-static", "-Os", "-o", binary, source], check=True)
+        working = subprocess.run(
+            ["buildah", "from", "scratch"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        try:
+            subprocess.run(["buildah", "copy", working, str(binary), "/pause"], check=True)
+            subprocess.run(["buildah", "config", "--entrypoint", '["/pause"]', working], check=True)
+            subprocess.run(["buildah", "commit", "--quiet", working, PAUSE], check=True)
+        finally:
+            subprocess.run(["buildah", "rm", working], capture_output=True, check=False)
+        self._import(PAUSE)
+
+    def _import(self, name: str) -> None:
+        archive = self.workdir / "image.tar"
+        subprocess.run(
+            ["podman", "save", "--quiet", "--format", "oci-archive", "-o", str(archive), name],
+            check=True,
+        )
+        try:
+            self.ctr("images", "import", "--base-name", name.rsplit(":", 1)[0], str(archive))
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def load_image(self, short_name: str) -> str:
+        """Imports localhost/langmerge-<short_name>:dev into containerd when podman's copy
+        changed since the last import (a marker keeps the podman image id)."""
+        name = image(short_name)
+        identity = subprocess.run(
+            ["podman", "image", "inspect", "--format", "{{.Id}}", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        marker = STATE / "imported" / short_name
+        present = name in self.ctr("images", "list", "--quiet").stdout.split()
+        if not (present and marker.exists() and marker.read_text() == identity):
+            self._import(name)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(identity)
+        return name
+
+    def _node_ready(self) -> bool:
+        for name, process in self._processes.items():
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode}\n{self.tails()}")
+        got = self.plane.kubectl("get", "node", NODE, "-o", "json", check=False)
+        if got.returncode != 0:
+            return False
+        conditions = json.loads(got.stdout)["status"].get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def tails(self) -> str:
+        return "\n".join(self.log_tail(n) for n in self._processes)
+
+    # --- stop --------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Deletes every pod (so the CNI plugin releases its addresses), stops the processes
+        and leaves no mount, network namespace or bridge behind."""
+        if "kubelet" in self._processes:
+            self.plane.kubectl(
+                "delete", "pods", "--all", "--all-namespaces", "--grace-period=0", "--force",
+                check=False,
+            )  # fmt: skip
+            deadline = time.monotonic() + 60
+            while (
+                time.monotonic() < deadline
+                and self.ctr("tasks", "list", "-q", check=False).stdout.strip()
+            ):
+                time.sleep(1)
+        for name in ("kubelet", "kube-scheduler", "kube-controller-manager"):
+            self._terminate(name)
+        for task in self.ctr("tasks", "list", "-q", check=False).stdout.split():
+            self.ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
+        time.sleep(1)
+        for container in self.ctr("containers", "list", "-q", check=False).stdout.split():
+            self.ctr("tasks", "delete", container, check=False)
+            self.ctr("containers", "delete", container, check=False)
+        self._terminate("containerd")
+        self._unmount_under(RUNTIME)
+        self._unmount_under(STATE / "kubelet")
+        for namespace in subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=False
+        ).stdout.splitlines():
+            if namespace.startswith("cni-"):
+                subprocess.run(["ip", "netns", "delete", namespace.split()[0]], check=False)
+        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+        shutil.rmtree(STATE / "kubelet", ignore_errors=True)
+        shutil.rmtree("/var/lib/cni/networks/langmerge", ignore_errors=True)
+
+    def _terminate(self, name: str) -> None:
+        process = self._processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    @staticmethod
+    def _unmount_under(root: Path) -> None:
+        mounts = [
+            line.split()[1]
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if line.split()[1].startswith(str(root))
+        ]
+        for mount in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
