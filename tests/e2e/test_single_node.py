@@ -20,7 +20,7 @@ from tests.support.containers import build_images, missing_tools
 from tests.support.control_plane import REPO, ControlPlane
 from tests.support.kube import api_client, until
 from tests.support.node import Node, missing_for_node
-from tests.support.objects import GROUP, VERSION, adapter_manifest
+from tests.support.objects import GROUP, VERSION, adapter_manifest, merged_manifest
 from tests.support.operator import OperatorProcess
 
 NAMESPACE = "e2e"
@@ -43,7 +43,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         print(f"RESULT cluster_start_seconds={time.monotonic() - started:.1f}")
         loaded = time.monotonic()
         node.load_image("trainer")
-        print(f"RESULT trainer_image_load_seconds={time.monotonic() - loaded:.1f}")
+        node.load_image("merger")
+        print(f"RESULT image_load_seconds={time.monotonic() - loaded:.1f}")
         yield node
     finally:
         node.stop()
@@ -127,29 +128,33 @@ def _condition(custom: client.CustomObjectsApi, name: str, kind: str) -> dict[st
     return None
 
 
-def test_a_training_job_runs_as_a_real_pod_and_the_adapter_becomes_ready(
+def _wait_ready(custom: client.CustomObjectsApi, plural: str, name: str, what: str) -> None:
+    def settled() -> dict[str, Any] | None:
+        body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, name)
+        status = body.get("status") or {}
+        fresh = status.get("observedGeneration") == body["metadata"]["generation"]
+        return status if fresh and status.get("phase") in ("Ready", "Failed", "Blocked") else None
+
+    status = until(settled, lambda s: s is not None, timeout_s=PATIENCE_S, what=what)
+    assert status is not None and status["phase"] == "Ready", status
+
+
+def test_training_jobs_run_as_real_pods_and_the_adapters_become_ready(
     node: Node, artifacts: Path, operator: OperatorProcess
 ) -> None:
     api = api_client(node.plane.kubeconfig)
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     started = time.monotonic()
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, "languageadapters", _adapter("de")
-    )
-    until(
-        lambda: (
-            _condition(custom, "sentiment-de", "Ready")
-            or _condition(custom, "sentiment-de", "Failed")
-        ),
-        lambda c: c is not None,
-        timeout_s=PATIENCE_S,
-        what=f"sentiment-de Ready\n{node.tails()}\n{operator.tail()}",
-    )
-    print(f"RESULT apply_to_adapter_ready_seconds={time.monotonic() - started:.1f}")
+    for language in ("de", "fr"):
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "languageadapters", _adapter(language)
+        )
+    for language in ("de", "fr"):
+        _wait_ready(custom, "languageadapters", f"sentiment-{language}", node.tails())
+    print(f"RESULT apply_to_adapters_ready_seconds={time.monotonic() - started:.1f}")
     status = custom.get_namespaced_custom_object(
         GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de"
     )["status"]
-    assert status["phase"] == "Ready", status
     run = status["lastRun"]
     assert run["result"] == "Succeeded"
     # The times come from the real container's start and finish, as the kubelet reported them.
@@ -160,8 +165,59 @@ def test_a_training_job_runs_as_a_real_pod_and_the_adapter_becomes_ready(
     assert run["startedAt"] == terminated.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     output = artifacts / Path(status["artifact"]["uri"]).relative_to("/artifacts")
     assert (output / "adapter_config.json").is_file()
-    owner = output.stat().st_uid
-    assert owner == 10001  # written by the pod's user through the volume
+    assert output.stat().st_uid == 10001  # written by the pod's user through the volume
+
+
+def test_a_merge_job_runs_as_a_real_pod_and_an_update_retrains_one_adapter(
+    node: Node, artifacts: Path, operator: OperatorProcess
+) -> None:
+    api = api_client(node.plane.kubeconfig)
+    custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
+    merged = merged_manifest(
+        adapters={"names": ["sentiment-de", "sentiment-fr"]},
+        resources={"gpus": 0, "cpu": 1, "memory": "3Gi"},
+    )
+    merged["spec"]["baseModel"] = {"name": "builtin:tiny", "uri": "/artifacts/models/tiny"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "mergedmodels", merged)
+    _wait_ready(custom, "mergedmodels", "sentiment", node.tails())
+    status = custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "mergedmodels", "sentiment"
+    )["status"]
+    output = artifacts / Path(status["artifact"]["uri"]).relative_to("/artifacts")
+
+    from peft import PeftModel  # the merged adapter on the volume loads with peft
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(artifacts / "models" / "tiny")
+    assert isinstance(PeftModel.from_pretrained(base, output), PeftModel)
+
+    def jobs() -> list[str]:
+        return sorted(j.metadata.name for j in batch.list_namespaced_job(NAMESPACE).items)
+
+    before = jobs()
+    started = time.monotonic()
+    updated = _adapter("de")
+    updated["spec"]["dataset"]["revision"] = "v2"
+    current = custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de"
+    )
+    updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    custom.replace_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de", updated
+    )
+    update = until(
+        lambda: custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "mergedmodels", "sentiment"
+        )["status"].get("lastUpdate"),
+        lambda u: u is not None and u.get("trigger") != "initial merge",
+        timeout_s=PATIENCE_S,
+        what=f"the update's merge\n{node.tails()}",
+    )
+    print(f"RESULT update_to_merged_ready_seconds={time.monotonic() - started:.1f}")
+    assert update["retrainedAdapters"] == ["sentiment-de"]
+    new_jobs = sorted(set(jobs()) - set(before))  # one training pod, then one merge pod
+    assert [j.rsplit("-", 1)[0] for j in new_jobs] == ["sentiment-de-train", "sentiment-merge"]
+    assert update["costUsd"] > 0 and update["fullRetrainEstimateUsd"] > update["costUsd"]
 
 
 def test_a_memory_limit_too_small_fails_the_adapter_with_oomkilled(
@@ -169,13 +225,13 @@ def test_a_memory_limit_too_small_fails_the_adapter_with_oomkilled(
 ) -> None:
     api = api_client(node.plane.kubeconfig)
     custom = client.CustomObjectsApi(api)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, "languageadapters", _adapter("fr", memory="64Mi")
-    )
+    oom = _adapter("ja", memory="64Mi")
+    oom["spec"]["dataset"]["uri"] = "/artifacts/datasets/de.jsonl"
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", oom)
     failed = until(
-        lambda: _condition(custom, "sentiment-fr", "Failed"),
+        lambda: _condition(custom, "sentiment-ja", "Failed"),
         lambda c: c is not None,
         timeout_s=PATIENCE_S,
-        what=f"sentiment-fr Failed\n{node.tails()}",
+        what=f"sentiment-ja Failed\n{node.tails()}",
     )
     assert failed is not None and "OOMKilled" in failed["message"], failed

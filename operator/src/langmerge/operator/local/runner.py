@@ -57,6 +57,10 @@ KINDS: dict[str, type[LanguageAdapter] | type[MergedModel]] = {
     "MergedModel": MergedModel,
 }
 
+# The trainer's and merger's thread variable (langmerge.common.reproducible; the operator
+# package does not depend on langmerge.common).
+THREADS_VARIABLE = "LANGMERGE_TORCH_THREADS"
+
 
 class ManifestError(ValueError):
     """A manifest that cannot be used; the message names the object, the field and the fix."""
@@ -193,7 +197,11 @@ class LocalRunner:
     compare_combined: bool = False
     metrics: Metrics | None = None
     out: Any = field(default=sys.stdout)
-    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Intra-op threads of every run (LANGMERGE_TORCH_THREADS where set, else every core). On a
+    # machine busy with other work, 1 avoids threads that spin waiting for a descheduled peer.
+    cores: int = field(
+        default_factory=lambda: int(os.environ.get(THREADS_VARIABLE) or os.cpu_count() or 1)
+    )
 
     def __post_init__(self) -> None:
         self.state_path = self.state_dir / "state.json"
@@ -202,7 +210,7 @@ class LocalRunner:
         self.interactive = bool(getattr(self.out, "isatty", lambda: False)())
         self.combined_cost: dict[str, float] = {}  # task -> measured COMB cost on today's data
         # The same thread count for every run, warm or cold: the same bits, run after run.
-        self.run_env = {"LANGMERGE_TORCH_THREADS": str(self.cores)}
+        self.run_env = {THREADS_VARIABLE: str(self.cores)}
 
     # --- plumbing ---------------------------------------------------------------------------
     def say(self, text: str) -> None:
