@@ -14,8 +14,8 @@ PY := .venv/bin/python
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
 	@echo "make test           set up everything and run lint + the whole test suite"
-	@echo "make test-fast      the inner loop: make test without the image builds and runs"
-	@echo "                    (tests/images) and the local loop's end-to-end runs (tests/local)"
+	@echo "make test-fast      the inner loop: make test without the images, the real node"
+	@echo "                    (tests/images, tests/e2e) and the local loop's runs (tests/local)"
 	@echo "make reliability    the chaos run with the full 20 operator kills"
 	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
 	@echo "make crds           regenerate crds/ (and the chart's copy) from the API models"
@@ -54,7 +54,7 @@ test: sync control-plane prometheus lint
 	$(PY) -m pytest
 
 test-fast: sync control-plane prometheus lint
-	$(PY) -m pytest --ignore=tests/images --ignore=tests/local
+	$(PY) -m pytest --ignore=tests/images --ignore=tests/e2e --ignore=tests/local
 
 demo: sync
 	bash hack/demo.sh
