@@ -322,7 +322,6 @@ def test_bad_input_fails_fast_with_a_clear_reason(
         )
     elif setup == "broken-json":
         data.write_text('{"prompt": "a", "response": "b"}\n{"prompt": \n')
-    started = time.monotonic()
     _, code, summary = train(
         tmp_path, "--dataset", str(data), *flags, "--output", str(tmp_path / "never"), check=False
     )
@@ -330,7 +329,7 @@ def test_bad_input_fails_fast_with_a_clear_reason(
     assert summary["result"] == "Failed"
     assert expected in summary["reason"], summary["reason"]
     assert not (tmp_path / "never").exists()
-    assert time.monotonic() - started < 60  # refused before training
+    assert "trainSeconds" not in summary  # refused before any training
 
 
 def test_trains_from_a_model_folder(tmp_path: Path) -> None:
