@@ -67,6 +67,8 @@ def artifacts(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Path:
         path.chmod(0o2775 if path.is_dir() else 0o664)
     plane = node.plane
     plane.kubectl("create", "namespace", NAMESPACE)
+    # Every pod here must pass the restricted Pod Security Standard, enforced by the API server.
+    plane.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
     manifest = f"""
 apiVersion: v1
 kind: PersistentVolume
@@ -235,3 +237,29 @@ def test_a_memory_limit_too_small_fails_the_adapter_with_oomkilled(
         what=f"sentiment-ja Failed\n{node.tails()}",
     )
     assert failed is not None and "OOMKilled" in failed["message"], failed
+
+
+def test_a_training_pod_deleted_by_hand_is_replaced_and_the_run_counted_once(
+    node: Node, operator: OperatorProcess
+) -> None:
+    api = api_client(node.plane.kubeconfig)
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    body = _adapter("en")
+    body["spec"]["dataset"]["uri"] = "/artifacts/datasets/de.jsonl"
+    body["spec"]["training"]["epochs"] = 40  # long enough to be deleted while it runs
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", body)
+    selector = "langmerge.io/name=sentiment-en"
+
+    def running() -> list[Any]:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        return [p for p in pods if p.status.phase == "Running"]
+
+    first = until(running, lambda pods: len(pods) == 1, timeout_s=PATIENCE_S, what="the pod")[0]
+    core.delete_namespaced_pod(first.metadata.name, NAMESPACE, grace_period_seconds=0)
+    _wait_ready(custom, "languageadapters", "sentiment-en", node.tails())
+    status = custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-en"
+    )["status"]
+    assert status["totals"]["runs"] == 1 and status["totals"]["succeeded"] == 1
+    pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+    assert first.metadata.name not in {p.metadata.name for p in pods}  # the Job made another

@@ -178,8 +178,12 @@ def test_create_adapter_a_job_appears_and_completing_it_makes_the_adapter_ready(
     assert status["lastRun"]["costUsd"] == pytest.approx(3.40)  # one A100-80GB hour
     assert status["totals"]["runs"] == 1 and "activeJob" not in status
     assert status["observedGeneration"] == 1
-    reasons = {e.reason for e in cluster.core.list_namespaced_event(cluster.ns).items}
-    assert {"TrainingStarted", "TrainingSucceeded"} <= reasons
+    # Events follow the status write that made it Ready.
+    until(
+        lambda: {e.reason for e in cluster.core.list_namespaced_event(cluster.ns).items},
+        lambda reasons: {"TrainingStarted", "TrainingSucceeded"} <= reasons,
+        what="the TrainingStarted and TrainingSucceeded Events",
+    )
 
 
 def test_result_fields_retrain_other_fields_do_not(cluster: Cluster) -> None:
