@@ -79,6 +79,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes] | None, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL after grace_s; nothing for a process already gone."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -360,15 +372,7 @@ class ControlPlane:
         self._wait_ready(ready_timeout_s)
 
     def _terminate(self, component: str) -> None:
-        process = self._processes.pop(component, None)
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(self._processes.pop(component, None), grace_s=15)
 
     def stop(self) -> None:
         for component in ("kube-apiserver", "etcd"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.containers import image
-from tests.support.control_plane import REPO, ControlPlane, free_port
+from tests.support.control_plane import REPO, ControlPlane, free_port, stop_process
 from tests.support.kube import eventually
 
 STATE = Path("/var/lib/langmerge")  # containerd's images persist here between runs
@@ -99,14 +99,17 @@ def cni_config() -> str:
 
 
 def missing_for_node() -> list[str]:
-    """What this machine lacks to run the node (beyond what hack/ scripts build)."""
-    missing = [] if os.geteuid() == 0 else ["root"]
-    for tool in ("containerd", "ctr", "runc", "podman", "buildah", "gcc"):
-        if shutil.which(tool) is None and not (os.geteuid() == 0 and shutil.which("apt-get")):
-            missing.append(tool)
-    if not Path("/usr/lib/cni/bridge").exists() and not shutil.which("apt-get"):
-        missing.append("containernetworking-plugins")
-    return missing
+    """What this machine lacks to run the node and cannot install itself (root with apt-get
+    installs the Debian packages: ensure_packages)."""
+    if os.geteuid() != 0:
+        return ["root"]
+    if shutil.which("apt-get"):
+        return []
+    tools = [
+        t for t in ("containerd", "ctr", "runc", "podman", "buildah", "gcc") if not shutil.which(t)
+    ]
+    cni = [] if Path("/usr/lib/cni/bridge").exists() else ["containernetworking-plugins"]
+    return tools + cni
 
 
 def ensure_packages() -> None:
@@ -337,15 +340,7 @@ class Node:
         shutil.rmtree("/var/lib/cni/networks/langmerge", ignore_errors=True)
 
     def _terminate(self, name: str) -> None:
-        process = self._processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(self._processes.pop(name, None), grace_s=30)
 
     @staticmethod
     def _unmount_under(root: Path) -> None:
