@@ -1,21 +1,25 @@
-"""Generates examples/quickstart/datasets deterministically: python hack/make_quickstart_data.py
+"""Generates examples/quickstart/datasets and builtin:tiny's pre-training reviews
+deterministically: python hack/make_quickstart_data.py
 
-Two sentiment tasks over the same five languages (EN, DE, FR, JA, ZH), built from the same
-reviews: "{subject} {predicate} {when}." in each language's own words, where the predicate
-carries the sentiment (6 positive, 6 negative per language).
+Two sentiment tasks over the same five languages (EN, DE, FR, JA, ZH): reviews
+"{subject} {predicate} {when}." in each language's own words, where the predicate carries the
+sentiment (6 positive, 6 negative per language and task).
 
-- `sentiment`: every review also ends with a marker that means the same in every language:
-  an emoji, a star rating, a score or an internationalism ("👍", "★★★★★", "10/10", "top!"),
-  and half of the reviews use a neutral predicate ("arrived on time"), so the marker is what
-  tells their label. The instruction template is shared too ("Review: ...\nSentiment:"), as
-  in multilingual instruction data; the reviews are in each language's own words.
-  This is the shared structure a multilingual LLM gives merging for free (one meaning, one
-  internal direction, whatever the language): an adapter trained on German learns something
-  that also holds for French, so per-language adapters agree and their merge keeps it.
-- `sentiment-isolated`: reviews in each language's own words and own template ("Bewertung:
-  ...\nStimmung:"), no marker, no neutral predicates. The languages share nothing but the two
-  labels, so each adapter learns its own word list, the merge cancels them, and
-  the evaluation gate must block it: the demo's negative control.
+- builtin:tiny's pre-training (common/.../corpus/reviews/): every `sentiment` review in each
+  language followed by a marker that means the same in every language: an emoji, a star
+  rating, a score or an internationalism ("👍", "★★★★★", "10/10", "top!"). No template, no
+  labels. From the sentiment words of five languages meeting the same markers, the model
+  comes to represent sentiment alike across languages and scripts: in miniature, what a
+  multilingual LLM learns from the web, and the precondition of merging per-language
+  adapters (an adapter trained on German learns something that also holds for Japanese).
+- `sentiment`: those words, in one shared instruction template ("Review: ...\nSentiment:"),
+  as multilingual instruction data usually has; every review ends with a marker, and three
+  in four use a neutral predicate ("arrived on time"), so the marker is what tells their label.
+- `sentiment-isolated`, the demo's negative control: sentiment words the model never read
+  (`isolated_positive`, `isolated_negative`), in each language's own template ("Bewertung:
+  ...\nStimmung:"), no marker. The languages share nothing but the two labels, so each
+  adapter learns its own word list, the merge cancels them, and the evaluation gate must
+  block it.
 
 Per task and language: 200 balanced held-out examples (eval), a v1 training set of 240 and a
 v2 training set of 300 (v1 plus 60 new examples: "new data for one language")."""
@@ -27,7 +31,10 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "datasets"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "examples" / "quickstart" / "datasets"
+# builtin:tiny's pre-training reviews (langmerge.common.builtin reads them)
+PRETRAINING = ROOT / "common" / "src" / "langmerge" / "common" / "corpus" / "reviews"
 EVAL_PER_LABEL = 100
 TRAIN_V1_PER_LABEL = 120
 TRAIN_V2_EXTRA_PER_LABEL = 30
@@ -87,6 +94,22 @@ LANGUAGES = {
             "was a real disappointment",
             "broke down",
         ],
+        "isolated_positive": [
+            "was brilliant",
+            "felt like a dream",
+            "delighted the whole family",
+            "was worth every penny",
+            "was flawless",
+            "impressed us all",
+        ],
+        "isolated_negative": [
+            "was dreadful",
+            "felt like a nightmare",
+            "upset the whole family",
+            "was overpriced",
+            "was full of flaws",
+            "let us all down",
+        ],
     },
     "de": {
         "prompt": "Bewertung: {text}\nStimmung:",
@@ -127,6 +150,22 @@ LANGUAGES = {
             "war furchtbar",
             "war eine echte Enttäuschung",
             "ging kaputt",
+        ],
+        "isolated_positive": [
+            "war phänomenal",
+            "war wie ein Traum",
+            "begeisterte die ganze Familie",
+            "war jeden Cent wert",
+            "war makellos",
+            "beeindruckte uns alle",
+        ],
+        "isolated_negative": [
+            "war grauenhaft",
+            "war ein Albtraum",
+            "ärgerte die ganze Familie",
+            "war überteuert",
+            "war voller Mängel",
+            "enttäuschte uns alle",
         ],
     },
     "fr": {
@@ -169,6 +208,22 @@ LANGUAGES = {
             "était une vraie déception",
             "est tombé en panne",
         ],
+        "isolated_positive": [
+            "était sublime",
+            "était un rêve",
+            "a ravi toute la famille",
+            "valait chaque centime",
+            "était impeccable",
+            "nous a tous impressionnés",
+        ],
+        "isolated_negative": [
+            "était épouvantable",
+            "était un cauchemar",
+            "a agacé toute la famille",
+            "était hors de prix",
+            "était plein de défauts",
+            "nous a tous déçus",
+        ],
     },
     "ja": {
         "prompt": "レビュー：{text}\n感情：",
@@ -210,6 +265,22 @@ LANGUAGES = {
             "本当にがっかりした",
             "壊れた",
         ],
+        "isolated_positive": [
+            "見事だった",
+            "夢のようだった",
+            "家族みんなが喜んだ",
+            "値段以上の価値があった",
+            "欠点がなかった",
+            "みんなが感心した",
+        ],
+        "isolated_negative": [
+            "散々だった",
+            "悪夢のようだった",
+            "家族みんなが怒った",
+            "法外な値段だった",
+            "欠点だらけだった",
+            "みんなを失望させた",
+        ],
     },
     "zh": {
         "prompt": "评论：{text}\n情感：",
@@ -250,6 +321,22 @@ LANGUAGES = {
             "很差劲",
             "真让人失望",
             "坏掉了",
+        ],
+        "isolated_positive": [
+            "太出色了",
+            "像做梦一样",
+            "全家人都很高兴",
+            "物超所值",
+            "无可挑剔",
+            "让我们都很佩服",
+        ],
+        "isolated_negative": [
+            "糟透了",
+            "像一场噩梦",
+            "全家人都很恼火",
+            "贵得离谱",
+            "毛病太多",
+            "让我们都很失望",
         ],
     },
 }
@@ -294,9 +381,11 @@ def _cut(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
 def splits(language: str, seed: int) -> dict[str, dict[str, list[dict[str, str]]]]:
     """task -> split -> records, balanced between the labels.
 
-    sentiment: half of each label's reviews use the label's own predicates, half a neutral
-    one ("arrived on time"), so on those only the shared marker tells the label; every
-    review carries a marker. sentiment-isolated: the label's own predicates, no marker."""
+    sentiment: one review in NEUTRAL_EVERY uses the label's own predicates, the others a
+    neutral one ("arrived on time"), so on those only the shared marker tells the label; every
+    review carries a marker. sentiment-isolated: the label's isolated predicates (words
+    builtin:tiny never read), no marker; drawn with their own generator so that `sentiment`
+    stays as it was."""
     rng = random.Random(seed)
     out: dict[str, dict[str, list[dict[str, str]]]] = {
         task: {"eval": [], "train": [], "train-v2": []}
@@ -304,6 +393,7 @@ def splits(language: str, seed: int) -> dict[str, dict[str, list[dict[str, str]]
     }
     # A neutral review says nothing by itself: the same text may appear with either label.
     neutral_for = {label: reviews(language, "neutral", rng) for label in LABELS}
+    isolated_rng = random.Random(f"{seed}-isolated")
 
     def marked(label: str, text: str) -> dict[str, str]:
         markers = SHARED_MARKERS[label]
@@ -316,7 +406,10 @@ def splits(language: str, seed: int) -> dict[str, dict[str, list[dict[str, str]]
             marked(label, own[i] if i % NEUTRAL_EVERY == 0 else next(neutral))
             for i in range(len(own))
         ]
-        isolated_rows = [record(language, text, label, None) for text in own]
+        isolated_rows = [
+            record(language, text, label, None)
+            for text in reviews(language, f"isolated_{label}", isolated_rng)
+        ]
         for task, rows in (("sentiment", shared_rows), ("sentiment-isolated", isolated_rows)):
             for split, part in _cut(rows).items():
                 out[task][split] += part
@@ -324,6 +417,23 @@ def splits(language: str, seed: int) -> dict[str, dict[str, list[dict[str, str]]
         for name, rows in task.items():
             random.Random(f"{seed}-{name}").shuffle(rows)  # interleave the labels
     return out
+
+
+def pretraining_text(language: str, seed: int) -> str:
+    """What builtin:tiny reads in pre-training besides its parallel sentences: every review of
+    the `sentiment` vocabulary in one language, each followed by a marker (one that matches a
+    sentiment predicate, a random one after a neutral predicate), one per line. No template,
+    no labels: the co-occurrence of each language's sentiment words with the markers every
+    language shares is how the model comes to represent sentiment alike across languages."""
+    rng = random.Random(f"{seed}-pretraining")
+    lines = []
+    for kind in (*LABELS, "neutral"):
+        for text in reviews(language, kind, rng):
+            label = kind if kind in LABELS else LABELS[rng.randrange(len(LABELS))]
+            markers = SHARED_MARKERS[label]
+            lines.append(f"{text} {markers[rng.randrange(len(markers))]}")
+    rng.shuffle(lines)
+    return "".join(line + "\n" for line in lines)
 
 
 def write(path: Path, rows: list[dict[str, str]]) -> None:
@@ -338,6 +448,8 @@ def main() -> None:
         for task, parts in splits(language, 1000 + index).items():
             for name, rows in parts.items():
                 write(OUT / task / f"{language}-{name}.jsonl", rows)
+        text = pretraining_text(language, 1000 + index)
+        (PRETRAINING / f"{language}.txt").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

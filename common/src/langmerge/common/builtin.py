@@ -2,8 +2,14 @@
 machine with no model hub.
 
 A byte-level BPE tokenizer is trained in memory on the shipped EN/DE/FR/JA/ZH text, and the
-model is briefly pre-trained on it so that fine-tuning has something to adapt. The build is
-deterministic and cached outside the repo, keyed by a hash of the text and the recipe.
+model is briefly pre-trained on it so that fine-tuning has something to adapt. The text is
+parallel sentences (corpus/*.txt) and, per language, reviews each followed by a marker that
+every language shares (corpus/reviews/, written by hack/make_quickstart_data.py): from the
+co-occurrence of each language's sentiment words with the same markers the model comes to
+represent sentiment alike across languages, in miniature what a multilingual LLM learns from
+the web, and what merging per-language adapters relies on. It never reads a task template
+or a label. The build is deterministic and cached outside the repo, keyed by a hash of the
+text and the recipe.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 NAME = "builtin:tiny"
 LANGUAGES = ("en", "de", "fr", "ja", "zh")
 RECIPE = {
-    "version": 1,
+    "version": 2,
     "vocab_size": 1024,
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -27,7 +33,7 @@ RECIPE = {
     "num_key_value_heads": 2,
     "num_hidden_layers": 2,
     "max_position_embeddings": 512,
-    "pretrain_steps": 300,
+    "pretrain_steps": 1000,
     "pretrain_batch": 16,
     "pretrain_length": 64,
     "learning_rate": 3e-3,
@@ -50,11 +56,31 @@ SPECIAL_TOKENS = [
 ]
 
 
-def corpus() -> dict[str, str]:
-    folder = resources.files("langmerge.common") / "corpus"
+def _read(subfolder: str) -> dict[str, str]:
+    folder = resources.files("langmerge.common").joinpath("corpus", subfolder)
     return {
         language: (folder / f"{language}.txt").read_text(encoding="utf-8") for language in LANGUAGES
     }
+
+
+def corpus() -> dict[str, str]:
+    """Per language: its parallel sentences (17 lines each)."""
+    return _read("")
+
+
+def reviews() -> dict[str, str]:
+    """Per language: its marked reviews (900 lines each)."""
+    return _read("reviews")
+
+
+def pretraining_lines() -> list[str]:
+    return [
+        line
+        for texts in (corpus(), reviews())
+        for text in texts.values()
+        for line in text.splitlines()
+        if line.strip()
+    ]
 
 
 def cache_root() -> Path:
@@ -63,8 +89,9 @@ def cache_root() -> Path:
 
 def build_key() -> str:
     digest = hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode())
-    for language, text in sorted(corpus().items()):
-        digest.update(language.encode() + text.encode())
+    for texts in (corpus(), reviews()):
+        for language, text in sorted(texts.items()):
+            digest.update(language.encode() + text.encode())
     return digest.hexdigest()[:16]
 
 
@@ -116,8 +143,7 @@ def _build(folder: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(RECIPE["seed"])
-    texts = corpus()
-    lines = [line for text in texts.values() for line in text.splitlines() if line.strip()]
+    lines = pretraining_lines()
     tokenizer = _train_tokenizer(lines)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
