@@ -39,6 +39,9 @@ class Launcher(Protocol):
     kind: str  # "warm" or "cold"
     startup_seconds: float  # what starting the launcher itself cost, once (0 until used)
 
+    def prepare(self) -> None:
+        """Pays the launcher's one-off start before a run is timed."""
+
     def run(
         self, argv: list[str], on_line: Callable[[str], None], stderr: IO[str], env: dict[str, str]
     ) -> int: ...
@@ -51,6 +54,9 @@ class ColdLauncher:
 
     kind = "cold"
     startup_seconds = 0.0
+
+    def prepare(self) -> None:
+        pass
 
     def run(
         self, argv: list[str], on_line: Callable[[str], None], stderr: IO[str], env: dict[str, str]
@@ -83,6 +89,10 @@ class WarmLauncher:
         self._folder = ""
         self.socket_path = ""
 
+    def prepare(self) -> None:
+        if self._server is None:
+            self._start()
+
     def _start(self) -> None:
         self._folder = tempfile.mkdtemp(prefix="langmerge-warm-")
         self.socket_path = os.path.join(self._folder, "warm.sock")
@@ -110,8 +120,7 @@ class WarmLauncher:
     def run(
         self, argv: list[str], on_line: Callable[[str], None], stderr: IO[str], env: dict[str, str]
     ) -> int:
-        if self._server is None:
-            self._start()
+        self.prepare()
         read_end, write_end = os.pipe()
         request = {"command": argv[0], "argv": argv[1:], "cwd": os.getcwd(), "env": env}
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:

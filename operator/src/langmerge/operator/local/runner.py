@@ -241,6 +241,8 @@ class LocalRunner:
         log = logs / f"{label}.log"
         summary_file = logs / f"{label}.summary.json"
         summary_file.unlink(missing_ok=True)
+        # The warm process starts with the first run; its imports are reported once, apart.
+        self.launcher.prepare()
         started = time.monotonic()
         with log.open("w") as stderr:
             returncode = self.launcher.run(
