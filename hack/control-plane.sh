@@ -4,8 +4,8 @@
 # Prints the folder holding the binaries on stdout (all progress goes to stderr).
 #
 #   hack/control-plane.sh         kube-apiserver, kubectl, etcd, helm
-#   hack/control-plane.sh node    also kube-controller-manager, kube-scheduler and kubelet
-#                                 (the single-node cluster of tests/e2e)
+#   hack/control-plane.sh node    also kube-controller-manager, kube-scheduler, kubelet and
+#                                 kube-proxy (the single-node cluster of tests/e2e)
 #
 # If KUBEBUILDER_ASSETS names a folder with kube-apiserver, etcd or kubectl (envtest's
 # convention), those are used from there (tests/support/control_plane.py) and not built.
@@ -99,9 +99,14 @@ if needed kube-apiserver || needed kubectl; then
   log "building kube-apiserver and kubectl $KUBERNETES_VERSION (first time on this machine: about 5 minutes)"
   build_kubernetes kube-apiserver kubectl
 fi
-if [ "${1:-}" = node ] && { ! have kube-controller-manager || ! have kube-scheduler || ! have kubelet; }; then
-  log "building kube-controller-manager, kube-scheduler and kubelet $KUBERNETES_VERSION (about 3 minutes)"
-  build_kubernetes kube-controller-manager kube-scheduler kubelet
+node_parts=(kube-controller-manager kube-scheduler kubelet kube-proxy)
+if [ "${1:-}" = node ]; then
+  missing=()
+  for part in "${node_parts[@]}"; do have "$part" || missing+=("$part"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "building ${missing[*]} $KUBERNETES_VERSION (about a minute each)"
+    build_kubernetes "${missing[@]}"
+  fi
 fi
 if needed etcd; then
   log "building etcd $ETCD_VERSION"

@@ -196,8 +196,8 @@ def operator_container(
             "--mount", "type=tmpfs,destination=/tmp,tmpfs-mode=1777",
             "--volume", f"{kubeconfig}:/etc/langmerge/kubeconfig:ro",
             *(flag for key, value in environment.items() for flag in ("--env", f"{key}={value}")),
-            "--entrypoint", "langmerge", image("operator"),
-            "operator", "--liveness", liveness, "--namespace", NAMESPACE,
+            # The image's own entrypoint with arguments in the chart's shape.
+            image("operator"), "operator", "--liveness", liveness, "--namespace", NAMESPACE,
         ],
         check=True,
         capture_output=True,

@@ -4,41 +4,28 @@ unit tests, and during a run of the real operator every dashboard query returns 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
 
-from tests.conftest import REPO, require
+from tests.conftest import REPO
 from tests.operator.test_flows import Cluster
-from tests.support.control_plane import ControlPlane, free_port
+from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
 from tests.support.objects import adapter_manifest, merged_manifest
 from tests.support.operator import OperatorProcess, finish_job, success_summary
+from tests.support.prometheus import Prometheus, binary, static_scrape
 
 FILES = REPO / "charts" / "langmerge" / "files"
 
 
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    require(
-        path is not None,
-        f"{name} is not installed (Debian package prometheus; make test installs it)",
-    )
-    assert path is not None
-    return path
-
-
 def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
-    promtool = _binary("promtool")
+    promtool = binary("promtool")
     check = subprocess.run(
         [promtool, "check", "rules", str(FILES / "alerts.yaml")],
         capture_output=True,
@@ -60,58 +47,6 @@ def test_alert_rules_are_valid_and_pass_their_unit_tests() -> None:
         assert f"alertname: {rule['alert']}" in tested, f"{rule['alert']} has no unit test"
 
 
-class Prometheus:
-    def __init__(self, workdir: Path, target_port: int) -> None:
-        self.port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(FILES / "alerts.yaml")],
-            "scrape_configs": [
-                {
-                    "job_name": "langmerge",
-                    "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
-                }
-            ],
-        }
-        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.log = (workdir / "prometheus.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                _binary("prometheus"),
-                f"--config.file={workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def query(self, expr: str) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
-            {"query": expr}
-        )
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return json.loads(reply.read())  # type: ignore[no-any-return]
-
-    def api(self, path: str) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as reply:
-            return json.loads(reply.read())  # type: ignore[no-any-return]
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/-/ready", timeout=2
-            ) as reply:
-                return bool(reply.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
-
 @pytest.fixture
 def observed(
     control_plane: ControlPlane, tmp_path: Path
@@ -121,7 +56,7 @@ def observed(
     namespace = f"obs-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     operator = OperatorProcess(control_plane, tmp_path).start()
-    prometheus = Prometheus(tmp_path, operator.metrics_port)
+    prometheus = Prometheus(tmp_path, static_scrape(f"127.0.0.1:{operator.metrics_port}"))
     eventually(prometheus.ready, timeout_s=60, what="Prometheus to be ready")
     try:
         yield Cluster(api, namespace), operator, prometheus

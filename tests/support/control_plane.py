@@ -27,6 +27,8 @@ from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("kube-apiserver", "etcd", "kubectl", "helm")
+SERVICE_CIDR = "10.96.0.0/24"
+SERVICE_IP = "10.96.0.1"  # the `kubernetes` Service: the first address of SERVICE_CIDR
 
 
 class ControlPlaneMissingError(RuntimeError):
@@ -171,6 +173,9 @@ class ControlPlane:
 
     workdir: Path
     binaries: dict[str, Path] = field(default_factory=find_binaries)
+    # Where pods reach the API server (a real node's in-cluster clients, through the
+    # `kubernetes` Service and kube-proxy); None: loopback only, as the tests without a node.
+    pod_address: str | None = None
     etcd_port: int = 0
     apiserver_port: int = 0
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -202,7 +207,7 @@ class ControlPlane:
             _name("kube-apiserver"),
             serving_key,
             (ca_name, ca_key),
-            server_ips=("127.0.0.1",),
+            server_ips=("127.0.0.1", SERVICE_IP, *([self.pod_address] if self.pod_address else [])),
             server_names=("localhost", "kubernetes", "kubernetes.default.svc"),
         )
         admin_key = _key()
@@ -284,8 +289,8 @@ class ControlPlane:
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={'0.0.0.0' if self.pod_address else '127.0.0.1'}",
+                f"--advertise-address={self.pod_address or '127.0.0.1'}",
                 f"--secure-port={self.apiserver_port}",
                 f"--cert-dir={self.workdir / 'certs'}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -294,11 +299,12 @@ class ControlPlane:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-account-issuer=https://kubernetes.default.svc",
-                "--service-cluster-ip-range=10.96.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                # No controller-manager creates the 'default' ServiceAccount in namespaces.
-                "--disable-admission-plugins=ServiceAccount",
+                # Without a node no controller-manager creates the 'default' ServiceAccount
+                # of a namespace, and pods never get their tokens: admission would refuse them.
+                *([] if self.pod_address else ["--disable-admission-plugins=ServiceAccount"]),
                 "--v=1",
             ],
         )

@@ -1,7 +1,8 @@
 """A real single-node Kubernetes for the end-to-end tests: a ControlPlane of its own plus
-kube-controller-manager (the Job, garbage-collector and volume controllers), kube-scheduler,
-kubelet, containerd + runc and a CNI bridge, all on this machine. Pods run the images built by
-hack/images.sh; nothing plays a controller's part.
+kube-controller-manager (the Job, garbage-collector, volume and ServiceAccount controllers),
+kube-scheduler, kubelet, kube-proxy (so pods reach the API server through the `kubernetes`
+Service, as an in-cluster operator does), containerd + runc and a CNI bridge, all on this
+machine. Pods run the images built by hack/images.sh; nothing plays a controller's part.
 
 This machine's facts it encodes (field-notes.md): cgroup v1 with the cgroupfs driver; runc,
 not crun; no CAP_SYS_RESOURCE, so no negative oom_score_adj (containerd's
@@ -29,6 +30,10 @@ BRIDGE = "lmbr0"
 POD_SUBNET = "10.244.0.0/24"
 NODE = "langmerge-e2e"
 PAUSE = "localhost/langmerge-pause:1"
+# The API server's address for pods (TEST-NET-1, on a link of its own on the host): the
+# `kubernetes` Service's endpoint, which kube-proxy translates 10.96.0.1:443 to.
+API_LINK = "lmapi0"
+API_ADDRESS = "192.0.2.2"
 
 CONTAINERD_CONFIG = """version = 2
 root = "{state}/containerd"
@@ -78,8 +83,8 @@ resolvConf: /etc/resolv.conf
 
 
 def cni_config() -> str:
-    # No masquerade: pods reach nothing but the host (no registry, no internet needed), so no
-    # iptables rules are left to clean up.
+    # No masquerade: pods reach nothing but the host and Services (no registry, no internet
+    # needed), so no iptables rules of ours are left to clean up.
     return json.dumps(
         {
             "cniVersion": "1.0.0",
@@ -89,6 +94,9 @@ def cni_config() -> str:
                     "type": "bridge",
                     "bridge": BRIDGE,
                     "isGateway": True,
+                    # A default route through the bridge: how pods reach Service addresses
+                    # (the `kubernetes` Service), which kube-proxy translates on the host.
+                    "isDefaultGateway": True,
                     "ipMasq": False,
                     "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET}]]},
                 },
@@ -130,11 +138,13 @@ def ensure_packages() -> None:
 
 @dataclass
 class Node:
-    """kube-controller-manager, kube-scheduler, containerd and kubelet for a ControlPlane."""
+    """kube-controller-manager, kube-scheduler, containerd, kubelet and kube-proxy for a
+    ControlPlane (one made with pod_address=API_ADDRESS, so that pods reach it)."""
 
     plane: ControlPlane
     workdir: Path
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _proxy_binary: Path | None = None
 
     @property
     def socket(self) -> str:
@@ -174,6 +184,7 @@ class Node:
             check=True,
         )
         bin_dir = Path(built.stdout.strip().splitlines()[-1])
+        self._add_api_link()
         self._start_containerd()
         self._import_pause()
         kubeconfig, pki = str(self.plane.kubeconfig), self.plane.pki
@@ -215,8 +226,35 @@ class Node:
                 "--v=1",
             ],
         )
+        self._spawn(
+            "kube-proxy",
+            [
+                str(bin_dir / "kube-proxy"),
+                f"--kubeconfig={kubeconfig}",
+                f"--hostname-override={NODE}",
+                "--proxy-mode=iptables",
+                f"--cluster-cidr={POD_SUBNET}",
+                # Leave the host's conntrack table size alone (no CAP_SYS_RESOURCE-like writes).
+                "--conntrack-max-per-core=0",
+                f"--healthz-bind-address=127.0.0.1:{free_port()}",
+                f"--metrics-bind-address=127.0.0.1:{free_port()}",
+                "--v=1",
+            ],
+        )
+        self._proxy_binary = bin_dir / "kube-proxy"
         eventually(self._node_ready, timeout_s=180, what=f"node {NODE} Ready\n{self.tails()}")
         return self
+
+    def _add_api_link(self) -> None:
+        if self.plane.pod_address is None:
+            return
+        subprocess.run(["ip", "link", "delete", API_LINK], capture_output=True, check=False)
+        # A bridge with no ports holds the address (this kernel has no dummy links).
+        subprocess.run(["ip", "link", "add", API_LINK, "type", "bridge"], check=True)
+        subprocess.run(
+            ["ip", "addr", "add", f"{self.plane.pod_address}/32", "dev", API_LINK], check=True
+        )
+        subprocess.run(["ip", "link", "set", API_LINK, "up"], check=True)
 
     def _start_containerd(self) -> None:
         folder = self.workdir / "containerd"
@@ -319,8 +357,10 @@ class Node:
                 and self.ctr("tasks", "list", "-q", check=False).stdout.strip()
             ):
                 time.sleep(1)
-        for name in ("kubelet", "kube-scheduler", "kube-controller-manager"):
+        for name in ("kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"):
             self._terminate(name)
+        if self._proxy_binary is not None:  # kube-proxy's own removal of its iptables chains
+            subprocess.run([str(self._proxy_binary), "--cleanup"], capture_output=True, check=False)
         for task in self.ctr("tasks", "list", "-q", check=False).stdout.split():
             self.ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
         time.sleep(1)
@@ -335,7 +375,8 @@ class Node:
         ).stdout.splitlines():
             if namespace.startswith("cni-"):
                 subprocess.run(["ip", "netns", "delete", namespace.split()[0]], check=False)
-        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+        for link in (BRIDGE, API_LINK):
+            subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
         shutil.rmtree(STATE / "kubelet", ignore_errors=True)
         shutil.rmtree("/var/lib/cni/networks/langmerge", ignore_errors=True)
 

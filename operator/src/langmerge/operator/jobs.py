@@ -129,6 +129,8 @@ def _job(
         container["resources"] = container_resources
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        # The trainer and merger never call the Kubernetes API: no token in their pods.
+        "automountServiceAccountToken": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,

@@ -1,0 +1,219 @@
+"""The operator as users run it: the chart installed with helm on the real node, the operator
+image in a pod under the restricted Pod Security Standard, talking to the API server through
+the `kubernetes` Service (kube-proxy) with its ServiceAccount's token and the chart's RBAC;
+a real Prometheus scrapes it at the chart's metrics Service's endpoints; the operator pod
+killed in the middle of a training run is replaced and adopts the run; the chart's Job
+deadline kills a real pod. Prints `RESULT name=value` lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.conftest import PATIENCE_S, e2e_adapter, provision_namespace, wait_ready
+from tests.support.containers import image
+from tests.support.control_plane import REPO
+from tests.support.kube import api_client, eventually, until
+from tests.support.node import Node
+from tests.support.objects import GROUP, VERSION
+from tests.support.prometheus import Prometheus, file_scrape
+
+NAMESPACE = "e2e-cluster"  # where the adapters live
+SYSTEM = "langmerge-system"  # where the chart installs the operator
+RELEASE = "lm"
+OPERATOR_LABELS = "app.kubernetes.io/name=langmerge,app.kubernetes.io/instance=lm"
+
+
+def _helm(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    plane = node.plane
+    done = subprocess.run(
+        [str(plane.binaries["helm"]), f"--kubeconfig={plane.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=PATIENCE_S,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _operator_pods(core: client.CoreV1Api) -> list[Any]:
+    return [
+        p
+        for p in core.list_namespaced_pod(SYSTEM, label_selector=OPERATOR_LABELS).items
+        if p.metadata.deletion_timestamp is None
+    ]
+
+
+def _ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+@pytest.fixture(scope="module")
+def installed(node: Node, artifact_root: Path) -> Iterator[Node]:
+    """helm install of charts/langmerge with the locally built images, watching NAMESPACE;
+    uninstalled afterwards, so that no two operators ever watch one namespace."""
+    provision_namespace(node.plane, NAMESPACE, artifact_root)
+    node.plane.kubectl("create", "namespace", SYSTEM)
+    node.plane.kubectl(
+        "label", "namespace", SYSTEM, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    node.load_image("operator")
+    repository, tag = image("operator").rsplit(":", 1)
+    started = time.monotonic()
+    _helm(
+        node,
+        "install", RELEASE, str(REPO / "charts" / "langmerge"),
+        f"--namespace={SYSTEM}",
+        f"--set=operator.image.repository={repository}",
+        f"--set=operator.image.tag={tag}",
+        "--set=operator.image.pullPolicy=Never",
+        f"--set=trainer.image={image('trainer')}",
+        f"--set=merger.image={image('merger')}",
+        "--set=operator.rbac.clusterWide=false",
+        f"--set=operator.rbac.namespaces={{{NAMESPACE}}}",
+        "--set=metrics.service.enabled=true",
+        "--wait", f"--timeout={PATIENCE_S}s",
+    )  # fmt: skip
+    print(f"RESULT helm_install_to_operator_ready_seconds={time.monotonic() - started:.1f}")
+    try:
+        yield node
+    finally:
+        _helm(node, "uninstall", RELEASE, f"--namespace={SYSTEM}", "--wait")
+        core = client.CoreV1Api(api_client(node.plane.kubeconfig))
+        eventually(lambda: not _operator_pods(core), timeout_s=PATIENCE_S, what="operator gone")
+
+
+def publish_service_targets(core: client.CoreV1Api, targets_file: Path) -> list[str]:
+    """What Prometheus's Kubernetes discovery does for a ServiceMonitor: the addresses behind
+    the chart's metrics Service (its Endpoints, kept by the real endpoints controller), each
+    labelled with its pod."""
+    endpoints = core.read_namespaced_endpoints(f"{RELEASE}-langmerge-metrics", SYSTEM)
+    groups = [
+        {"targets": [f"{address.ip}:{port.port}"], "labels": {"pod": address.target_ref.name}}
+        for subset in endpoints.subsets or []
+        for address in subset.addresses or []
+        for port in subset.ports
+        if port.name == "metrics"
+    ]
+    staging = targets_file.with_suffix(".tmp")
+    staging.write_text(json.dumps(groups))
+    staging.replace(targets_file)  # Prometheus never reads half a file
+    return [g["labels"]["pod"] for g in groups]
+
+
+@pytest.fixture(scope="module")
+def prometheus(installed: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    folder = tmp_path_factory.mktemp("e2e-prometheus")
+    core = client.CoreV1Api(api_client(installed.plane.kubeconfig))
+    targets = folder / "targets.json"
+    eventually(lambda: publish_service_targets(core, targets), timeout_s=120, what="endpoints")
+    server = Prometheus(folder, file_scrape(targets))
+    eventually(server.ready, timeout_s=120, what="Prometheus ready")
+    yield server
+    server.stop()
+
+
+def test_the_operator_pod_trains_an_adapter_and_prometheus_scrapes_it(
+    installed: Node, prometheus: Prometheus
+) -> None:
+    api = api_client(installed.plane.kubeconfig)
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    (operator,) = _operator_pods(core)
+    # The chart's pod runs as the unprivileged user with its ServiceAccount's token.
+    assert operator.spec.service_account_name == f"{RELEASE}-langmerge"
+    assert operator.spec.security_context.run_as_user == 10001
+    started = time.monotonic()
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", e2e_adapter("de")
+    )
+    status = wait_ready(custom, NAMESPACE, "languageadapters", "sentiment-de", installed.tails())
+    print(f"RESULT in_cluster_apply_to_adapter_ready_seconds={time.monotonic() - started:.1f}")
+    assert status["lastRun"]["result"] == "Succeeded"
+
+    query = f'langmerge_runs_total{{namespace="{NAMESPACE}",result="Succeeded"}}'
+
+    def scraped() -> list[Any]:
+        return list(prometheus.query(query)["data"]["result"])
+
+    series = until(scraped, bool, timeout_s=120, what=f"{query} in Prometheus")
+    assert series[0]["metric"]["pod"] == operator.metadata.name
+    assert float(series[0]["value"][1]) == 1.0
+    # Seconds and cost taken from the real pod's start and finish, as status records them.
+    run = status["lastRun"]
+    for metric, field in (("gpu_seconds", "gpuSeconds"), ("cost_usd", "costUsd")):
+        selector = f'namespace="{NAMESPACE}",name="sentiment-de",role="train"'
+        (sample,) = prometheus.query(f"langmerge_{metric}_total{{{selector}}}")["data"]["result"]
+        assert float(sample["value"][1]) == pytest.approx(run[field], rel=1e-6), metric
+    assert run["gpuSeconds"] > 0 and run["costUsd"] > 0
+
+
+def test_the_operator_pod_killed_during_a_run_is_replaced_and_adopts_the_run(
+    installed: Node,
+) -> None:
+    api = api_client(installed.plane.kubeconfig)
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    batch = client.BatchV1Api(api)
+    body = e2e_adapter("fr")
+    body["spec"]["training"]["epochs"] = 30  # long enough to outlive the operator pod
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", body)
+    selector = "langmerge.io/name=sentiment-fr"
+
+    def training() -> list[Any]:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        return [p for p in pods if p.status.phase == "Running"]
+
+    until(training, lambda pods: len(pods) == 1, timeout_s=PATIENCE_S, what="the training pod")
+    (old,) = _operator_pods(core)
+    core.delete_namespaced_pod(old.metadata.name, SYSTEM, grace_period_seconds=0)
+    replaced = until(
+        lambda: [p for p in _operator_pods(core) if p.metadata.name != old.metadata.name],
+        lambda pods: len(pods) == 1 and _ready(pods[0]),
+        timeout_s=PATIENCE_S,
+        what=f"a new operator pod\n{installed.tails()}",
+    )
+    assert replaced[0].metadata.name != old.metadata.name
+    status = wait_ready(custom, NAMESPACE, "languageadapters", "sentiment-fr", installed.tails())
+    jobs = batch.list_namespaced_job(NAMESPACE, label_selector=selector).items
+    assert len(jobs) == 1  # adopted, not started again
+    assert status["totals"]["runs"] == 1 and status["totals"]["succeeded"] == 1
+
+
+def test_the_charts_job_deadline_kills_a_real_pod(installed: Node) -> None:
+    """helm upgrade with jobs.activeDeadlineSeconds=60 (the schema's least): a run longer than
+    that is killed by the Job controller and the adapter's Failed condition says why."""
+    _helm(
+        installed,
+        "upgrade", RELEASE, str(REPO / "charts" / "langmerge"),
+        f"--namespace={SYSTEM}", "--reuse-values", "--set=jobs.activeDeadlineSeconds=60",
+        "--wait", f"--timeout={PATIENCE_S}s",
+    )  # fmt: skip
+    api = api_client(installed.plane.kubeconfig)
+    custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
+    body = e2e_adapter("de")
+    body["metadata"]["name"] = "sentiment-slow"
+    body["spec"]["training"]["maxSteps"] = 1_000_000  # hours, far beyond a minute
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", body)
+
+    def failed() -> dict[str, Any] | None:
+        got = custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-slow"
+        )
+        conditions = (got.get("status") or {}).get("conditions") or []
+        return next(
+            (c for c in conditions if c["type"] == "Failed" and c["status"] == "True"), None
+        )
+
+    condition = until(failed, bool, timeout_s=PATIENCE_S, what=f"Failed\n{installed.tails()}")
+    assert condition is not None and "DeadlineExceeded" in condition["message"], condition
+    (job,) = batch.list_namespaced_job(
+        NAMESPACE, label_selector="langmerge.io/name=sentiment-slow"
+    ).items
+    assert job.spec.active_deadline_seconds == 60
