@@ -81,10 +81,18 @@ build_helm() {
     go mod edit "-require=helm.sh/helm/v3@$HELM_VERSION"
     printf '//go:build tools\n\npackage tools\n\nimport _ "helm.sh/helm/v3/cmd/helm"\n' > tools.go
     go mod tidy >&2
-    go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    # As helm's own Makefile: the default Kubernetes version of `helm template` (without
+    # --kube-version) is the client-go helm was built with, not v1.20.
+    local client_go minor
+    client_go=$(go list -m -f '{{.Version}}' k8s.io/client-go)
+    minor=$(echo "$client_go" | cut -d. -f2)
+    local chartutil=helm.sh/helm/v3/pkg/chartutil
+    go build -trimpath \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X $chartutil.k8sVersionMajor=1 -X $chartutil.k8sVersionMinor=$minor" \
       -o "$bin_dir/helm" helm.sh/helm/v3/cmd/helm
   )
   rm -rf "$work"
+  touch "$bin_dir/.helm-kube-version"
 }
 
 # envtest's convention: tools found in KUBEBUILDER_ASSETS are not built.
@@ -112,7 +120,7 @@ if needed etcd; then
   log "building etcd $ETCD_VERSION"
   build_etcd
 fi
-if ! have helm; then
+if ! have helm || [ ! -e "$bin_dir/.helm-kube-version" ]; then
   log "building helm $HELM_VERSION"
   build_helm
 fi

@@ -117,7 +117,7 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
         "crd/prometheusrules.monitoring.coreos.com",
         "--timeout=60s",
     )
-    for namespace in ("langmerge-system", "team-a", "team-b"):
+    for namespace in ("langmerge-system", "team-a", "team-b", "monitoring"):
         control_plane.kubectl("create", "namespace", namespace, check=False)
     documents = render(control_plane, *values)
     manifest = tmp_path / "rendered.yaml"
@@ -141,6 +141,12 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
         (["--set", "priceTable.prices.x.usdPerHour=1"], "source"),
         (["--set", "jobs.backoffLimit=-1"], "/jobs/backoffLimit"),
         (["--set", "opertor.image.tag=x"], "opertor"),
+        (["--set", "trainer.image=registry/trainer:1"], "/trainer/image"),
+        (["--set", "serviceAccount.create=false"], "serviceAccount.name"),
+        (
+            ["--set", "metrics.serviceMonitor.namespace=Bad_Name"],
+            "/metrics/serviceMonitor/namespace",
+        ),
     ],
 )
 def test_bad_values_fail_at_install_naming_the_value(
@@ -158,3 +164,108 @@ def test_bad_values_fail_at_install_naming_the_value(
     )
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def _of(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (document,) = [d for d in documents if d["kind"] == kind]
+    return document
+
+
+def test_helm_template_needs_no_kube_version(control_plane: ControlPlane) -> None:
+    """helm is built with its client-go's Kubernetes version stamped, as released ones are."""
+    result = helm(control_plane, "template", "lm", str(CHART), check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_kube_prometheus_stack_finds_the_servicemonitor(control_plane: ControlPlane) -> None:
+    """kube-prometheus-stack's defaults: ServiceMonitors selected by {release: <its release>},
+    in any namespace; the ServiceMonitor alone brings the Service it scrapes."""
+    documents = render(
+        control_plane,
+        "--set", "metrics.serviceMonitor.enabled=true",
+        "--set", "metrics.serviceMonitor.additionalLabels.release=kps",
+        "--set", "metrics.serviceMonitor.namespace=monitoring",
+    )  # fmt: skip
+    monitor, service = _of(documents, "ServiceMonitor"), _of(documents, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["metadata"]["namespace"] == "monitoring"
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["langmerge-system"]}
+    selected = monitor["spec"]["selector"]["matchLabels"]
+    assert selected.items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True  # `namespace` stays the object's namespace
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_names_service_account_pod_and_image_values(control_plane: ControlPlane) -> None:
+    documents = render(
+        control_plane,
+        "--set", "fullnameOverride=ml-operator",
+        "--set", "serviceAccount.create=false",
+        "--set", "serviceAccount.name=platform-sa",
+        "--set", "podAnnotations.a=b",
+        "--set", "podLabels.team=ml",
+        "--set", "priorityClassName=high",
+        "--set", "trainer.image.pullPolicy=Always",
+    )  # fmt: skip
+    assert not [d for d in documents if d["kind"] == "ServiceAccount"]
+    binding = _of(documents, "ClusterRoleBinding")
+    assert binding["metadata"]["name"] == "ml-operator"
+    assert binding["subjects"][0]["name"] == "platform-sa"
+    deployment = _of(documents, "Deployment")
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == "platform-sa"
+    assert pod["spec"]["priorityClassName"] == "high"
+    assert pod["metadata"]["annotations"]["a"] == "b"
+    assert pod["metadata"]["labels"]["team"] == "ml"
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    )
+    container = pod["spec"]["containers"][0]
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container["image"] == f"ghcr.io/langmerge/operator:{app_version}"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LANGMERGE_TRAINER_IMAGE"] == f"ghcr.io/langmerge/trainer:{app_version}"
+    assert env["LANGMERGE_TRAINER_PULL_POLICY"] == "Always"
+    assert "LANGMERGE_MERGER_PULL_POLICY" not in env  # Kubernetes' default for the tag
+
+
+def test_the_chart_works_as_a_subchart(control_plane: ControlPlane, tmp_path: Path) -> None:
+    """A parent chart that depends on this one, passes `global` values and sets ours under
+    its key: the schema accepts `global`, and every object is accepted by the API server."""
+    parent = tmp_path / "platform"
+    (parent / "charts").mkdir(parents=True)
+    (parent / "Chart.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v2",
+                "name": "platform",
+                "version": "1.0.0",
+                "dependencies": [
+                    {"name": "langmerge", "version": "0.1.0", "repository": f"file://{CHART}"}
+                ],
+            }
+        )
+    )
+    (parent / "values.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"imageRegistry": "registry.example.com", "team": "ml"},
+                "langmerge": {"metrics": {"serviceMonitor": {"enabled": True}}},
+            }
+        )
+    )
+    helm(control_plane, "dependency", "build", str(parent))
+    out = helm(
+        control_plane, "template", "platform", str(parent), "--namespace", "langmerge-system"
+    ).stdout
+    documents = [d for d in yaml.safe_load_all(out) if d]
+    assert {"Deployment", "ServiceMonitor", "Service"} <= {d["kind"] for d in documents}
+    control_plane.kubectl(
+        "apply", "--server-side", "-f", str(Path(__file__).parent / "monitoring-crds.yaml")
+    )
+    control_plane.kubectl("create", "namespace", "langmerge-system", check=False)
+    manifest = tmp_path / "rendered.yaml"
+    manifest.write_text(yaml.safe_dump_all(documents))
+    result = control_plane.kubectl("apply", "--dry-run=server", "-f", str(manifest), check=False)
+    assert result.returncode == 0, result.stderr

@@ -75,8 +75,13 @@ def installed(node: Node, artifact_root: Path) -> Iterator[Node]:
         f"--set=operator.image.repository={repository}",
         f"--set=operator.image.tag={tag}",
         "--set=operator.image.pullPolicy=Never",
-        f"--set=trainer.image={image('trainer')}",
-        f"--set=merger.image={image('merger')}",
+        *(
+            f"--set={role}.image.{key}={value}"
+            for role in ("trainer", "merger")
+            for key, value in zip(("repository", "tag"), image(role).rsplit(":", 1), strict=True)
+        ),
+        "--set=trainer.image.pullPolicy=Never",
+        "--set=merger.image.pullPolicy=Never",
         "--set=operator.rbac.clusterWide=false",
         f"--set=operator.rbac.namespaces={{{NAMESPACE}}}",
         "--set=metrics.service.enabled=true",

@@ -8,6 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
 class ConfigError(ValueError):
     """The operator's configuration is invalid; the message names the variable."""
 
@@ -15,6 +18,9 @@ class ConfigError(ValueError):
 class OperatorConfig(BaseModel):
     trainer_image: str = Field(default="ghcr.io/langmerge/trainer:0.1.0", min_length=1)
     merger_image: str = Field(default="ghcr.io/langmerge/merger:0.1.0", min_length=1)
+    # imagePullPolicy of the Jobs' containers; None: Kubernetes' default for the tag
+    trainer_pull_policy: PullPolicy | None = None
+    merger_pull_policy: PullPolicy | None = None
     storage: Literal["pvc", "s3"] = "pvc"
     artifact_pvc: str = "langmerge-artifacts"
     artifact_mount: str = "/artifacts"

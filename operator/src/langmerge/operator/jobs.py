@@ -83,7 +83,7 @@ def _job(
     resource: CustomResource,
     name: str,
     job_labels: dict[str, str],
-    image: str,
+    image: tuple[str, str | None],  # reference and pull policy
     command: list[str],
     resources: Resources,
 ) -> dict[str, Any]:
@@ -115,13 +115,15 @@ def _job(
         job_meta_labels[GPU_TYPE] = resources.gpu_type  # the price of the run is looked up by it
     container: dict[str, Any] = {
         "name": "main",
-        "image": image,
+        "image": image[0],
         "command": command,
         "env": env,
         "volumeMounts": mounts,
         "securityContext": RESTRICTED_CONTAINER,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if image[1]:
+        container["imagePullPolicy"] = image[1]
     if env_from:
         container["envFrom"] = env_from
     container_resources = _container_resources(resources)
@@ -276,7 +278,13 @@ def training_job(
         command = ["langmerge-train", *args]
     job_labels = labels(adapter, "train", plan.fingerprint, spec.task, spec.language)
     return _job(
-        config, adapter, plan.job, job_labels, config.trainer_image, command, spec.resources
+        config,
+        adapter,
+        plan.job,
+        job_labels,
+        (config.trainer_image, config.trainer_pull_policy),
+        command,
+        spec.resources,
     )
 
 
@@ -355,7 +363,7 @@ def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> d
         merged,
         plan.job,
         job_labels,
-        config.merger_image,
+        (config.merger_image, config.merger_pull_policy),
         ["langmerge-merge", *args],
         spec.resources,
     )
