@@ -67,6 +67,19 @@ def test_gate_blocks_a_drop_the_interval_cannot_explain_and_names_it() -> None:
     assert verdict.comparisons["fr"]["high"] < -0.05 <= verdict.comparisons["de"]["high"]
 
 
+def test_gate_reason_leads_with_the_worst_language_and_names_every_blocked_one() -> None:
+    comb = {lang: _scored(GOLD, GOLD) for lang in ("de", "ja", "zh")}
+    merged = {
+        "de": _scored(GOLD, _noisy(GOLD, 0.3, 9)),  # blocked, alphabetically first
+        "ja": _scored(GOLD, _noisy(GOLD, 1.0, 10)),  # at chance: the worst
+        "zh": _scored(GOLD, GOLD),
+    }
+    verdict = decide(merged, comb, "f1", 0.02, "combined")
+    assert not verdict.passed
+    assert verdict.reason.startswith("ja f1 ")
+    assert "blocked in 2 of 3 languages (de, ja)" in verdict.reason
+
+
 def test_gate_passes_a_difference_within_the_margin_or_the_noise() -> None:
     comb = {"de": _scored(GOLD, _noisy(GOLD, 0.02, 3))}
     close = {"de": _scored(GOLD, _noisy(GOLD, 0.06, 6))}  # about 4 points worse

@@ -46,6 +46,7 @@ def decide(
 ) -> Verdict:
     """Every language of the candidate against the same language of the baseline."""
     verdict = Verdict(passed=True)
+    blocked_languages: list[tuple[float, str, str]] = []  # (how much worse, language, detail)
     for language in sorted(candidate):
         ours, theirs = candidate[language], baseline.get(language)
         if theirs is None or metric not in ours.metrics or metric not in theirs.metrics:
@@ -81,10 +82,17 @@ def decide(
                 f" {WHO[against]}'s {theirs.metrics[metric]:.3f} "
                 f"(95 % interval of the difference {low:+.3f}..{high:+.3f})"
             )
-        if blocked and verdict.passed:
-            verdict.passed = False
-            verdict.reason = (
-                f"{language} {detail}; the merge is worse by more than the allowed "
-                f"{max_drop:.3f} beyond the evaluation's uncertainty"
-            )
+        if blocked:
+            worse = difference if metric == "loss" else -difference
+            blocked_languages.append((worse, language, detail))
+    if blocked_languages:
+        # The reason leads with the language that lost most, then names every blocked one.
+        _, language, detail = max(blocked_languages)
+        names = ", ".join(sorted(name for _, name, _ in blocked_languages))
+        verdict.passed = False
+        verdict.reason = (
+            f"{language} {detail}; blocked in {len(blocked_languages)} of "
+            f"{len(verdict.comparisons)} languages ({names}): the merge is worse by more than "
+            f"the allowed {max_drop:.3f} beyond the evaluation's uncertainty"
+        )
     return verdict
