@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
 
