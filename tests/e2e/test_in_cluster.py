@@ -142,6 +142,10 @@ def test_the_operator_pod_trains_an_adapter_and_prometheus_scrapes_it(
     status = wait_ready(custom, NAMESPACE, "languageadapters", "sentiment-de", installed.tails())
     print(f"RESULT in_cluster_apply_to_adapter_ready_seconds={time.monotonic() - started:.1f}")
     assert status["lastRun"]["result"] == "Succeeded"
+    (pod,) = core.list_namespaced_pod(
+        NAMESPACE, label_selector="langmerge.io/name=sentiment-de"
+    ).items
+    assert pod.spec.containers[0].image_pull_policy == "Never"  # the chart's trainer.image
 
     query = f'langmerge_runs_total{{namespace="{NAMESPACE}",result="Succeeded"}}'
 
