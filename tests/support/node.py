@@ -234,7 +234,7 @@ class Node:
                 f"--hostname-override={NODE}",
                 "--proxy-mode=iptables",
                 f"--cluster-cidr={POD_SUBNET}",
-                # Leave the host's conntrack table size alone (no CAP_SYS_RESOURCE-like writes).
+                # Leave the size of the host's conntrack table (a machine-wide sysctl) alone.
                 "--conntrack-max-per-core=0",
                 f"--healthz-bind-address=127.0.0.1:{free_port()}",
                 f"--metrics-bind-address=127.0.0.1:{free_port()}",
