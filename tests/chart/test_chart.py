@@ -88,6 +88,7 @@ def test_defaults_render_a_restricted_operator_with_monitoring_off(
         and security["seccompProfile"]["type"] == "RuntimeDefault"
     )
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 @pytest.mark.parametrize(
