@@ -119,3 +119,14 @@ def wait_ready(
     status = until(settled, lambda s: s is not None, timeout_s=PATIENCE_S, what=what)
     assert status is not None and status["phase"] == "Ready", status
     return status
+
+
+def adapter_condition(
+    custom: client.CustomObjectsApi, namespace: str, name: str, kind: str
+) -> dict[str, Any] | None:
+    """The adapter's condition of this type when it is True, else None."""
+    body = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "languageadapters", name)
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition["type"] == kind and condition["status"] == "True":
+            return dict(condition)
+    return None

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.conftest import PATIENCE_S, e2e_adapter, provision_namespace, wait_ready
+from tests.e2e.conftest import (
+    PATIENCE_S,
+    adapter_condition,
+    e2e_adapter,
+    provision_namespace,
+    wait_ready,
+)
 from tests.support.containers import image
 from tests.support.control_plane import REPO
 from tests.support.kube import api_client, eventually, until
@@ -211,16 +217,12 @@ def test_the_charts_job_deadline_kills_a_real_pod(installed: Node) -> None:
     body["spec"]["training"]["maxSteps"] = 1_000_000  # hours, far beyond a minute
     custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", body)
 
-    def failed() -> dict[str, Any] | None:
-        got = custom.get_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-slow"
-        )
-        conditions = (got.get("status") or {}).get("conditions") or []
-        return next(
-            (c for c in conditions if c["type"] == "Failed" and c["status"] == "True"), None
-        )
-
-    condition = until(failed, bool, timeout_s=PATIENCE_S, what=f"Failed\n{installed.tails()}")
+    condition = until(
+        lambda: adapter_condition(custom, NAMESPACE, "sentiment-slow", "Failed"),
+        bool,
+        timeout_s=PATIENCE_S,
+        what=f"Failed\n{installed.tails()}",
+    )
     assert condition is not None and "DeadlineExceeded" in condition["message"], condition
     (job,) = batch.list_namespaced_job(
         NAMESPACE, label_selector="langmerge.io/name=sentiment-slow"

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.conftest import PATIENCE_S, e2e_adapter, provision_namespace, wait_ready
+from tests.e2e.conftest import (
+    PATIENCE_S,
+    adapter_condition,
+    e2e_adapter,
+    provision_namespace,
+    wait_ready,
+)
 from tests.support.kube import api_client, until
 from tests.support.node import Node
 from tests.support.objects import GROUP, VERSION, merged_manifest
@@ -44,14 +50,6 @@ def operator(
     ).start()
     yield process
     process.stop()
-
-
-def _condition(custom: client.CustomObjectsApi, name: str, kind: str) -> dict[str, Any] | None:
-    body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", name)
-    for condition in (body.get("status") or {}).get("conditions") or []:
-        if condition["type"] == kind and condition["status"] == "True":
-            return dict(condition)
-    return None
 
 
 def test_training_jobs_run_as_real_pods_and_the_adapters_become_ready(
@@ -146,7 +144,7 @@ def test_a_memory_limit_too_small_fails_the_adapter_with_oomkilled(
     oom["spec"]["dataset"]["uri"] = "/artifacts/datasets/de.jsonl"
     custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", oom)
     failed = until(
-        lambda: _condition(custom, "sentiment-ja", "Failed"),
+        lambda: adapter_condition(custom, NAMESPACE, "sentiment-ja", "Failed"),
         lambda c: c is not None,
         timeout_s=PATIENCE_S,
         what=f"sentiment-ja Failed\n{node.tails()}",

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+class JobImage(NamedTuple):
+    reference: str
+    pull_policy: PullPolicy | None  # None: Kubernetes' default for the tag
 
 
 class ConfigError(ValueError):
@@ -57,6 +62,14 @@ class OperatorConfig(BaseModel):
             if not ok:
                 raise ValueError(f"LANGMERGE_NAMESPACE_BUDGETS: {item!r} is not NAMESPACE=USD")
         return self
+
+    @property
+    def trainer(self) -> JobImage:
+        return JobImage(self.trainer_image, self.trainer_pull_policy)
+
+    @property
+    def merger(self) -> JobImage:
+        return JobImage(self.merger_image, self.merger_pull_policy)
 
     def artifact_root(self) -> str:
         if self.storage == "s3":

@@ -14,7 +14,7 @@ from typing import Any
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterSpec
 from langmerge.operator.api.common import CustomResource, Resources
 from langmerge.operator.api.merged import GateBaseline, MergedModel, MergedModelSpec, MergeMethod
-from langmerge.operator.config import OperatorConfig
+from langmerge.operator.config import JobImage, OperatorConfig
 from langmerge.operator.planner import MergePlan, TrainingPlan
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "langmerge"}
@@ -83,7 +83,7 @@ def _job(
     resource: CustomResource,
     name: str,
     job_labels: dict[str, str],
-    image: tuple[str, str | None],  # reference and pull policy
+    image: JobImage,
     command: list[str],
     resources: Resources,
 ) -> dict[str, Any]:
@@ -115,15 +115,15 @@ def _job(
         job_meta_labels[GPU_TYPE] = resources.gpu_type  # the price of the run is looked up by it
     container: dict[str, Any] = {
         "name": "main",
-        "image": image[0],
+        "image": image.reference,
         "command": command,
         "env": env,
         "volumeMounts": mounts,
         "securityContext": RESTRICTED_CONTAINER,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if image[1]:
-        container["imagePullPolicy"] = image[1]
+    if image.pull_policy:
+        container["imagePullPolicy"] = image.pull_policy
     if env_from:
         container["envFrom"] = env_from
     container_resources = _container_resources(resources)
@@ -277,15 +277,7 @@ def training_job(
     else:
         command = ["langmerge-train", *args]
     job_labels = labels(adapter, "train", plan.fingerprint, spec.task, spec.language)
-    return _job(
-        config,
-        adapter,
-        plan.job,
-        job_labels,
-        (config.trainer_image, config.trainer_pull_policy),
-        command,
-        spec.resources,
-    )
+    return _job(config, adapter, plan.job, job_labels, config.trainer, command, spec.resources)
 
 
 def merge_args(
@@ -363,7 +355,7 @@ def merge_job(config: OperatorConfig, merged: MergedModel, plan: MergePlan) -> d
         merged,
         plan.job,
         job_labels,
-        (config.merger_image, config.merger_pull_policy),
+        config.merger,
         ["langmerge-merge", *args],
         spec.resources,
     )
