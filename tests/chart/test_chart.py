@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -10,41 +9,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.support.chart import ALL_TOGGLES, CHART, KUBE_VERSION, helm, render
 from tests.support.control_plane import ControlPlane
-
-CHART = REPO / "charts" / "langmerge"
-# `helm template` assumes Kubernetes v1.20 unless told; `helm install` asks the cluster.
-KUBE_VERSION = next(
-    line.split("=", 1)[1]
-    for line in (REPO / "hack" / "versions.env").read_text().splitlines()
-    if line.startswith("KUBERNETES_VERSION=")
-)
-ALL_TOGGLES = ["-f", str(Path(__file__).parent / "every-toggle.yaml")]
-
-
-def helm(plane: ControlPlane, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(plane.binaries["helm"]), *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=120,
-    )
-
-
-def render(plane: ControlPlane, *values: str) -> list[dict[str, Any]]:
-    out = helm(
-        plane,
-        "template",
-        "lm",
-        str(CHART),
-        "--namespace",
-        "langmerge-system",
-        "--kube-version",
-        KUBE_VERSION,
-        *values,
-    ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def test_chart_crds_are_byte_identical_to_crds() -> None:

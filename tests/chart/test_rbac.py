@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.chart.test_chart import render
-from tests.operator.test_flows import Cluster
+from tests.support.chart import render
+from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
 from tests.support.objects import adapter_manifest, merged_manifest

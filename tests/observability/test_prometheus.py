@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import REPO
-from tests.operator.test_flows import Cluster
+from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
 from tests.support.objects import adapter_manifest, merged_manifest
@@ -56,12 +56,14 @@ def observed(
     namespace = f"obs-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     operator = OperatorProcess(control_plane, tmp_path).start()
-    prometheus = Prometheus(tmp_path, static_scrape(f"127.0.0.1:{operator.metrics_port}"))
-    eventually(prometheus.ready, timeout_s=60, what="Prometheus to be ready")
-    try:
+    prometheus = None
+    try:  # a skip (no Prometheus here) must not leave the operator running for later tests
+        prometheus = Prometheus(tmp_path, static_scrape(f"127.0.0.1:{operator.metrics_port}"))
+        eventually(prometheus.ready, timeout_s=60, what="Prometheus to be ready")
         yield Cluster(api, namespace), operator, prometheus
     finally:
-        prometheus.stop()
+        if prometheus is not None:
+            prometheus.stop()
         operator.stop()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kubernetes import client, watch
 
-from tests.operator.test_flows import Cluster
+from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
 from tests.support.objects import LANGUAGES, adapter_manifest, merged_manifest

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.operator.test_flows import Cluster
+from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
 from tests.support.objects import adapter_manifest
