@@ -8,10 +8,10 @@ import io
 import json
 from pathlib import Path
 
+from langmerge.common.summary import MergeSummary, TrainingSummary, parse_summary
 from langmerge.merger.cli import GateFailedError
 from langmerge.merger.cli import main as merge_main
 from langmerge.operator.planner import GATE_REASON_PREFIX
-from langmerge.operator.summaries import MergeSummary, TrainingSummary, parse_summary
 from langmerge.trainer.cli import main as train_main
 from tests.support.adapters import make_adapter
 

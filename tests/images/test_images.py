@@ -18,12 +18,12 @@ import pytest
 from kubernetes import client
 
 from langmerge.common import builtin
+from langmerge.common.summary import MergeSummary, TrainingSummary, parse_summary
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.merged import MergedModel
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.jobs import merge_job, training_job
 from langmerge.operator.planner import Action, plan_merge, plan_training
-from langmerge.operator.summaries import MergeSummary, TrainingSummary, parse_summary
 from tests.conftest import require
 from tests.support.containers import (
     ULIMITS,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from langmerge.common.storage import StorageError, check_under_root
+from langmerge.common.summary import TrainingSummary
 from langmerge.operator.config import ConfigError, OperatorConfig
 from langmerge.operator.outcome import read_outcome
-from langmerge.operator.summaries import TrainingSummary
 
 
 def _job(condition: dict[str, str]) -> dict[str, Any]:

@@ -1,5 +1,11 @@
-"""The run summary: one JSON object, at most 4 KiB, written to the container's termination
-message (where the operator reads it) or to a file."""
+"""The run summary: the contract between the trainer, merger and evaluator (which write it)
+and both executors (which read it). One JSON object, at most 4 KiB, written to the
+container's termination message (where the operator reads it) or to a file (the local loop).
+
+The writers build these models and the readers parse with the same ones; unknown keys are
+kept (extra="allow"), so a newer writer never breaks an older reader. Wire names are
+camelCase, as in the CRDs' status.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,87 @@ import json
 import resource
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TERMINATION_LOG = Path("/dev/termination-log")
 LIMIT_BYTES = 4096
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    uri: str
+    sha256: str = Field(min_length=64, max_length=64)
+    format: str | None = None  # merges: "lora" or "full"
+
+
+class RunSummary(BaseModel):
+    """What every run reports: its result, why it failed, what it wrote, how long it took."""
+
+    model_config = ConfigDict(extra="allow")
+
+    result: Literal["Succeeded", "Failed"]
+    reason: str | None = None
+    output: Output | None = None
+    wallSeconds: float | None = None  # noqa: N815 (the wire name)
+    truncated: bool | None = None  # lists or strings were shortened to fit LIMIT_BYTES
+
+
+class TrainingSummary(RunSummary):
+    task: str | None = None
+    languages: list[str] | None = None
+    fingerprint: str | None = None
+    steps: int | None = None
+    resumedFromStep: int | None = None  # noqa: N815
+    trainTokens: int | None = None  # noqa: N815
+    tokensPerSecond: float | None = None  # noqa: N815
+    trainSeconds: float | None = None  # noqa: N815 (the training loop alone)
+    finalLoss: float | None = None  # noqa: N815
+    evalLoss: float | None = None  # noqa: N815
+    peakMemoryBytes: int | None = None  # noqa: N815
+    peakMemoryKind: str | None = None  # noqa: N815 ("gpu-allocated" or "rss")
+    deviceType: str | None = None  # noqa: N815
+    deviceCount: int | None = None  # noqa: N815
+    deviceName: str | None = None  # noqa: N815
+
+
+class MergeSummary(RunSummary):
+    method: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[dict[str, Any]] | None = None
+    peakRssBytes: int | None = None  # noqa: N815
+    device: str | None = None
+    # per-language metrics, the baseline and the gate's verdict ({"gate": {"passed", ...}})
+    evaluation: dict[str, Any] | None = None
+    evaluationSeconds: float | None = None  # noqa: N815 (the evaluation inside wallSeconds)
+    rejectedOutput: str | None = None  # noqa: N815 (where a gated-out merge was kept)
+
+
+class EvaluationSummary(RunSummary):
+    models: list[str] | None = None
+    languages: list[str] | None = None
+
+
+S = TypeVar("S", bound=RunSummary)
+
+
+def failed(reason: str) -> RunSummary:
+    return RunSummary(result="Failed", reason=reason)
+
+
+def parse_summary(text: str | None, model: type[S]) -> S | None:
+    """The summary in a termination message, or None when the message is not one (a crash
+    before the summary was written leaves log lines there, FallbackToLogsOnError)."""
+    if not text:
+        return None
+    for candidate in (text, text.strip().splitlines()[-1] if text.strip() else ""):
+        try:
+            return model.model_validate_json(candidate)
+        except ValidationError:
+            continue
+    return None
 
 
 def default_summary_path() -> Path | None:
@@ -40,12 +123,18 @@ def fit(summary: dict[str, Any], limit: int = LIMIT_BYTES) -> str:
         text = json.dumps(shrunk, separators=(",", ":"), default=str)
         if len(text.encode()) <= limit:
             return text
-    return json.dumps({"truncated": True, "reason": str(summary.get("reason", ""))[:1000]})
+    return json.dumps(
+        {
+            "result": summary["result"],
+            "truncated": True,
+            "reason": str(summary.get("reason", ""))[:1000],
+        }
+    )
 
 
-def write_summary(summary: dict[str, Any], path: Path | None) -> None:
+def write_summary(summary: RunSummary, path: Path | None) -> None:
     """Writes the summary to path (or stdout's last line when there is none)."""
-    text = fit(summary)
+    text = fit(summary.model_dump(mode="json", exclude_none=True))
     if path is None:
         print(text, file=sys.stdout, flush=True)
         return

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langmerge.common import storage
-from langmerge.common.summary import default_summary_path, peak_rss_bytes, write_summary
+from langmerge.common.summary import (
+    MergeSummary,
+    Output,
+    default_summary_path,
+    failed,
+    peak_rss_bytes,
+    write_summary,
+)
 from langmerge.merger.names import METHOD_NAMES
 
 # torch and the merge maths load after the flags parse: `--help` and bad flags stay instant.
@@ -348,7 +355,7 @@ def _load_inputs(args: argparse.Namespace, scratch: Path) -> list[LoraAdapter]:
     return adapters
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> MergeSummary:
     from langmerge.merger.methods import Merger
     from langmerge.merger.output import write_full, write_lora
 
@@ -396,19 +403,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         storage.publish_dir(rejected, args.rejected_output)
                 raise GateFailedError(_compact(evaluation), args.rejected_output)
             digest = storage.publish_dir(staged, args.output)
-    return {
-        "result": "Succeeded",
-        "method": settings.method.name,
-        "parameters": _parameters(settings),
-        "inputs": [{"sha256": i["sha256"], "language": i["language"]} for i in inputs],
-        "output": {"uri": args.output, "sha256": digest, "format": args.output_format},
+    return MergeSummary(
+        result="Succeeded",
+        method=settings.method.name,
+        parameters=_parameters(settings),
+        inputs=[{"sha256": i["sha256"], "language": i["language"]} for i in inputs],
+        output=Output(uri=args.output, sha256=digest, format=args.output_format),
         **{k: v for k, v in figures.items() if k != "bytes"},
-        "wallSeconds": round(time.monotonic() - started, 3),
-        "peakRssBytes": peak_rss_bytes(),
-        "device": args.device,
-        **({"evaluation": _compact(evaluation)} if evaluation is not None else {}),
-        "evaluationSeconds": round(evaluation_seconds, 3),
-    }
+        wallSeconds=round(time.monotonic() - started, 3),
+        peakRssBytes=peak_rss_bytes(),
+        device=args.device,
+        evaluation=_compact(evaluation) if evaluation is not None else None,
+        evaluationSeconds=round(evaluation_seconds, 3),
+    )
 
 
 def _parameters(settings: MergeSettings) -> dict[str, Any]:
@@ -427,27 +434,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = run(args)
-    except GateFailedError as failed:
-        print(f"langmerge-merge: {failed}", file=sys.stderr)
-        summary = {"result": "Failed", "reason": str(failed), "evaluation": failed.evaluation}
-        if failed.rejected_output:
-            summary["rejectedOutput"] = failed.rejected_output
-        write_summary(summary, args.summary_file)
+    except GateFailedError as gated:
+        print(f"langmerge-merge: {gated}", file=sys.stderr)
+        refused = MergeSummary(
+            result="Failed",
+            reason=str(gated),
+            evaluation=gated.evaluation,
+            rejectedOutput=gated.rejected_output,
+        )
+        write_summary(refused, args.summary_file)
         return 1
     except (UsageError, storage.StorageError, ValueError, FileNotFoundError) as error:
-        summary = {"result": "Failed", "reason": str(error)}
         print(f"langmerge-merge: {error}", file=sys.stderr)
-        write_summary(summary, args.summary_file)
+        write_summary(failed(str(error)), args.summary_file)
         return 1
     except Exception as error:  # an unexpected fault: keep the trace in the log, reason in summary
         traceback.print_exc()
-        write_summary(
-            {"result": "Failed", "reason": f"internal error: {error!r}"}, args.summary_file
-        )
+        write_summary(failed(f"internal error: {error!r}"), args.summary_file)
         return 1
     print(  # before the summary: without --summary-file it must stay stdout's last line
-        f"langmerge-merge: {summary['method']} of {len(args.adapter)} adapters written to "
-        f"{args.output} (sha256 {summary['output']['sha256'][:12]})"
+        f"langmerge-merge: {summary.method} of {len(args.adapter)} adapters written to "
+        f"{args.output} (sha256 {summary.output.sha256[:12] if summary.output else '-'})"
     )
     write_summary(summary, args.summary_file)
     return 0

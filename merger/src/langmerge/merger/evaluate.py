@@ -19,7 +19,12 @@ from typing import Any
 
 from langmerge.common import builtin, storage
 from langmerge.common.prompts import prompt_ids, response_ids
-from langmerge.common.summary import default_summary_path, write_summary
+from langmerge.common.summary import (
+    EvaluationSummary,
+    default_summary_path,
+    failed,
+    write_summary,
+)
 from langmerge.merger import statistics
 
 CLASSIFICATION_MAX_LABELS = 16
@@ -283,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     except (ValueError, KeyError, storage.StorageError) as error:
         print(f"langmerge-eval: {error}", file=sys.stderr)
-        write_summary({"result": "Failed", "reason": str(error)}, args.summary_file)
+        write_summary(failed(str(error)), args.summary_file)
         return 1
     report = {
         "models": {
@@ -299,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.write_text(json.dumps(report, indent=2))
     write_summary(
-        {"result": "Succeeded", "models": list(scored), "languages": list(datasets)},
+        EvaluationSummary(result="Succeeded", models=list(scored), languages=list(datasets)),
         args.summary_file,
     )
     print(f"langmerge-eval: {len(scored)} models x {len(datasets)} languages -> {args.output}")

@@ -13,11 +13,17 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from langmerge.common import builtin, storage
 from langmerge.common.prompts import Fields, PromptError, encode
-from langmerge.common.summary import default_summary_path, write_summary
+from langmerge.common.summary import (
+    Output,
+    TrainingSummary,
+    default_summary_path,
+    failed,
+    write_summary,
+)
 from langmerge.trainer.data import check_records, pack, read_records
 
 # torch loads after the flags parse and the data checks pass: `--help` stays instant.
@@ -242,7 +248,7 @@ def _model_dir(args: argparse.Namespace, scratch: Path) -> Path:
         ) from error
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> TrainingSummary:
     from langmerge.trainer.train import run_key, train
 
     config = _config(args)
@@ -304,14 +310,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
             digest = storage.publish_dir(staged, args.output)
-    return {
-        "result": "Succeeded",
-        "task": args.task,
-        "languages": args.language,
-        "fingerprint": args.fingerprint,
-        "output": {"uri": args.output, "sha256": digest},
+    return TrainingSummary(
+        result="Succeeded",
+        task=args.task,
+        languages=args.language,
+        fingerprint=args.fingerprint,
+        output=Output(uri=args.output, sha256=digest),
         **figures,
-    }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,15 +327,13 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args)
     except (UsageError, PromptError, storage.StorageError) as error:
         print(f"langmerge-train: {error}", file=sys.stderr)
-        write_summary({"result": "Failed", "reason": str(error)}, args.summary_file)
+        write_summary(failed(str(error)), args.summary_file)
         return 1
     except Exception as error:  # unexpected: trace to the log, reason to the summary
         traceback.print_exc()
-        write_summary(
-            {"result": "Failed", "reason": f"internal error: {error!r}"}, args.summary_file
-        )
+        write_summary(failed(f"internal error: {error!r}"), args.summary_file)
         return 1
-    summary["wallSeconds"] = round(time.monotonic() - started, 3)
+    summary.wallSeconds = round(time.monotonic() - started, 3)
     write_summary(summary, args.summary_file)
     return 0
 
