@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from langmerge.operator.api.common import RunResult
 from langmerge.operator.local import ManifestError, State, load_manifests, up
+from langmerge.operator.local.state import TaskEvaluation
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -87,8 +89,8 @@ class Runs:
     warm_state: Path
     cold_state: Path
     warm_output: str
-    warm_evaluation: dict[str, Any]
-    cold_evaluation: dict[str, Any]
+    warm_evaluation: dict[str, TaskEvaluation]
+    cold_evaluation: dict[str, TaskEvaluation]
     report: dict[str, Any]
 
 
@@ -127,9 +129,9 @@ def test_merging_keeps_quality_where_the_languages_share_structure(runs: Runs) -
     assert merged["mean"] >= combined["mean"] - 0.05, (merged["mean"], combined["mean"])
     state = State.load(runs.warm_state / "state.json")
     knots = state.merged["sentiment-knots"]
-    assert knots["artifact"]["uri"].startswith(str(runs.warm_state))
-    assert knots["evaluation"]["gate"]["passed"] is True
-    assert knots["lastUpdate"]["trigger"] == "initial merge"
+    assert knots.artifact is not None and knots.artifact.uri.startswith(str(runs.warm_state))
+    assert knots.evaluation and knots.evaluation.gate and knots.evaluation.gate.passed is True
+    assert knots.last_update and knots.last_update.trigger == "initial merge"
 
 
 def test_the_gate_blocks_the_negative_control_and_the_report_says_why(runs: Runs) -> None:
@@ -139,7 +141,7 @@ def test_the_gate_blocks_the_negative_control_and_the_report_says_why(runs: Runs
     assert "the combined model (COMB)" in control["gate"]["reason"]
     assert control["mean"] < comb["mean"] - 0.05
     status = State.load(runs.warm_state / "state.json").merged["isolated-knots"]
-    assert "artifact" not in status  # nothing was promoted
+    assert status.artifact is None  # nothing was promoted
     assert "isolated-knots (gated out)" in runs.warm_output
     assert "BLOCKED: " in runs.warm_output
 
@@ -196,9 +198,10 @@ def test_an_update_retrains_only_what_changed(runs: Runs, tmp_path: Path) -> Non
     state = State.load(state_dir / "state.json")
     assert [r.name for r in state.phases[-1].trained] == ["sentiment-de"]  # only German
     assert [r.name for r in state.phases[-1].merges] == ["sentiment-knots"]
-    last = state.merged["sentiment-knots"]["lastUpdate"]
-    assert last["retrainedAdapters"] == ["sentiment-de"]
-    assert last["fullRetrainEstimateUsd"] > 0 and last["savingsRatio"] is not None
+    last = state.merged["sentiment-knots"].last_update
+    assert last is not None and last.retrained_adapters == ["sentiment-de"]
+    assert last.full_retrain_estimate_usd and last.full_retrain_estimate_usd > 0
+    assert last.savings_ratio is not None
     research = json.loads((state_dir / "report.json").read_text())["tasks"]["sentiment"]
     update_row = research["research"]["updateOneLanguage"]
     assert update_row["mergedRan"].startswith("1 adapter(s) (sentiment-de) + 1 merge")
@@ -213,7 +216,7 @@ def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: P
     shutil.copytree(runs.folder, folder)
     state_dir = tmp_path / "state"
     shutil.copytree(runs.warm_state, state_dir)
-    good = State.load(state_dir / "state.json").merged["sentiment-knots"]["artifact"]
+    good = State.load(state_dir / "state.json").merged["sentiment-knots"].artifact
     documents = list(yaml.safe_load_all((folder / "merged.yaml").read_text()))
     knots = next(d for d in documents if d["metadata"]["name"] == "sentiment-knots")
     knots["spec"]["parameters"]["density"] = 0.2
@@ -223,9 +226,9 @@ def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: P
     (folder / "merged.yaml").write_text(yaml.safe_dump_all(documents, allow_unicode=True))
     _, out = _run(folder, state_dir)
     status = State.load(state_dir / "state.json").merged["sentiment-knots"]
-    assert status["lastRun"]["result"] == "Failed"
-    assert "evaluation gate" in status["lastRun"]["reason"]
-    assert status["artifact"] == good  # still serving the last good merge
+    assert status.last_run is not None and status.last_run.result == RunResult.FAILED
+    assert "evaluation gate" in (status.last_run.reason or "")
+    assert good is not None and status.artifact == good  # still serving the last good merge
     assert "NOT PROMOTED" in out
 
 

@@ -176,7 +176,7 @@ def test_job_names_fit_a_label_and_are_stable() -> None:
 
 
 def test_status_patches_remove_what_is_gone() -> None:
-    from langmerge.operator.reconcile import merge_patch
+    from langmerge.operator.kube import merge_patch
 
     before = {
         "activeJob": {"name": "j"},

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from langmerge.operator.accounting import record_totals, update_record
-from langmerge.operator.api.adapter import LanguageAdapter, RunRecord
+from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.api.common import RunRecord
 from langmerge.operator.cost import (
     CPU,
     DEFAULT_GPU,
@@ -107,8 +108,8 @@ def test_totals_count_each_run() -> None:
 
 
 def test_budget_verdict_covers_selected_adapters_and_namespaces() -> None:
-    from langmerge.operator.accounting import budget_verdict
     from langmerge.operator.api.merged import MergedModel
+    from langmerge.operator.budgets import budget_verdict
     from tests.support.objects import merged_manifest
 
     spent = _run("x", 3600, 3.4)

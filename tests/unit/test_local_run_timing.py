@@ -9,9 +9,9 @@ from typing import IO
 
 import pytest
 
+from langmerge.common.summary import TrainingSummary
 from langmerge.operator.local import runner as runner_module
 from langmerge.operator.local.runner import LocalRunner
-from langmerge.operator.summaries import TrainingSummary
 
 
 class Clock:

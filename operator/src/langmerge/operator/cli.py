@@ -8,7 +8,6 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 from langmerge.operator.api.crd import stale_crds, write_crds
 
@@ -31,8 +30,6 @@ def _operator(args: argparse.Namespace) -> int:
 
     from langmerge.operator import handlers  # registers the handlers
 
-    handlers.watch_only(args.namespace)
-
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -41,6 +38,7 @@ def _operator(args: argparse.Namespace) -> int:
         namespaces=args.namespace or (),
         standalone=True,
         liveness_endpoint=args.liveness,
+        memo=handlers.operator_memo(args.namespace or []),
     )
     return 0
 
@@ -72,6 +70,9 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from langmerge.operator.api.adapter import LanguageAdapterStatus
+    from langmerge.operator.api.merged import MergedModelStatus
+    from langmerge.operator.api.reasons import ConditionType
     from langmerge.operator.local import ManifestError, State
 
     try:
@@ -82,18 +83,18 @@ def _status(args: argparse.Namespace) -> int:
     if not state.adapters and not state.merged:
         print(f"no state in {args.state_dir}; run `langmerge up -f DIR` first")
         return 1
-    for kind, items in (("LanguageAdapter", state.adapters), ("MergedModel", state.merged)):
-        for name, status in sorted(items.items()):
-            ready: dict[str, Any] = next(
-                (c for c in status.get("conditions", []) if c["type"] == "Ready"), {}
-            )
-            artifact = (status.get("artifact") or {}).get("uri", "-")
-            cost = (status.get("totals") or {}).get("costUsd", 0.0)
-            phase = status.get("phase") or "-"
-            print(
-                f"{kind:16s} {name:24s} {phase:10s} {ready.get('reason', '-'):18s} "
-                f"${cost:.6f}  {artifact}"
-            )
+    statuses: list[tuple[str, str, LanguageAdapterStatus | MergedModelStatus]] = [
+        *(("LanguageAdapter", n, s) for n, s in sorted(state.adapters.items())),
+        *(("MergedModel", n, s) for n, s in sorted(state.merged.items())),
+    ]
+    for kind, name, status in statuses:
+        ready = next(
+            (c.reason for c in status.conditions or [] if c.type == ConditionType.READY), "-"
+        )
+        artifact = status.artifact.uri if status.artifact else "-"
+        cost = status.totals.cost_usd if status.totals else 0.0
+        phase = status.phase or "-"
+        print(f"{kind:16s} {name:24s} {phase:10s} {ready:18s} ${cost:.6f}  {artifact}")
     return 0
 
 

@@ -3,14 +3,10 @@ same conditions from the same plans."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from langmerge.operator.api.common import Condition, ConditionStatus, Phase
-from langmerge.operator.planner import GATE_REFUSED, Action, MergePlan, TrainingPlan
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+from langmerge.operator.api.reasons import ConditionType, Reason
+from langmerge.operator.clock import now
+from langmerge.operator.planner import Action, MergePlan, TrainingPlan
 
 
 def set_condition(
@@ -53,7 +49,7 @@ def phase_of(
         case Action.BLOCKED:
             return Phase.BLOCKED
         case Action.FAILED:
-            return Phase.BLOCKED if plan.reason == GATE_REFUSED else Phase.FAILED
+            return Phase.BLOCKED if plan.reason == Reason.GATE_REFUSED else Phase.FAILED
 
 
 def _not_ready_yet(
@@ -61,9 +57,9 @@ def _not_ready_yet(
 ) -> tuple[str, str]:
     """The Ready condition's reason and message: why the object is not (yet) up to date."""
     if plan.action == Action.RUN and blocked is not None:
-        return "BudgetExceeded", blocked
+        return Reason.BUDGET_EXCEEDED, blocked
     if plan.action == Action.RUN and pending:
-        return "JobPending", (
+        return Reason.JOB_PENDING, (
             f"Job {plan.job} has no running pod yet (scheduling, image pull or queue admission)"
         )
     return plan.reason, plan.message
@@ -79,18 +75,57 @@ def _budget_and_failure(
 ) -> list[Condition]:
     conditions = set_condition(
         conditions,
-        "BudgetExceeded",
+        ConditionType.BUDGET_EXCEEDED,
         blocked is not None,
-        "BudgetExceeded" if blocked else "WithinBudget",
+        Reason.BUDGET_EXCEEDED if blocked else Reason.WITHIN_BUDGET,
         blocked or "",
         generation,
     )
     return set_condition(
         conditions,
-        "Failed",
+        ConditionType.FAILED,
         failed,
-        reason if failed else "NoFailure",
+        reason if failed else Reason.NO_FAILURE,
         message if failed else "",
+        generation,
+    )
+
+
+def _ready(
+    current: list[Condition] | None,
+    plan: TrainingPlan | MergePlan,
+    artifact_uri: str | None,
+    generation: int,
+    blocked: str | None,
+    pending: bool,
+) -> list[Condition]:
+    up_to_date = plan.action == Action.NONE
+    reason, message = _not_ready_yet(plan, pending, blocked)
+    return set_condition(
+        current or [],
+        ConditionType.READY,
+        up_to_date,
+        reason,
+        message + _serving(artifact_uri, up_to_date),
+        generation,
+    )
+
+
+def _running(
+    conditions: list[Condition],
+    kind: ConditionType,
+    plan: TrainingPlan | MergePlan,
+    blocked: str | None,
+    generation: int,
+) -> list[Condition]:
+    """Training or Merging: True while the plan's Job runs (not while a budget holds it)."""
+    running = plan.action == Action.RUN
+    return set_condition(
+        conditions,
+        kind,
+        running and blocked is None,
+        Reason.JOB_RUNNING if running else Reason.IDLE,
+        f"Job {plan.job}" if running else "",
         generation,
     )
 
@@ -104,27 +139,10 @@ def adapter_conditions(
     pending: bool = False,
 ) -> list[Condition]:
     """Ready, Training, BudgetExceeded and Failed of a LanguageAdapter, from its plan."""
-    up_to_date, running = plan.action == Action.NONE, plan.action == Action.RUN
-    reason, message = _not_ready_yet(plan, pending, blocked)
-    conditions = set_condition(
-        current or [],
-        "Ready",
-        up_to_date,
-        reason,
-        message + _serving(artifact_uri, up_to_date),
-        generation,
-    )
-    conditions = set_condition(
-        conditions,
-        "Training",
-        running and blocked is None,
-        "JobRunning" if running else "Idle",
-        f"Job {plan.job}" if running else "",
-        generation,
-    )
-    return _budget_and_failure(
-        conditions, plan.action == Action.FAILED, plan.reason, plan.message, blocked, generation
-    )
+    conditions = _ready(current, plan, artifact_uri, generation, blocked, pending)
+    conditions = _running(conditions, ConditionType.TRAINING, plan, blocked, generation)
+    failed = plan.action == Action.FAILED
+    return _budget_and_failure(conditions, failed, plan.reason, plan.message, blocked, generation)
 
 
 def merged_conditions(
@@ -136,31 +154,15 @@ def merged_conditions(
     pending: bool = False,
 ) -> list[Condition]:
     """Ready, AdaptersReady, Merging, BudgetExceeded and Failed of a MergedModel."""
-    up_to_date, running = plan.action == Action.NONE, plan.action == Action.RUN
-    reason, message = _not_ready_yet(plan, pending, blocked)
-    conditions = set_condition(
-        current or [],
-        "Ready",
-        up_to_date,
-        reason,
-        message + _serving(artifact_uri, up_to_date),
-        generation,
-    )
+    conditions = _ready(current, plan, artifact_uri, generation, blocked, pending)
     conditions = set_condition(
         conditions,
-        "AdaptersReady",
+        ConditionType.ADAPTERS_READY,
         plan.adapters_ready,
-        "AllAdaptersReady" if plan.adapters_ready else plan.reason,
+        Reason.ALL_ADAPTERS_READY if plan.adapters_ready else plan.reason,
         "" if plan.adapters_ready else plan.message,
         generation,
     )
-    conditions = set_condition(
-        conditions,
-        "Merging",
-        running and blocked is None,
-        "JobRunning" if running else "Idle",
-        f"Job {plan.job}" if running else "",
-        generation,
-    )
+    conditions = _running(conditions, ConditionType.MERGING, plan, blocked, generation)
     failed = plan.action in (Action.FAILED, Action.BLOCKED)
     return _budget_and_failure(conditions, failed, plan.reason, plan.message, blocked, generation)

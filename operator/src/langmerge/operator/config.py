@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    NonNegativeFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
@@ -36,7 +43,8 @@ class OperatorConfig(BaseModel):
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     price_table: str | None = None  # path of the price table YAML (a mounted ConfigMap)
     resync_seconds: int = Field(default=30, ge=1)  # how often everything is reconciled anyway
-    namespace_budgets: str = ""  # "team-a=500,team-b=200": monthly USD per namespace
+    # LANGMERGE_NAMESPACE_BUDGETS="team-a=500,team-b=200": monthly USD per namespace
+    namespace_budgets: dict[str, NonNegativeFloat] = {}
 
     @model_validator(mode="after")
     def _storage_is_complete(self) -> OperatorConfig:
@@ -44,24 +52,26 @@ class OperatorConfig(BaseModel):
             raise ValueError("LANGMERGE_ARTIFACT_S3 must be an s3:// URI when LANGMERGE_STORAGE=s3")
         return self
 
-    def namespace_budget(self, namespace: str) -> float | None:
-        for item in filter(None, (p.strip() for p in self.namespace_budgets.split(","))):
-            name, _, value = item.partition("=")
-            if name.strip() == namespace:
-                return float(value)
-        return None
-
-    @model_validator(mode="after")
-    def _budgets_parse(self) -> OperatorConfig:
-        for item in filter(None, (p.strip() for p in self.namespace_budgets.split(","))):
-            name, sep, value = item.partition("=")
+    @field_validator("namespace_budgets", mode="before")
+    @classmethod
+    def _budgets_parse(cls, value: object) -> object:
+        """NAMESPACE=USD pairs, comma-separated (the chart's namespaceBudgets map)."""
+        if not isinstance(value, str):
+            return value
+        budgets: dict[str, float] = {}
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, usd = (part.strip() for part in item.partition("="))
             try:
-                ok = bool(sep and name.strip()) and float(value) >= 0
+                amount = float(usd)
             except ValueError:
-                ok = False
-            if not ok:
-                raise ValueError(f"LANGMERGE_NAMESPACE_BUDGETS: {item!r} is not NAMESPACE=USD")
-        return self
+                amount = -1.0
+            if not (sep and name and amount >= 0):
+                raise ValueError(f"{item!r} is not NAMESPACE=USD (USD >= 0)")
+            budgets[name] = amount
+        return budgets
+
+    def namespace_budget(self, namespace: str) -> float | None:
+        return self.namespace_budgets.get(namespace)
 
     @property
     def trainer(self) -> JobImage:

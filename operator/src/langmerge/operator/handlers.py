@@ -27,7 +27,6 @@ from langmerge.operator.metrics import Metrics
 from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
 
 log = logging.getLogger("langmerge.operator")
-_state: dict[str, Any] = {}
 
 
 def _api() -> client.ApiClient:
@@ -38,31 +37,33 @@ def _api() -> client.ApiClient:
         return config.new_client_from_config()  # type: ignore[no-untyped-call, no-any-return]
 
 
-def reconciler() -> Reconciler:
-    return _state["reconciler"]  # type: ignore[no-any-return]
+def operator_memo(namespaces: list[str]) -> kopf.Memo:
+    """What the handlers share, through kopf's memo: the namespaces the operator was given
+    (none: the whole cluster; everything it reads or writes stays inside them, the periodic
+    resync included); startup adds the reconciler, the adapter-change batcher and the stop
+    signal of its threads."""
+    return kopf.Memo(namespaces=tuple(namespaces))
 
 
-def _safely(kind: str, action: Callable[[], None]) -> None:
+def _safely(rec: Reconciler, kind: str, action: Callable[[], None]) -> None:
     try:
         action()
     except Exception:
-        reconciler().metrics.reconcile_errors.labels(kind).inc()
+        rec.metrics.reconcile_errors.labels(kind).inc()
         log.exception("reconcile of a %s failed; the next event or resync retries", kind)
 
 
-def watch_only(namespaces: list[str]) -> None:
-    """The namespaces the operator was given (none: the whole cluster). Everything it reads
-    or writes stays inside them, the periodic resync included."""
-    _state["namespaces"] = tuple(namespaces)
-
-
-def _resync(stop: threading.Event, interval: float) -> None:
-    scope: tuple[str | None, ...] = _state.get("namespaces") or (None,)
+def _resync(
+    rec: Reconciler, namespaces: tuple[str, ...], stop: threading.Event, interval: float
+) -> None:
+    scope: tuple[str | None, ...] = namespaces or (None,)
     passes = 0
     while not stop.wait(interval):
-        rec = reconciler()
         seen = 0
-        for plural, reconcile in ((ADAPTERS, rec.adapter), (MERGED, rec.merged)):
+        for plural, reconcile in (
+            (ADAPTERS, rec.reconcile_adapter),
+            (MERGED, rec.reconcile_merged),
+        ):
             for namespace in scope:
                 try:
                     items = rec.kube.list_objects(plural, namespace)
@@ -73,6 +74,7 @@ def _resync(stop: threading.Event, interval: float) -> None:
                 seen += len(items)
                 for item in items:
                     _safely(
+                        rec,
                         plural,
                         partial(reconcile, item["metadata"]["namespace"], item["metadata"]["name"]),
                     )
@@ -86,7 +88,7 @@ def _resync(stop: threading.Event, interval: float) -> None:
 
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
@@ -98,14 +100,15 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     prices = PriceBook(Path(operator_config.price_table) if operator_config.price_table else None)
     metrics = Metrics()
     metrics.serve(operator_config.metrics_port)
-    _state["reconciler"] = Reconciler(Kube(_api()), operator_config, prices, metrics)
-    stop = threading.Event()
-    _state["stop"] = stop
+    rec = memo.reconciler = Reconciler(Kube(_api()), operator_config, prices, metrics)
+    stop = memo.stop = threading.Event()
     threading.Thread(
-        target=_resync, args=(stop, operator_config.resync_seconds), name="resync", daemon=True
+        target=_resync,
+        args=(rec, memo.namespaces, stop, operator_config.resync_seconds),
+        name="resync",
+        daemon=True,
     ).start()
-    changes = AdapterChanges()
-    _state["changes"] = changes
+    changes = memo.changes = AdapterChanges(rec)
     threading.Thread(target=changes.run, args=(stop,), name="adapter-changes", daemon=True).start()
     log.info(
         "langmerge operator started: trainer %s, merger %s, storage %s",
@@ -116,9 +119,9 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 @kopf.on.cleanup()
-def cleanup(**_: Any) -> None:
-    if "stop" in _state:
-        _state["stop"].set()
+def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if "stop" in memo:
+        memo.stop.set()
 
 
 class AdapterChanges:
@@ -126,7 +129,8 @@ class AdapterChanges:
     patches that follow) reconciles each concerned MergedModel once per batch, not once per
     event, so the merges never starve the adapters' own reconciles."""
 
-    def __init__(self, settle_seconds: float = 0.3) -> None:
+    def __init__(self, rec: Reconciler, settle_seconds: float = 0.3) -> None:
+        self.rec = rec
         self.settle = settle_seconds
         self.pending: defaultdict[str, set[str]] = defaultdict(set)
         self.lock = threading.Lock()
@@ -146,36 +150,42 @@ class AdapterChanges:
                 batch, self.pending = self.pending, defaultdict(set)
                 self.wake.clear()
             for namespace, changed in batch.items():
-                _safely(MERGED, partial(reconciler().merged_after_adapters, namespace, changed))
+                _safely(
+                    self.rec,
+                    MERGED,
+                    partial(self.rec.reconcile_merged_after_adapters, namespace, changed),
+                )
 
 
 @kopf.on.event(GROUP, VERSION, ADAPTERS)
-def adapter_event(name: str, namespace: str | None, **_: Any) -> None:
+def adapter_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     assert namespace is not None  # namespaced resource
-    _safely(ADAPTERS, partial(reconciler().adapter, namespace, name))
-    _state["changes"].add(namespace, name)
+    rec: Reconciler = memo.reconciler
+    _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, name))
+    memo.changes.add(namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, MERGED)
-def merged_event(name: str, namespace: str | None, **_: Any) -> None:
+def merged_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     assert namespace is not None
-    _safely(MERGED, partial(reconciler().merged, namespace, name))
-    _safely(ADAPTERS, partial(_retry_budget_blocked, namespace))
+    rec: Reconciler = memo.reconciler
+    _safely(rec, MERGED, partial(rec.reconcile_merged, namespace, name))
+    _safely(rec, ADAPTERS, partial(_retry_budget_blocked, rec, namespace))
 
 
-def _retry_budget_blocked(namespace: str) -> None:
+def _retry_budget_blocked(rec: Reconciler, namespace: str) -> None:
     """A MergedModel changed (its budget, say): adapters it held back get another look."""
-    rec = reconciler()
-    for adapter in rec.budget_blocked(namespace):
-        _safely(ADAPTERS, partial(rec.adapter, namespace, adapter))
+    for adapter in rec.held_back_by_budget(namespace):
+        _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, adapter))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "langmerge"})
-def job_event(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+def job_event(labels: Mapping[str, str], namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     owner, kind = labels.get("langmerge.io/name"), labels.get("langmerge.io/kind")
     if not owner or namespace is None:
         return
+    rec: Reconciler = memo.reconciler
     if kind == "languageadapter":
-        _safely(ADAPTERS, partial(reconciler().adapter, namespace, owner))
+        _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, owner))
     elif kind == "mergedmodel":
-        _safely(MERGED, partial(reconciler().merged, namespace, owner))
+        _safely(rec, MERGED, partial(rec.reconcile_merged, namespace, owner))

@@ -5,26 +5,30 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from langmerge.operator.api.common import GROUP, VERSION
-from langmerge.operator.conditions import now
+from langmerge.operator.clock import now, rfc3339
 
 Body = dict[str, Any]
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+def merge_patch(before: Body, after: Body) -> Body:
+    """The JSON merge patch (RFC 7386) turning before into after: removed keys become null,
+    nested objects are diffed recursively, lists and scalars are replaced."""
+    patch: Body = {key: None for key in before if key not in after}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            nested = merge_patch(old, value)
+            if nested:
+                patch[key] = nested
+        elif value != old:
+            patch[key] = value
+    return patch
 
 
 def _json(response: Any) -> Body:

@@ -12,9 +12,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus, RunRecord
-from langmerge.operator.api.common import ActiveJob, CustomResource, RunResult
+from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus
+from langmerge.operator.api.common import (
+    ActiveJob,
+    Condition,
+    ConditionStatus,
+    CustomResource,
+    RunRecord,
+    RunResult,
+)
 from langmerge.operator.api.merged import MergedModel, MergedModelStatus, UpdateRecord
+from langmerge.operator.api.reasons import ConditionType
 
 OBJECT = ["namespace", "kind", "name", "task", "language"]
 
@@ -127,14 +135,13 @@ class Metrics:
         start_http_server(port, registry=self.registry)
 
     @staticmethod
-    def _object(resource: CustomResource) -> tuple[str, ...]:
+    def _object(resource: LanguageAdapter | MergedModel) -> tuple[str, ...]:
         language = resource.spec.language if isinstance(resource, LanguageAdapter) else ""
-        task = resource.spec.task  # type: ignore[attr-defined]
         return (
             resource.metadata.namespace,
             resource.KIND.lower(),
             resource.metadata.name,
-            task,
+            resource.spec.task,
             language,
         )
 
@@ -146,18 +153,18 @@ class Metrics:
                 series.append((metric, labels))
 
     def record_run(
-        self, resource: CustomResource, role: str, run: RunRecord, queued_at: datetime | None = None
+        self,
+        resource: LanguageAdapter | MergedModel,
+        role: str,
+        run: RunRecord,
+        queued_at: datetime | None = None,
     ) -> None:
         labels = (*self._object(resource), role)
         if queued_at is not None and run.started_at is not None:
             self.queue_wait.labels(
                 resource.metadata.namespace, resource.KIND.lower(), role
             ).observe(max(0.0, (run.started_at - queued_at).total_seconds()))
-        result = (
-            (run.result or RunResult.FAILED).value
-            if hasattr(run.result, "value")
-            else str(run.result)
-        )
+        result = (run.result or RunResult.FAILED).value
         self.gpu_seconds.labels(*labels).inc(run.gpu_seconds or 0.0)
         self.cost.labels(*labels).inc(run.cost_usd or 0.0)
         self.runs.labels(*labels, result).inc()
@@ -184,14 +191,17 @@ class Metrics:
 
     def _observe(
         self,
-        resource: CustomResource,
+        resource: LanguageAdapter | MergedModel,
         role: str,
         active: ActiveJob | None,
-        conditions: Any,
+        conditions: list[Condition] | None,
         pending: bool,
     ) -> None:
         labels = self._object(resource)
-        ready = any(c.type == "Ready" and c.status == "True" for c in conditions or [])
+        ready = any(
+            c.type == ConditionType.READY and c.status == ConditionStatus.TRUE
+            for c in conditions or []
+        )
         self.ready.labels(*labels).set(1 if ready else 0)
         self.in_flight.labels(*labels, role).set(1 if active else 0)
         self.pending.labels(*labels, role).set(1 if active and pending else 0)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from langmerge.operator.kube import parse_time
-from langmerge.operator.summaries import RunSummary, parse_summary
+from langmerge.common.summary import RunSummary, parse_summary
+from langmerge.operator.clock import parse_time
 
 
 @dataclass(frozen=True)

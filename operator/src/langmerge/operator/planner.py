@@ -12,6 +12,7 @@ from enum import StrEnum
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.common import RunResult
 from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.api.reasons import Reason
 from langmerge.operator.fingerprint import adapter_fingerprint, job_name, merge_fingerprint
 
 
@@ -33,27 +34,23 @@ class TrainingPlan:
     message: str = ""
 
 
-# A Job the API server refused as invalid: the spec (or the operator's configuration) can
-# never make a valid Job as it is, so the run fails at once with the API's message.
-INVALID_JOB = "InvalidJob"
-
-
 def invalid_job_reason(api_message: str) -> str:
-    return f"{INVALID_JOB}: the API server refused the Job: {api_message[:3500]}"
+    """A Job the API server refused as invalid: the spec (or the operator's configuration)
+    can never make a valid Job as it is, so the run fails at once with the API's message."""
+    return f"{Reason.INVALID_JOB}: the API server refused the Job: {api_message[:3500]}"
 
 
 # A merge that worked but failed its evaluation gate: the merger's summary reason starts with
 # this (tests/test_summary_contract.py holds both ends to it).
-GATE_REFUSED = "GateRefused"
 GATE_REASON_PREFIX = "evaluation gate:"
 
 
-def _failure_reason(reason: str | None, default: str) -> str:
+def _failure_reason(reason: str | None, default: Reason) -> Reason:
     reason = reason or ""
-    if reason.startswith(f"{INVALID_JOB}:"):
-        return INVALID_JOB
+    if reason.startswith(f"{Reason.INVALID_JOB}:"):
+        return Reason.INVALID_JOB
     if reason.startswith(GATE_REASON_PREFIX):
-        return GATE_REFUSED
+        return Reason.GATE_REFUSED
     return default
 
 
@@ -63,18 +60,20 @@ def plan_training(adapter: LanguageAdapter, trainer_image: str) -> TrainingPlan:
     job = job_name(adapter.metadata.name, "train", fingerprint)
     if status and status.artifact and status.artifact.fingerprint == fingerprint:
         return TrainingPlan(
-            Action.NONE, fingerprint, job, "UpToDate", "the adapter matches its spec"
+            Action.NONE, fingerprint, job, Reason.UP_TO_DATE, "the adapter matches its spec"
         )
     last = status.last_run if status else None
     if last and last.fingerprint == fingerprint and last.result == RunResult.FAILED:
         why = last.reason or "see the Job"
         message = f"training failed: {why}; change the spec to retry"
-        reason = _failure_reason(last.reason, "TrainingFailed")
+        reason = _failure_reason(last.reason, Reason.TRAINING_FAILED)
         return TrainingPlan(Action.FAILED, fingerprint, job, reason, message)
     if spec.suspend:
-        return TrainingPlan(Action.SUSPENDED, fingerprint, job, "Suspended", "spec.suspend is true")
+        return TrainingPlan(
+            Action.SUSPENDED, fingerprint, job, Reason.SUSPENDED, "spec.suspend is true"
+        )
     return TrainingPlan(
-        Action.RUN, fingerprint, job, "Training", f"training for fingerprint {fingerprint}"
+        Action.RUN, fingerprint, job, Reason.TRAINING, f"training for fingerprint {fingerprint}"
     )
 
 
@@ -151,22 +150,24 @@ def plan_merge(
         if missing:
             return MergePlan(
                 Action.WAIT,
-                "AdaptersMissing",
+                Reason.ADAPTERS_MISSING,
                 f"LanguageAdapters not found: {', '.join(missing)}",
                 waiting_for=tuple(missing),
             )
     if not adapters:
-        return MergePlan(Action.WAIT, "NoAdapters", "no LanguageAdapter matches spec.adapters")
+        return MergePlan(
+            Action.WAIT, Reason.NO_ADAPTERS, "no LanguageAdapter matches spec.adapters"
+        )
     problem = _incompatibility(merged, adapters)
     if problem:
-        return MergePlan(Action.BLOCKED, "IncompatibleAdapters", problem)
+        return MergePlan(Action.BLOCKED, Reason.INCOMPATIBLE_ADAPTERS, problem)
     not_ready = [
         a.metadata.name for a in adapters if plan_training(a, trainer_image).action != Action.NONE
     ]
     if not_ready:
         return MergePlan(
             Action.WAIT,
-            "AdaptersNotReady",
+            Reason.ADAPTERS_NOT_READY,
             f"waiting for: {', '.join(not_ready)}",
             waiting_for=tuple(not_ready),
         )
@@ -197,17 +198,17 @@ def plan_merge(
 
     status = merged.status
     if status and status.artifact and status.artifact.fingerprint == fingerprint:
-        return ready(Action.NONE, "UpToDate", "the merged model matches its inputs")
+        return ready(Action.NONE, Reason.UP_TO_DATE, "the merged model matches its inputs")
     last = status.last_run if status else None
     if last and last.fingerprint == fingerprint and last.result == RunResult.FAILED:
         return ready(
             Action.FAILED,
-            _failure_reason(last.reason, "MergeFailed"),
+            _failure_reason(last.reason, Reason.MERGE_FAILED),
             f"merge failed: {last.reason or 'see the Job'}; change the spec to retry",
         )
     if merged.spec.suspend:
-        return ready(Action.SUSPENDED, "Suspended", "spec.suspend is true")
-    return ready(Action.RUN, "Merging", f"merging {len(inputs)} adapters")
+        return ready(Action.SUSPENDED, Reason.SUSPENDED, "spec.suspend is true")
+    return ready(Action.RUN, Reason.MERGING, f"merging {len(inputs)} adapters")
 
 
 def retrained_since(previous: dict[str, str] | None, current: dict[str, str]) -> list[str]:

@@ -5,22 +5,20 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, WithJsonSchema, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from langmerge.operator.api.common import (
+    AGE_COLUMN,
     BCP47,
-    PHASE_DESCRIPTION,
-    ActiveJob,
+    COST_COLUMN,
+    PHASE_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     BaseModelRef,
-    Conditions,
     CustomResource,
-    Phase,
+    ObjectStatus,
     Resources,
-    RunResult,
     Timestamp,
-    Totals,
-    summary_schema,
 )
 
 
@@ -202,42 +200,9 @@ class AdapterArtifact(ApiModel):
     trained_at: Timestamp | None = Field(default=None, description="When training finished.")
 
 
-class RunRecord(ApiModel):
-    job: str = Field(max_length=63, description="Job name.")
-    fingerprint: str = Field(max_length=64, description="Fingerprint the run was for.")
-    result: RunResult | None = Field(default=None, description="Succeeded or Failed.")
-    started_at: Timestamp | None = Field(default=None, description="Container start.")
-    finished_at: Timestamp | None = Field(default=None, description="Container finish.")
-    gpu_seconds: StrictFloat | None = Field(
-        default=None, ge=0, description="(finish - start) x GPUs."
-    )
-    cost_usd: StrictFloat | None = Field(default=None, ge=0, description="Cost of the run in USD.")
-    reason: str | None = Field(default=None, max_length=4096, description="Why the run failed.")
-    summary: Annotated[dict[str, Any] | None, WithJsonSchema(summary_schema())] = Field(
-        default=None, description="The trainer's summary JSON."
-    )
-
-
-class LanguageAdapterStatus(ApiModel):
-    observed_generation: StrictInt | None = Field(
-        default=None, description="Last metadata.generation acted on."
-    )
-    conditions: Conditions | None = Field(default=None, description="Ready, Training, Failed.")
-    phase: Phase | None = Field(default=None, description=PHASE_DESCRIPTION)
-    fingerprint: str | None = Field(
-        default=None, max_length=64, description="Fingerprint of the current spec."
-    )
+class LanguageAdapterStatus(ObjectStatus):
     artifact: AdapterArtifact | None = Field(
         default=None, description="The current, last good adapter."
-    )
-    active_job: ActiveJob | None = Field(default=None, description="The training Job running now.")
-    last_run: RunRecord | None = Field(default=None, description="The last finished run.")
-    totals: Totals | None = Field(default=None, description="Totals over all runs.")
-    recorded_jobs: list[Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None,
-        max_length=20,
-        description="Recent Jobs whose results are already counted (newest last): "
-        "none counts twice.",
     )
 
 
@@ -252,19 +217,10 @@ class LanguageAdapter(CustomResource):
     PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
         {"name": "Language", "type": "string", "jsonPath": ".spec.language"},
         {"name": "Task", "type": "string", "jsonPath": ".spec.task"},
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {
-            "name": "Reason",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-        },
-        {
-            "name": "Cost",
-            "type": "number",
-            "jsonPath": ".status.totals.costUsd",
-            "description": "USD",
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        PHASE_COLUMN,
+        REASON_COLUMN,
+        COST_COLUMN,
+        AGE_COLUMN,
     ]
 
     kind: Literal["LanguageAdapter"] = "LanguageAdapter"

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from langmerge.operator.api.reasons import ConditionType
+
 GROUP = "langmerge.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -54,7 +56,6 @@ class ApiModel(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
-        use_enum_values=True,
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -326,6 +327,68 @@ def summary_schema() -> dict[str, Any]:
     """Run summaries are the trainer's and merger's contract (see summaries.py); status keeps
     them as reported, so their keys are free-form there."""
     return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+class RunRecord(ApiModel):
+    """One finished run (a training or a merge), as counted."""
+
+    job: str = Field(max_length=63, description="Job name.")
+    fingerprint: str = Field(max_length=64, description="Fingerprint the run was for.")
+    result: RunResult | None = Field(default=None, description="Succeeded or Failed.")
+    started_at: Timestamp | None = Field(default=None, description="Container start.")
+    finished_at: Timestamp | None = Field(default=None, description="Container finish.")
+    gpu_seconds: StrictFloat | None = Field(
+        default=None, ge=0, description="(finish - start) x GPUs."
+    )
+    cost_usd: StrictFloat | None = Field(default=None, ge=0, description="Cost of the run in USD.")
+    reason: str | None = Field(default=None, max_length=4096, description="Why the run failed.")
+    summary: Annotated[dict[str, Any] | None, WithJsonSchema(summary_schema())] = Field(
+        default=None, description="The trainer's or merger's summary JSON."
+    )
+
+
+class ObjectStatus(ApiModel):
+    """What both kinds report: where the object stands (conditions, phase), what its next run
+    is for (fingerprint), the Job running now, the last finished run and the running totals."""
+
+    observed_generation: StrictInt | None = Field(
+        default=None, description="Last metadata.generation acted on."
+    )
+    conditions: Conditions | None = Field(
+        default=None,
+        description="Ready, Failed and BudgetExceeded, and the kind's own: Training "
+        "(LanguageAdapter), Merging and AdaptersReady (MergedModel).",
+    )
+    phase: Phase | None = Field(default=None, description=PHASE_DESCRIPTION)
+    fingerprint: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Fingerprint of the current spec (and, for a MergedModel, its inputs).",
+    )
+    active_job: ActiveJob | None = Field(default=None, description="The Job running now.")
+    last_run: RunRecord | None = Field(default=None, description="The last finished run.")
+    totals: Totals | None = Field(default=None, description="Totals over all runs.")
+    recorded_jobs: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=20,
+        description="Recent Jobs whose results are already counted (newest last): "
+        "none counts twice.",
+    )
+
+
+PHASE_COLUMN = {"name": "Phase", "type": "string", "jsonPath": ".status.phase"}
+REASON_COLUMN = {
+    "name": "Reason",
+    "type": "string",
+    "jsonPath": f'.status.conditions[?(@.type=="{ConditionType.READY}")].reason',
+}
+COST_COLUMN = {
+    "name": "Cost",
+    "type": "number",
+    "jsonPath": ".status.totals.costUsd",
+    "description": "USD",
+}
+AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 
 class ObjectMeta(BaseModel):

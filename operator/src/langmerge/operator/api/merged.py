@@ -8,20 +8,19 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
-from langmerge.operator.api.adapter import RunRecord
 from langmerge.operator.api.common import (
+    AGE_COLUMN,
     BCP47,
+    COST_COLUMN,
     DNS_LABEL,
-    PHASE_DESCRIPTION,
-    ActiveJob,
+    PHASE_COLUMN,
+    REASON_COLUMN,
     ApiModel,
     BaseModelRef,
-    Conditions,
     CustomResource,
-    Phase,
+    ObjectStatus,
     Resources,
     Timestamp,
-    Totals,
 )
 
 
@@ -309,22 +308,10 @@ class BudgetStatus(ApiModel):
     limit_usd: StrictFloat = Field(ge=0, description="Allowed this month.")
 
 
-class MergedModelStatus(ApiModel):
-    observed_generation: StrictInt | None = Field(
-        default=None, description="Last metadata.generation acted on."
-    )
-    conditions: Conditions | None = Field(
-        default=None, description="Ready, Merging, AdaptersReady."
-    )
-    phase: Phase | None = Field(default=None, description=PHASE_DESCRIPTION)
-    fingerprint: str | None = Field(
-        default=None, max_length=64, description="Fingerprint of settings and current inputs."
-    )
+class MergedModelStatus(ObjectStatus):
     artifact: MergedArtifact | None = Field(
         default=None, description="The last good merged model, served until a new merge succeeds."
     )
-    active_job: ActiveJob | None = Field(default=None, description="The merge Job running now.")
-    last_run: RunRecord | None = Field(default=None, description="The last finished merge.")
     last_update: UpdateRecord | None = Field(default=None, description="The last update.")
     update_history: list[UpdateRecord] | None = Field(
         default=None, max_length=20, description="Recent updates, newest last."
@@ -333,13 +320,6 @@ class MergedModelStatus(ApiModel):
         default=None, description="Evaluation of the last merge."
     )
     budget: BudgetStatus | None = Field(default=None, description="Budget use this month.")
-    totals: Totals | None = Field(default=None, description="Totals over all merges.")
-    recorded_jobs: list[Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None,
-        max_length=20,
-        description="Recent Jobs whose results are already counted (newest last): "
-        "none counts twice.",
-    )
 
 
 class MergedModel(CustomResource):
@@ -353,25 +333,16 @@ class MergedModel(CustomResource):
     PRINTER_COLUMNS: ClassVar[list[dict[str, Any]]] = [
         {"name": "Task", "type": "string", "jsonPath": ".spec.task"},
         {"name": "Method", "type": "string", "jsonPath": ".spec.method"},
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {
-            "name": "Reason",
-            "type": "string",
-            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
-        },
+        PHASE_COLUMN,
+        REASON_COLUMN,
         {
             "name": "Savings",
             "type": "number",
             "jsonPath": ".status.lastUpdate.savingsRatio",
             "priority": 1,
         },
-        {
-            "name": "Cost",
-            "type": "number",
-            "jsonPath": ".status.totals.costUsd",
-            "description": "USD",
-        },
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        COST_COLUMN,
+        AGE_COLUMN,
     ]
 
     kind: Literal["MergedModel"] = "MergedModel"

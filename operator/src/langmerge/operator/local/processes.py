@@ -164,7 +164,7 @@ def launcher(warm: bool | None = None) -> Launcher:
     try:
         import importlib.util
 
-        if importlib.util.find_spec("langmerge.common.warm") is None:
+        if not all(importlib.util.find_spec(m) for m in ("langmerge.trainer", "langmerge.merger")):
             return ColdLauncher()
     except ModuleNotFoundError:
         return ColdLauncher()

@@ -7,13 +7,11 @@ the initial setup and for the update of one language."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.merged import MergedModel
-
-if TYPE_CHECKING:
-    from langmerge.operator.local.runner import Phase, RunFigures, State
+from langmerge.operator.local.state import Phase, RunFigures, State, ready_reason
 
 PRIMARY_METRICS = ("f1", "accuracy", "rougeL", "loss")
 
@@ -43,9 +41,9 @@ def _row(
 
 
 def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str, Any] | None:
-    report = state.evaluation.get(task) or {}
-    scores: dict[str, dict[str, dict[str, float]]] = report.get("models") or {}
-    if not scores:
+    report = state.evaluation.get(task)
+    scores = report.models if report else {}
+    if report is None or not scores:
         return None
     languages = sorted({language for per in scores.values() for language in per})
     sample = next(iter(next(iter(scores.values())).values()))
@@ -53,8 +51,8 @@ def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str,
     rows = []
     if "BASE" in scores:
         rows.append(_row("BASE (no adapter)", "base", scores["BASE"], metric))
-    if report.get("chance"):
-        rows.append(_row("chance (uniform guess)", "chance", report["chance"], metric))
+    if report.chance:
+        rows.append(_row("chance (uniform guess)", "chance", report.chance, metric))
     individual = {
         name.split(" ", 1)[1]: per for name, per in scores.items() if name.startswith("INDV ")
     }
@@ -63,16 +61,16 @@ def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str,
         rows.append(_row("INDV (own language)", "individual", own, metric))
     if "COMB" in scores:
         rows.append(_row("COMB", "combined", scores["COMB"], metric))
-    gated = set(report.get("gatedOut") or [])
+    gated = set(report.gated_out)
     for model in merged:
         name = model.metadata.name
         if model.spec.task == task and name in scores:
             row = _row(name, "merged", scores[name], metric)
             row["method"] = str(model.spec.method)
             row["gatedOut"] = name in gated
-            gate = (state.merged.get(name, {}).get("evaluation") or {}).get("gate")
-            if gate:
-                row["gate"] = gate
+            status = state.merged.get(name)
+            if status and status.evaluation and status.evaluation.gate:
+                row["gate"] = status.evaluation.gate.to_wire()
             rows.append(row)
     transfer = {
         adapter: {language: per[language][metric] for language in languages if language in per}
@@ -159,13 +157,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
         "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
     ]
     return "\n".join([line, rule, *body])
-
-
-def _ready(status: dict[str, Any]) -> str:
-    for condition in status.get("conditions", []):
-        if condition["type"] == "Ready":
-            return "Ready" if condition["status"] == "True" else condition["reason"]
-    return "-"
 
 
 def _score(cell: dict[str, float], metric: str) -> str:
@@ -277,43 +268,46 @@ def render_report(state: State, adapters: list[LanguageAdapter], merged: list[Me
     parts = ["## Adapters"]
     rows = []
     for adapter in sorted(adapters, key=lambda a: a.metadata.name):
-        status = state.adapters.get(adapter.metadata.name, {})
-        run = status.get("lastRun") or {}
-        summary = run.get("summary") or {}
+        status = state.adapters.get(adapter.metadata.name)
+        run = status.last_run if status else None
+        summary = (run.summary if run else None) or {}
         wall, loop = summary.get("wallSeconds"), summary.get("trainSeconds")
+        cost = status.totals.cost_usd if status and status.totals else 0.0
         rows.append(
             [
                 adapter.metadata.name,
                 adapter.spec.language,
-                _ready(status),
+                ready_reason(status.conditions if status else None),
                 f"{loop:.1f} s" if loop else "-",
                 f"{wall:.1f} s" if wall else "-",
-                f"${(status.get('totals') or {}).get('costUsd', 0):.6f}",
+                f"${cost:.6f}",
             ]
         )
     parts.append(
         _table(["Adapter", "Lang", "Status", "Training loop", "Last run", "Total cost"], rows)
     )
     for model in merged:
-        status = state.merged.get(model.metadata.name, {})
-        parts.append(f"\n## {model.metadata.name} ({model.spec.method}): {_ready(status)}")
-        update = status.get("lastUpdate")
+        merged_status = state.merged.get(model.metadata.name)
+        ready = ready_reason(merged_status.conditions if merged_status else None)
+        parts.append(f"\n## {model.metadata.name} ({model.spec.method}): {ready}")
+        update = merged_status.last_update if merged_status else None
         if update:
-            estimate = update.get("fullRetrainEstimateUsd")
-            savings = update.get("savingsRatio")
+            estimate = update.full_retrain_estimate_usd
+            savings = update.savings_ratio
             parts.append(
-                f"last update: {update['trigger']}; cost ${update['costUsd']:.6f}"
+                f"last update: {update.trigger}; cost ${update.cost_usd:.6f}"
                 + (
                     f" vs ${estimate:.6f} retraining every language; savings {savings:.1%}"
                     if estimate and savings is not None
                     else ""
                 )
             )
-        gate = (status.get("evaluation") or {}).get("gate")
+        evaluation = merged_status.evaluation if merged_status else None
+        gate = evaluation.gate if evaluation else None
         if gate:
             parts.append(
                 "evaluation gate: "
-                + ("passed" if gate["passed"] else "BLOCKED: " + (gate.get("reason") or ""))
+                + ("passed" if gate.passed else "BLOCKED: " + (gate.reason or ""))
             )
     for task, section in data["tasks"].items():
         if section["evaluation"]:

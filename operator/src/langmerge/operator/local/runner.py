@@ -1,9 +1,9 @@
 """The embedded default: `langmerge up -f DIR` runs the whole loop on this machine.
 
-The same manifests (validated by the same models), the same planner, the same command lines
-(run as subprocesses instead of Jobs) and the same accounting as the cluster. State lives in
-a folder (default .langmerge/): statuses in the CRDs' own shape, artifacts, logs, and the
-measured phases that the report's research table is built from.
+The local executor: the same manifests (validated by the same models), the same planner, the
+same command lines (run as subprocesses instead of Jobs) and the same ledger as the cluster.
+State lives in a folder (default .langmerge/): statuses in the CRDs' own shape, artifacts, logs,
+and the measured phases that the report's research table is built from.
 """
 
 from __future__ import annotations
@@ -15,178 +15,65 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Generic, NamedTuple, TypeVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
-
-from langmerge.operator.accounting import (
-    HISTORY,
-    evaluation_result,
-    record_finished,
-    update_record,
+from langmerge.common.reproducible import THREADS_VARIABLE
+from langmerge.common.summary import (
+    EvaluationSummary,
+    MergeSummary,
+    RunSummary,
+    TrainingSummary,
+    parse_summary,
 )
-from langmerge.operator.api.adapter import (
-    AdapterArtifact,
-    LanguageAdapter,
-    LanguageAdapterStatus,
-    RunRecord,
-)
-from langmerge.operator.api.common import ActiveJob, RunResult
-from langmerge.operator.api.common import Phase as ObjectPhase
-from langmerge.operator.api.merged import (
-    GateBaseline,
-    MergedArtifact,
-    MergedModel,
-    MergedModelStatus,
-)
-from langmerge.operator.conditions import adapter_conditions, merged_conditions, now, phase_of
+from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus
+from langmerge.operator.api.common import ActiveJob, RunRecord
+from langmerge.operator.api.merged import GateBaseline, MergedModel, MergedModelStatus
+from langmerge.operator.clock import now
 from langmerge.operator.cost import DEFAULT_PRICES, cost_usd
 from langmerge.operator.jobs import merge_args, training_args
+from langmerge.operator.ledger import (
+    apply_merge_run,
+    apply_training_run,
+    run_record,
+    settle_adapter,
+    settle_merged,
+)
+from langmerge.operator.local.manifests import load_manifests
 from langmerge.operator.local.processes import Launcher, launcher
+from langmerge.operator.local.state import (
+    Candidate,
+    CombinedBaseline,
+    Phase,
+    RunFigures,
+    State,
+    TaskEvaluation,
+    failed,
+)
 from langmerge.operator.metrics import Metrics
-from langmerge.operator.planner import Action, MergePlan, plan_merge, plan_training
-from langmerge.operator.summaries import MergeSummary, RunSummary, TrainingSummary, parse_summary
+from langmerge.operator.planner import Action, plan_merge, plan_training
 
 # Locally the "images" are this installation's commands; they enter fingerprints as such.
 LOCAL_TRAINER = "local:langmerge-train"
 LOCAL_MERGER = "local:langmerge-merge"
-NAMESPACE = "local"
-KINDS: dict[str, type[LanguageAdapter] | type[MergedModel]] = {
-    "LanguageAdapter": LanguageAdapter,
-    "MergedModel": MergedModel,
-}
-
-# The trainer's and merger's thread variable (langmerge.common.reproducible; the operator
-# package does not depend on langmerge.common).
-THREADS_VARIABLE = "LANGMERGE_TORCH_THREADS"
 
 
-class ManifestError(ValueError):
-    """A manifest that cannot be used; the message names the object, the field and the fix."""
+S = TypeVar("S", bound=RunSummary)
 
 
-def _describe(kind: str, name: str, source: Path, error: ValidationError) -> str:
-    problems = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
-        got = f", got {item['input']!r}" if not isinstance(item.get("input"), dict | list) else ""
-        problems.append(f"{where}: {item['msg']}{got}")
-    return (
-        f"{kind} {name} ({source.name}): "
-        + "; ".join(problems)
-        + "; fix the manifest and run again"
-    )
+class Execution(NamedTuple, Generic[S]):
+    """A finished run of a command line: whether it worked, its wall time and summary."""
 
-
-def load_manifests(directory: Path) -> tuple[list[LanguageAdapter], list[MergedModel]]:
-    """Every LanguageAdapter and MergedModel in the folder's YAML files (multi-document)."""
-    adapters: list[LanguageAdapter] = []
-    merged: list[MergedModel] = []
-    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
-    if not files:
-        raise ManifestError(f"{directory}: no .yaml manifests found")
-    for source in files:
-        try:
-            documents = [d for d in yaml.safe_load_all(source.read_text(encoding="utf-8")) if d]
-        except yaml.YAMLError as error:
-            raise ManifestError(f"{source}: not valid YAML ({error})") from error
-        for raw in documents:
-            kind = raw.get("kind")
-            if kind not in KINDS:
-                continue  # other objects (a Namespace, say) are the cluster's business
-            name = (raw.get("metadata") or {}).get("name", "<no name>")
-            document = {
-                **raw,
-                "metadata": {**raw.get("metadata", {}), "namespace": NAMESPACE},
-            }
-            try:
-                parsed = KINDS[kind].model_validate(document)
-            except ValidationError as error:
-                raise ManifestError(_describe(kind, name, source, error)) from error
-            (adapters if isinstance(parsed, LanguageAdapter) else merged).append(parsed)  # type: ignore[arg-type]
-    for group in (adapters, merged):
-        names = [r.metadata.name for r in group]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ManifestError(
-                f"{group[0].KIND} {duplicates[0]} is defined twice; names must be unique"
-            )
-    return adapters, merged
-
-
-class RunFigures(BaseModel):
-    """One run of a phase, measured: the whole process (as launched) and the part that grows
-    with the model (the training loop, or the merge without its evaluation)."""
-
-    name: str
-    task: str
-    seconds: float
-    core_seconds: float
-    cost_usd: float
-    loop_seconds: float
-
-
-class Phase(BaseModel):
-    """What one `langmerge up` ran, measured."""
-
-    started_at: str
-    launcher: str = "cold"  # warm: runs forked from one process that imported the libraries
-    launcher_startup_seconds: float = 0.0  # paid once per `langmerge up`, not per run
-    trained: list[RunFigures] = []
-    merges: list[RunFigures] = []
-    combined: list[RunFigures] = []  # the COMB baseline, one per task
-
-    def ran(self) -> bool:
-        return bool(self.trained or self.merges or self.combined)
-
-    def ran_for(self, task: str) -> bool:
-        return any(r.task == task for r in (*self.trained, *self.merges, *self.combined))
-
-
-STATE_VERSION = 2
-
-
-class State(BaseModel):
-    version: int = STATE_VERSION
-    adapters: dict[str, dict[str, Any]] = {}
-    merged: dict[str, dict[str, Any]] = {}
-    combined: dict[str, dict[str, Any]] = {}  # task -> {fingerprint, uri}
-    # task -> {"models": model -> language -> metrics, "chance": language -> metrics,
-    #          "gatedOut": [merged model names whose candidate failed its gate]}
-    evaluation: dict[str, dict[str, Any]] = {}
-    # merged model -> its most recent merge output, promoted or refused by its gate
-    # ({"uri", "gatedOut"}): what the report shows for it
-    candidates: dict[str, dict[str, Any]] = {}
-    phases: list[Phase] = []
-
-    @classmethod
-    def load(cls, path: Path) -> State:
-        if not path.exists():
-            return cls()
-        raw = json.loads(path.read_text())
-        if raw.get("version") != STATE_VERSION:
-            raise ManifestError(
-                f"{path} was written by another langmerge version (state version "
-                f"{raw.get('version', 1)}, this one reads {STATE_VERSION}); remove "
-                f"{path.parent} (or pass another --state-dir) and run again"
-            )
-        return cls.model_validate(raw)
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp")
-        partial.write_text(self.model_dump_json(indent=2))
-        os.replace(partial, path)  # a kill never leaves a half-written state
-
-
-@dataclass
-class Execution:
     ok: bool
     seconds: float
-    summary: RunSummary | None
+    summary: S | None
     reason: str
     log: Path
+
+
+class FinishedMerge(NamedTuple):
+    execution: Execution[MergeSummary]
+    run: RunRecord
+    inputs: dict[str, str]  # adapter name -> the fingerprint it merged
 
 
 @dataclass
@@ -196,7 +83,7 @@ class LocalRunner:
     launcher: Launcher
     compare_combined: bool = False
     metrics: Metrics | None = None
-    out: Any = field(default=sys.stdout)
+    out: IO[str] = field(default=sys.stdout)
     # Intra-op threads of every run (LANGMERGE_TORCH_THREADS where set, else every core). On a
     # machine busy with other work, 1 avoids threads that spin waiting for a descheduled peer.
     cores: int = field(
@@ -207,7 +94,7 @@ class LocalRunner:
         self.state_path = self.state_dir / "state.json"
         self.state = State.load(self.state_path)
         self.price = DEFAULT_PRICES.price(None, 0)
-        self.interactive = bool(getattr(self.out, "isatty", lambda: False)())
+        self.interactive = self.out.isatty()
         self.combined_cost: dict[str, float] = {}  # task -> measured COMB cost on today's data
         # The same thread count for every run, warm or cold: the same bits, run after run.
         self.run_env = {THREADS_VARIABLE: str(self.cores)}
@@ -235,7 +122,7 @@ class LocalRunner:
                 flush=True,
             )
 
-    def _execute(self, label: str, command_line: list[str], model: type[RunSummary]) -> Execution:
+    def _execute(self, label: str, command_line: list[str], model: type[S]) -> Execution[S]:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{label}.log"
@@ -265,8 +152,11 @@ class LocalRunner:
             )
         return Execution(ok, seconds, summary, reason, log)
 
+    def _core_seconds(self, seconds: float) -> float:
+        return seconds * self.cores  # CPU runs are priced per core-hour
+
     def _figures(self, name: str, task: str, seconds: float, loop_seconds: float) -> RunFigures:
-        core_seconds = seconds * self.cores  # CPU runs are priced per core-hour
+        core_seconds = self._core_seconds(seconds)
         return RunFigures(
             name=name,
             task=task,
@@ -276,33 +166,36 @@ class LocalRunner:
             loop_seconds=round(loop_seconds, 3),
         )
 
-    def _record(self, job: str, fingerprint: str, execution: Execution) -> RunRecord:
-        core_seconds = execution.seconds * self.cores  # CPU runs are priced per core-hour
+    def _record(self, job: str, fingerprint: str, execution: Execution[S]) -> RunRecord:
         finished = now()
-        return RunRecord(
-            job=job,
-            fingerprint=fingerprint,
-            result=RunResult.SUCCEEDED if execution.ok else RunResult.FAILED,
+        summary = execution.summary
+        succeeded = execution.ok and summary is not None and summary.output is not None
+        reason = execution.reason
+        if execution.ok and not succeeded:
+            reason = f"the run reported no output; see {execution.log}"
+        return run_record(
+            job,
+            fingerprint,
+            succeeded=succeeded,
             started_at=finished.fromtimestamp(
                 finished.timestamp() - execution.seconds, finished.tzinfo
             ),
             finished_at=finished,
-            gpu_seconds=round(core_seconds, 3),
-            cost_usd=round(cost_usd(core_seconds, self.price), 6),
-            reason=execution.reason or None,
-            summary=execution.summary.model_dump(exclude_none=True) if execution.summary else None,
+            billed_seconds=self._core_seconds(execution.seconds),
+            price=self.price,
+            price_override_usd=None,
+            reason=reason,
+            summary=summary,
         )
 
     # --- adapters -----------------------------------------------------------------------------
     def with_status(self, adapter: LanguageAdapter) -> LanguageAdapter:
-        status = self.state.adapters.get(adapter.metadata.name)
-        return adapter.model_copy(
-            update={"status": LanguageAdapterStatus.model_validate(status) if status else None}
-        )
+        """The adapter with its status as recorded in the state folder."""
+        return adapter.model_copy(update={"status": self.state.adapters.get(adapter.metadata.name)})
 
     def train(self, adapter: LanguageAdapter, phase: Phase) -> None:
         plan = plan_training(adapter, LOCAL_TRAINER)
-        status = adapter.status or LanguageAdapterStatus()
+        status = (adapter.status or LanguageAdapterStatus()).model_copy(deep=True)
         if plan.action == Action.RUN:
             spec = adapter.spec.model_copy(deep=True)
             spec.dataset.uri = self._path(spec.dataset.uri)
@@ -325,15 +218,9 @@ class LocalRunner:
                 TrainingSummary,
             )
             run = self._record(plan.job, plan.fingerprint, execution)
-            record_finished(status, plan.job, run)
-            if execution.ok and execution.summary and execution.summary.output:
-                status.artifact = AdapterArtifact(
-                    uri=execution.summary.output.uri,
-                    sha256=execution.summary.output.sha256,
-                    fingerprint=plan.fingerprint,
-                    trained_at=run.finished_at,
-                )
-                loop = float(getattr(execution.summary, "trainSeconds", 0.0) or 0.0)
+            apply_training_run(status, run, plan.fingerprint)
+            if execution.ok and execution.summary:
+                loop = execution.summary.trainSeconds or 0.0
                 phase.trained.append(
                     self._figures(adapter.metadata.name, adapter.spec.task, execution.seconds, loop)
                 )
@@ -345,18 +232,9 @@ class LocalRunner:
                 self.say(f"  FAILED {adapter.metadata.name}: {execution.reason}")
             if self.metrics:
                 self.metrics.record_run(adapter, "train", run)
-        adapter = adapter.model_copy(update={"status": status})
-        plan = plan_training(adapter, LOCAL_TRAINER)
-        status.conditions = adapter_conditions(
-            status.conditions,
-            plan,
-            status.artifact.uri if status.artifact else None,
-            adapter.metadata.generation,
-        )
-        status.phase = phase_of(plan, ObjectPhase.TRAINING, pending=False, blocked=None)
-        status.fingerprint = plan.fingerprint
-        status.observed_generation = adapter.metadata.generation
-        self.state.adapters[adapter.metadata.name] = status.to_wire()
+        plan = plan_training(adapter.model_copy(update={"status": status}), LOCAL_TRAINER)
+        settle_adapter(status, plan, adapter.metadata.generation)
+        self.state.adapters[adapter.metadata.name] = status
         self.state.save(self.state_path)
 
     # --- the combined baseline (COMB) ------------------------------------------------------------
@@ -368,7 +246,8 @@ class LocalRunner:
             return
         fingerprints = [plan_training(a, LOCAL_TRAINER).fingerprint for a in members]
         fingerprint = hashlib.sha256(json.dumps(fingerprints).encode()).hexdigest()[:20]
-        if self.state.combined.get(task, {}).get("fingerprint") == fingerprint:
+        existing = self.state.combined.get(task)
+        if existing is not None and existing.fingerprint == fingerprint:
             return
         first = members[0].spec.model_copy(deep=True)
         first.dataset.uri = self._path(first.dataset.uri)
@@ -394,14 +273,13 @@ class LocalRunner:
         if not execution.ok or not execution.summary or not execution.summary.output:
             self.say(f"  FAILED combined baseline: {execution.reason}")
             return
-        loop = float(getattr(execution.summary, "trainSeconds", 0.0) or 0.0)
+        loop = execution.summary.trainSeconds or 0.0
         figures = self._figures(f"COMB {task}", task, execution.seconds, loop)
         phase.combined.append(figures)
         self.combined_cost[task] = figures.cost_usd
-        self.state.combined[task] = {
-            "fingerprint": fingerprint,
-            "uri": execution.summary.output.uri,
-        }
+        self.state.combined[task] = CombinedBaseline(
+            fingerprint=fingerprint, uri=execution.summary.output.uri
+        )
         self.state.save(self.state_path)
         self.say(
             f"  trained the combined baseline in {execution.seconds:.1f}s "
@@ -409,17 +287,19 @@ class LocalRunner:
         )
 
     # --- merges -------------------------------------------------------------------------------
+    def with_merge_status(self, merged: MergedModel) -> MergedModel:
+        """The merged model with its status as recorded in the state folder."""
+        return merged.model_copy(update={"status": self.state.merged.get(merged.metadata.name)})
+
     def merge(
         self, merged: MergedModel, adapters: list[LanguageAdapter], phase: Phase
-    ) -> tuple[MergePlan, tuple[Execution, RunRecord] | None]:
-        """Runs the merge when needed; returns the plan and the finished run (or None)."""
-        stored = self.state.merged.get(merged.metadata.name)
-        merged = merged.model_copy(
-            update={"status": MergedModelStatus.model_validate(stored) if stored else None}
-        )
+    ) -> FinishedMerge | None:
+        """Runs the merge when the plan asks for one; its outcome is promoted (or not) later,
+        after the evaluation, by promote()."""
+        merged = self.with_merge_status(merged)
         plan = plan_merge(merged, adapters, LOCAL_TRAINER, LOCAL_MERGER)
         if plan.action != Action.RUN:
-            return plan, None
+            return None
         output = self._artifact(merged.metadata.name, plan.fingerprint)
         self.say(
             f"  merge {merged.metadata.name} ({merged.spec.method}, "
@@ -433,13 +313,15 @@ class LocalRunner:
         if spec.base_model.uri:
             spec.base_model.uri = self._path(spec.base_model.uri)
         current = merged.status.artifact.uri if merged.status and merged.status.artifact else None
-        combined = self.state.combined.get(merged.spec.task, {}).get("uri")
+        combined = self.state.combined.get(merged.spec.task)
         rejected = self._artifact(merged.metadata.name, plan.fingerprint, "rejected")
         execution = self._execute(
             plan.job,
             [
                 "langmerge-merge",
-                *merge_args(spec, plan, output, None, "cpu", current, combined),
+                *merge_args(
+                    spec, plan, output, None, "cpu", current, combined.uri if combined else None
+                ),
                 "--rejected-output",
                 rejected,
             ],
@@ -448,8 +330,9 @@ class LocalRunner:
         run = self._record(plan.job, plan.fingerprint, execution)
         # The research table compares training with training: the gate's evaluation inside
         # the merge process is left out of it (the run's own cost keeps it).
-        evaluating = float(getattr(execution.summary, "evaluationSeconds", 0.0) or 0.0)
-        wall = float(execution.summary.wallSeconds or 0.0) if execution.summary else 0.0
+        summary = execution.summary
+        evaluating = (summary.evaluationSeconds or 0.0) if summary else 0.0
+        wall = (summary.wallSeconds or 0.0) if summary else 0.0
         phase.merges.append(
             self._figures(
                 merged.metadata.name,
@@ -458,63 +341,54 @@ class LocalRunner:
                 max(wall - evaluating, 0.0),
             )
         )
-        return plan, (execution, run)
+        return FinishedMerge(execution, run, {i.name: i.fingerprint for i in plan.inputs})
 
     def promote(
         self,
         merged: MergedModel,
         adapters: list[LanguageAdapter],
-        plan: MergePlan,
-        result: tuple[Execution, RunRecord] | None,
+        finished: FinishedMerge | None,
     ) -> None:
-        stored = self.state.merged.get(merged.metadata.name)
-        status = MergedModelStatus.model_validate(stored) if stored else MergedModelStatus()
-        if result is not None:
-            execution, run = result
-            status.evaluation = evaluation_result(run.summary) or status.evaluation
-            record_finished(status, plan.job, run)
-            summary = execution.summary
-            if run.result == RunResult.SUCCEEDED and summary and summary.output:
-                inputs = {i.name: i.fingerprint for i in plan.inputs}
-                previous = status.artifact.adapter_fingerprints if status.artifact else None
-                update = update_record(
-                    previous, inputs, adapters, run, self.combined_cost.get(merged.spec.task)
-                )
-                status.artifact = MergedArtifact(
-                    uri=summary.output.uri,
-                    sha256=summary.output.sha256,
-                    fingerprint=plan.fingerprint,
-                    adapter_fingerprints=inputs,
-                    merged_at=run.finished_at,
-                )
-                status.last_update = update
-                status.update_history = [*(status.update_history or []), update][-HISTORY:]
-                if self.metrics:
-                    self.metrics.record_update(merged, update)
-            else:
+        """Applies the merge that ran (if any) to the model's status: its artifact is served
+        when it succeeded and passed its gate."""
+        status = self.state.merged.get(merged.metadata.name) or MergedModelStatus()
+        if finished is not None:
+            run = finished.run
+            applied = apply_merge_run(
+                status, run, finished.inputs, adapters, self.combined_cost.get(merged.spec.task)
+            )
+            if applied.update is None:
                 self.say(f"  NOT PROMOTED {merged.metadata.name}: {run.reason}")
+            elif self.metrics:
+                self.metrics.record_update(merged, applied.update)
             if self.metrics:
                 self.metrics.record_run(merged, "merge", run)
-        final = plan_merge(
+        plan = plan_merge(
             merged.model_copy(update={"status": status}), adapters, LOCAL_TRAINER, LOCAL_MERGER
         )
-        status.conditions = merged_conditions(
-            status.conditions,
-            final,
-            status.artifact.uri if status.artifact else None,
-            merged.metadata.generation,
-        )
-        status.phase = phase_of(final, ObjectPhase.MERGING, pending=False, blocked=None)
-        if final.fingerprint:
-            status.fingerprint = final.fingerprint
-        status.observed_generation = merged.metadata.generation
-        self.state.merged[merged.metadata.name] = status.to_wire()
+        settle_merged(status, plan, merged.metadata.generation)
+        self.state.merged[merged.metadata.name] = status
         self.state.save(self.state_path)
+
+    def latest_candidate(
+        self, merged: MergedModel, finished: FinishedMerge | None
+    ) -> Candidate | None:
+        """Records the merge output this run produced (promoted, or kept apart by its gate)
+        and returns the model's latest one."""
+        name = merged.metadata.name
+        if finished is not None:
+            execution = finished.execution
+            summary = execution.summary
+            if execution.ok and summary and summary.output:
+                self.state.candidates[name] = Candidate(uri=summary.output.uri, gated_out=False)
+            elif summary and summary.rejectedOutput:
+                self.state.candidates[name] = Candidate(uri=summary.rejectedOutput, gated_out=True)
+        return self.state.candidates.get(name)
 
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(
         self, task: str, adapters: list[LanguageAdapter], candidates: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> TaskEvaluation | None:
         """BASE, each INDV adapter, COMB and the merged candidates on every language's
         held-out split (so INDV rows are also the transfer matrix)."""
         members = sorted(
@@ -522,14 +396,14 @@ class LocalRunner:
             key=lambda a: a.spec.language,
         )
         if not members:
-            return {}
+            return None
         models = {"BASE": ""}
         for adapter in members:
             artifact = adapter.status.artifact if adapter.status else None
             if artifact:
                 models[f"INDV {adapter.spec.language}"] = artifact.uri
         if task in self.state.combined:
-            models["COMB"] = self.state.combined[task]["uri"]
+            models["COMB"] = self.state.combined[task].uri
         models.update(candidates)
         base = members[0].spec.base_model
         output = self.state_dir / f"evaluation-{task}.json"
@@ -549,29 +423,11 @@ class LocalRunner:
                 f"{adapter.spec.language}={self._path(adapter.spec.dataset.eval_uri)}",
             ]
         self.say(f"  evaluate {len(models)} models on {len(members)} languages ({task}) ...")
-        execution = self._execute(f"evaluate-{task}", args, RunSummary)
+        execution = self._execute(f"evaluate-{task}", args, EvaluationSummary)
         if not execution.ok:
             self.say(f"  FAILED evaluation: {execution.reason}")
-            return {}
-        report: dict[str, Any] = json.loads(output.read_text())
-        return report
-
-
-def _latest_candidate(
-    runner: LocalRunner, model: MergedModel, result: tuple[Execution, RunRecord] | None
-) -> dict[str, Any] | None:
-    """Records the merge output this run produced (promoted, or kept apart by its gate) and
-    returns the model's latest one."""
-    name = model.metadata.name
-    if result is not None:
-        execution, _ = result
-        summary = execution.summary
-        rejected = (summary.model_extra or {}).get("rejectedOutput") if summary else None
-        if execution.ok and summary and summary.output:
-            runner.state.candidates[name] = {"uri": summary.output.uri, "gatedOut": False}
-        elif rejected:
-            runner.state.candidates[name] = {"uri": str(rejected), "gatedOut": True}
-    return runner.state.candidates.get(name)
+            return None
+        return TaskEvaluation.model_validate_json(output.read_text())
 
 
 def _gated_against_combined(merged: list[MergedModel]) -> set[str]:
@@ -591,7 +447,7 @@ def up(
     state_dir: Path,
     compare_combined: bool = False,
     metrics: Metrics | None = None,
-    out: Any = sys.stdout,
+    out: IO[str] = sys.stdout,
     warm: bool | None = None,
 ) -> int:
     """One pass of the loop: train what changed, merge what is stale, evaluate, report."""
@@ -603,10 +459,7 @@ def up(
         runner = LocalRunner(
             directory.resolve(), state_dir, processes, compare_combined, metrics, out
         )
-        phase = Phase(
-            started_at=now().isoformat(),
-            launcher=processes.kind,
-        )
+        phase = Phase(started_at=now().isoformat(), launcher=processes.kind)
         adapters = [runner.with_status(a) for a in adapters]
         pending = [
             a.metadata.name
@@ -624,24 +477,24 @@ def up(
         for task in tasks:
             if compare_combined or task in _gated_against_combined(merged):
                 runner.train_combined(task, adapters, phase)
-        results = {m.metadata.name: runner.merge(m, adapters, phase) for m in merged}
+        merges = {m.metadata.name: runner.merge(m, adapters, phase) for m in merged}
         for task in tasks:
             models = [m for m in merged if m.spec.task == task]
             candidates: dict[str, str] = {}
             gated: list[str] = []
             for model in models:
-                latest = _latest_candidate(runner, model, results[model.metadata.name][1])
+                latest = runner.latest_candidate(model, merges[model.metadata.name])
                 if latest:
-                    candidates[model.metadata.name] = latest["uri"]
-                    if latest["gatedOut"]:
+                    candidates[model.metadata.name] = latest.uri
+                    if latest.gated_out:
                         gated.append(model.metadata.name)
             wanted = compare_combined or any(m.spec.evaluation for m in models)
             if wanted and (phase.ran_for(task) or task not in runner.state.evaluation):
-                report = runner.evaluate(task, adapters, candidates)
-                runner.state.evaluation[task] = {**report, "gatedOut": gated}
+                evaluation = runner.evaluate(task, adapters, candidates) or TaskEvaluation()
+                evaluation.gated_out = gated
+                runner.state.evaluation[task] = evaluation
             for model in models:
-                plan, result = results[model.metadata.name]
-                runner.promote(model, adapters, plan, result)
+                runner.promote(model, adapters, merges[model.metadata.name])
         if processes.startup_seconds:
             runner.say(
                 f"  warm process: imported the libraries once in "
@@ -659,9 +512,4 @@ def up(
         json.dumps(report_data(runner.state, adapters, merged), indent=2)
     )
     runner.say(text)
-    failed = [
-        n
-        for n, s in runner.state.adapters.items()
-        if any(c["type"] == "Failed" and c["status"] == "True" for c in s.get("conditions", []))
-    ]
-    return 1 if failed else 0
+    return 1 if any(failed(s.conditions) for s in runner.state.adapters.values()) else 0
