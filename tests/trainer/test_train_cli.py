@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,19 +87,27 @@ FAST = [
 
 def test_tiny_adapter_trains_loss_falls_and_loads_in_peft(tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows())
-    stdout, _, summary = train(
-        tmp_path,
-        "--dataset",
-        str(data),
-        "--language",
-        "de",
-        *FAST,
-        "--output",
-        str(tmp_path / "adapter"),
-        "--fingerprint",
-        "fp-123",
-        "--eval-dataset",
-        str(data),
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stdout, _, summary = train(
+            tmp_path,
+            "--dataset",
+            str(data),
+            "--language",
+            "de",
+            *FAST,
+            "--output",
+            str(tmp_path / "adapter"),
+            "--fingerprint",
+            "fp-123",
+            "--eval-dataset",
+            str(data),
+        )
+    leaked = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert leaked == []  # library deprecation notices are not the user's business
+    assert stdout.splitlines()[-1] == (
+        f"langmerge-train: adapter for sentiment (de) written to {tmp_path / 'adapter'} "
+        f"(sha256 {summary['output']['sha256'][:12]})"
     )
     losses = [
         json.loads(line)["loss"] for line in stdout.splitlines() if line.startswith('{"step"')

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from langmerge.common import builtin, storage
+from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.prompts import prompt_ids, response_ids
 from langmerge.common.summary import (
     EvaluationSummary,
@@ -264,11 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_summary_path(),
         help="where to write the summary JSON (default: /dev/termination-log if present)",
     )
+    add_version(parser, "langmerge-merger")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_library_warnings()
     try:
         models = _pairs(args.model, "--model") or {"base": ""}
         datasets = _pairs(args.dataset, "--dataset")

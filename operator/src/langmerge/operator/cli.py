@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from langmerge.common.cli import add_version
 from langmerge.operator.api.crd import stale_crds, write_crds
 
 
@@ -100,7 +101,10 @@ def _status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="langmerge", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    add_version(parser, "langmerge-operator")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands below"
+    )
 
     crds = commands.add_parser("crds", help="generate the CRD YAML from the API models")
     crds.add_argument("--out", default="crds", help="folder to write to (default: crds)")
@@ -123,7 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     run_up.add_argument(
         "-f", "--file", required=True, help="folder with LanguageAdapter/MergedModel YAML"
     )
-    run_up.add_argument("--state-dir", default=".langmerge", help="where state and artifacts live")
+    run_up.add_argument(
+        "--state-dir",
+        default=".langmerge",
+        help="where state and artifacts live (default: .langmerge)",
+    )
     run_up.add_argument(
         "--compare-combined",
         action="store_true",
@@ -144,8 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run_up.set_defaults(handler=_up)
 
-    status = commands.add_parser("status", help="show the local loop's state")
-    status.add_argument("--state-dir", default=".langmerge")
+    status = commands.add_parser(
+        "status",
+        help="show the local loop's state",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    status.add_argument(
+        "--state-dir", default=".langmerge", help="the state folder of `langmerge up`"
+    )
     status.set_defaults(handler=_status)
     return parser
 

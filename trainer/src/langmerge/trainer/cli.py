@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from langmerge.common import builtin, storage
+from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.prompts import Fields, PromptError, encode
 from langmerge.common.summary import (
     Output,
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheduler",
         default="linear",
         choices=["linear", "cosine", "constant", "constant_with_warmup"],
+        help="learning-rate schedule after the warmup",
     )
     run.add_argument(
         "--warmup-ratio", type=float, default=0.0, help="fraction of steps warming up, [0, 1)"
@@ -146,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_summary_path(),
         help="where the summary JSON goes",
     )
+    add_version(p, "langmerge-trainer")
     return p
 
 
@@ -322,6 +325,7 @@ def run(args: argparse.Namespace) -> TrainingSummary:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_library_warnings()
     started = time.monotonic()
     try:
         summary = run(args)
@@ -334,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         write_summary(failed(f"internal error: {error!r}"), args.summary_file)
         return 1
     summary.wallSeconds = round(time.monotonic() - started, 3)
+    languages = ", ".join(args.language) or "no language given"
+    digest = summary.output.sha256[:12] if summary.output else "-"
+    print(  # before the summary: without --summary-file it must stay stdout's last line
+        f"langmerge-train: adapter for {args.task} ({languages}) written to {args.output} "
+        f"(sha256 {digest})"
+    )
     write_summary(summary, args.summary_file)
     return 0
 
