@@ -88,6 +88,11 @@ def test_merged_lora_loads_in_peft_and_equals_base_plus_delta(
     )  # it changed something
     assert summary["output"]["sha256"] == sha256_dir(out)
     assert summary["method"] == method
+    card = (out / "README.md").read_text()  # the model card names what went in, exactly
+    assert f"with **{method}**" in card and "library_name: peft" in card
+    # weights 1, 0.5 and 2 as applied: normalised to sum to one
+    for adapter, weight in zip(tiny["adapters"], ["0.285714", "0.142857", "0.571429"], strict=True):
+        assert f"| `{adapter}` | - | {weight} | `{sha256_dir(adapter)}` |" in card, card
 
 
 def test_full_output_equals_the_merged_adapter_applied(
@@ -318,6 +323,8 @@ def test_a_merge_refused_by_its_gate_is_kept_apart_and_never_published(tmp_path:
     assert not out.exists()
     assert summary["rejectedOutput"] == str(rejected)
     assert (rejected / "adapter_model.safetensors").is_file()
+    card = (rejected / "README.md").read_text()  # the card says why it was refused
+    assert "## Evaluation" in card and "the gate refused: " in card and "| de | " in card
 
 
 @pytest.mark.parametrize("where", ["same", "inside", "parent"])

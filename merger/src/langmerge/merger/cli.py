@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langmerge.common import storage
+from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.summary import (
     MergeSummary,
     Output,
@@ -22,6 +23,7 @@ from langmerge.common.summary import (
     peak_rss_bytes,
     write_summary,
 )
+from langmerge.merger.card import model_card
 from langmerge.merger.names import METHOD_NAMES
 
 # torch and the merge maths load after the flags parse: `--help` and bad flags stay instant.
@@ -135,7 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         "updates (task arithmetic). TIES-family methods divide by the agreeing weights and "
         "are unaffected",
     )
-    parser.add_argument("--method", choices=METHOD_NAMES, default="knots-ties")
+    parser.add_argument(
+        "--method",
+        choices=METHOD_NAMES,
+        default="knots-ties",
+        help="how the adapters' updates are combined (default: knots-ties)",
+    )
     parser.add_argument(
         "--density",
         type=float,
@@ -246,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=default_summary_path(),
         help="where to write the summary JSON (default: /dev/termination-log if present)",
     )
+    add_version(parser, "langmerge-merger")
     return parser
 
 
@@ -396,6 +404,7 @@ def run(args: argparse.Namespace) -> MergeSummary:
             if evaluation is not None:
                 metadata["evaluation"] = evaluation
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
+            (staged / "README.md").write_text(model_card(metadata))
             if evaluation is not None and not evaluation["gate"]["passed"]:
                 if args.rejected_output:  # kept for inspection, never served
                     with storage.staging(args.rejected_output) as rejected:
@@ -432,6 +441,7 @@ def _parameters(settings: MergeSettings) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_library_warnings()
     try:
         summary = run(args)
     except GateFailedError as gated:
