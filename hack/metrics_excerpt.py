@@ -13,7 +13,7 @@ from pathlib import Path
 from kubernetes import client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.operator.test_flows import Cluster
+from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
 from tests.support.objects import adapter_manifest, merged_manifest
@@ -21,6 +21,7 @@ from tests.support.operator import OperatorProcess, finish_job, success_summary
 
 SHOWN = (
     "langmerge_gpu_seconds_total{",
+    "langmerge_cpu_core_seconds_total{",
     "langmerge_cost_usd_total{",
     "langmerge_runs_total{",
     "langmerge_update_",

@@ -96,7 +96,7 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
         kinds = {d["kind"] for d in documents}
         assert {"ServiceMonitor", "PrometheusRule", "ConfigMap", "Service"} <= kinds
         rule = next(d for d in documents if d["kind"] == "PrometheusRule")
-        assert len(rule["spec"]["groups"][0]["rules"]) == 5
+        assert len(rule["spec"]["groups"][0]["rules"]) == 6
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.common import GROUP, VERSION
+from langmerge.operator.api.merged import MergedModel
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.cost import PriceBook
 from langmerge.operator.kube import Kube
@@ -27,6 +29,8 @@ from langmerge.operator.metrics import Metrics
 from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
 
 log = logging.getLogger("langmerge.operator")
+# the metrics' kind label: the lower-case kind, as in every other langmerge metric
+KIND_OF = {ADAPTERS: LanguageAdapter.KIND.lower(), MERGED: MergedModel.KIND.lower()}
 
 
 def _api() -> client.ApiClient:
@@ -45,12 +49,12 @@ def operator_memo(namespaces: list[str]) -> kopf.Memo:
     return kopf.Memo(namespaces=tuple(namespaces))
 
 
-def _safely(rec: Reconciler, kind: str, action: Callable[[], None]) -> None:
+def _safely(rec: Reconciler, plural: str, action: Callable[[], None]) -> None:
     try:
         action()
     except Exception:
-        rec.metrics.reconcile_errors.labels(kind).inc()
-        log.exception("reconcile of a %s failed; the next event or resync retries", kind)
+        rec.metrics.reconcile_errors.labels(KIND_OF[plural]).inc()
+        log.exception("reconcile of a %s failed; the next event or resync retries", KIND_OF[plural])
 
 
 def _resync(
@@ -68,7 +72,7 @@ def _resync(
                 try:
                     items = rec.kube.list_objects(plural, namespace)
                 except Exception:
-                    rec.metrics.reconcile_errors.labels(plural).inc()
+                    rec.metrics.reconcile_errors.labels(KIND_OF[plural]).inc()
                     log.warning("resync could not list %s; retrying at the next resync", plural)
                     continue
                 seen += len(items)

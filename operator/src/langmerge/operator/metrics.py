@@ -1,13 +1,18 @@
 """Prometheus metrics of runs, updates and objects (prometheus-client, one process).
 
 Labels are bounded by the number of custom resources (namespace, kind, name, task, language,
-role, result); every series of a deleted object is removed."""
+role, result); every series of a deleted object is removed. `kind` is the lower-case kind
+(languageadapter, mergedmodel) everywhere. One unit per metric: GPU-seconds of GPU runs and
+core-seconds of CPU-only runs are separate counters. The counters of an object start from its
+status totals the first time this process sees it, so "all time" sums survive a restart."""
 
 from __future__ import annotations
 
 import contextlib
+import platform
 import threading
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -20,11 +25,23 @@ from langmerge.operator.api.common import (
     CustomResource,
     RunRecord,
     RunResult,
+    Totals,
 )
 from langmerge.operator.api.merged import MergedModel, MergedModelStatus, UpdateRecord
 from langmerge.operator.api.reasons import ConditionType
 
 OBJECT = ["namespace", "kind", "name", "task", "language"]
+
+
+def _role(resource: LanguageAdapter | MergedModel) -> str:
+    return "train" if isinstance(resource, LanguageAdapter) else "merge"
+
+
+def _version() -> str:
+    try:
+        return version("langmerge-operator")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class Metrics:
@@ -33,7 +50,13 @@ class Metrics:
         r = self.registry
         self.gpu_seconds = Counter(
             "langmerge_gpu_seconds_total",
-            "GPU-seconds of finished runs (core-seconds for CPU-only runs).",
+            "GPU-seconds of finished runs that requested GPUs ((finish - start) x GPUs).",
+            [*OBJECT, "role"],
+            registry=r,
+        )
+        self.cpu_core_seconds = Counter(
+            "langmerge_cpu_core_seconds_total",
+            "Core-seconds of finished CPU-only runs ((finish - start) x requested cores).",
             [*OBJECT, "role"],
             registry=r,
         )
@@ -126,8 +149,16 @@ class Metrics:
         self.reconcile_errors = Counter(
             "langmerge_reconcile_errors_total", "Reconciles that raised.", ["kind"], registry=r
         )
-        for kind in ("languageadapters", "mergedmodels"):  # present at zero, so rates start right
-            self.reconcile_errors.labels(kind)
+        for resource in (LanguageAdapter, MergedModel):  # present at zero: rates start right
+            self.reconcile_errors.labels(resource.KIND.lower())
+        self.build_info = Gauge(
+            "langmerge_build_info",
+            "Always 1; the operator's version and Python in labels.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(_version(), platform.python_version()).set(1)
+        self._seeded: set[tuple[str, str, str]] = set()
         self._series: dict[tuple[str, str, str], list[tuple[Any, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
 
@@ -152,32 +183,60 @@ class Metrics:
             if (metric, labels) not in series:
                 series.append((metric, labels))
 
+    def seed(
+        self, resource: LanguageAdapter | MergedModel, totals: Totals | None, gpus: int
+    ) -> None:
+        """Starts the object's run counters at its status totals, the first time this process
+        sees it (call it before recording any run), so a restart does not reset "all time"
+        sums. gpus: what the object requests (the totals do not say per run)."""
+        key = (resource.KIND.lower(), resource.metadata.namespace, resource.metadata.name)
+        with self._lock:
+            if key in self._seeded:
+                return
+            self._seeded.add(key)
+        if totals is None or totals.runs == 0:
+            return
+        results = {RunResult.SUCCEEDED: totals.succeeded, RunResult.FAILED: totals.failed}
+        self._count(resource, gpus, totals.gpu_seconds, totals.cost_usd, results)
+
     def record_run(
         self,
         resource: LanguageAdapter | MergedModel,
-        role: str,
         run: RunRecord,
+        gpus: int,
         queued_at: datetime | None = None,
     ) -> None:
-        labels = (*self._object(resource), role)
+        """A finished run; gpus: what its Job requested (0: a CPU-only run)."""
+        role = _role(resource)
+        kind = resource.KIND.lower()
         if queued_at is not None and run.started_at is not None:
-            self.queue_wait.labels(
-                resource.metadata.namespace, resource.KIND.lower(), role
-            ).observe(max(0.0, (run.started_at - queued_at).total_seconds()))
-        result = (run.result or RunResult.FAILED).value
-        self.gpu_seconds.labels(*labels).inc(run.gpu_seconds or 0.0)
-        self.cost.labels(*labels).inc(run.cost_usd or 0.0)
-        self.runs.labels(*labels, result).inc()
-        for metric, values in (
-            (self.gpu_seconds, labels),
-            (self.cost, labels),
-            (self.runs, (*labels, result)),
-        ):
-            self._track(resource, metric, values)
+            self.queue_wait.labels(resource.metadata.namespace, kind, role).observe(
+                max(0.0, (run.started_at - queued_at).total_seconds())
+            )
+        result = run.result or RunResult.FAILED
+        self._count(resource, gpus, run.gpu_seconds or 0.0, run.cost_usd or 0.0, {result: 1})
         if run.started_at and run.finished_at:
-            self.duration.labels(resource.metadata.namespace, resource.KIND.lower(), role).observe(
+            self.duration.labels(resource.metadata.namespace, kind, role).observe(
                 (run.finished_at - run.started_at).total_seconds()
             )
+
+    def _count(
+        self,
+        resource: LanguageAdapter | MergedModel,
+        gpus: int,
+        seconds: float,
+        cost_usd: float,
+        runs: dict[RunResult, int],
+    ) -> None:
+        labels = (*self._object(resource), _role(resource))
+        spent = self.gpu_seconds if gpus > 0 else self.cpu_core_seconds
+        spent.labels(*labels).inc(seconds)
+        self.cost.labels(*labels).inc(cost_usd)
+        self._track(resource, spent, labels)
+        self._track(resource, self.cost, labels)
+        for result, count in runs.items():
+            self.runs.labels(*labels, result.value).inc(count)
+            self._track(resource, self.runs, (*labels, result.value))
 
     def observe_adapter(
         self, adapter: LanguageAdapter, status: LanguageAdapterStatus, pending: bool = False
@@ -236,6 +295,7 @@ class Metrics:
         """Removes every series of a deleted object."""
         with self._lock:
             series = self._series.pop((kind, namespace, name), [])
+            self._seeded.discard((kind, namespace, name))
         for metric, labels in series:
             with contextlib.suppress(KeyError):  # never observed since the last restart
                 metric.remove(*labels)

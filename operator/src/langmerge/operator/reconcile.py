@@ -119,6 +119,7 @@ class Reconciler:
         meta = adapter.metadata
         before = (adapter.status or LanguageAdapterStatus()).to_wire()
         status = LanguageAdapterStatus.model_validate(before)
+        self.metrics.seed(adapter, status.totals, adapter.spec.resources.gpus)
         work = ReconcilePass(self.kube, meta.namespace)
 
         def plan() -> TrainingPlan:
@@ -133,7 +134,7 @@ class Reconciler:
         ):
             run = self._run_record(job, outcome, adapter.spec.resources.price_per_hour_usd)
             work.events += apply_training_run(status, run, wanted.fingerprint)
-            self.metrics.record_run(adapter, "train", run, _created(job))
+            self.metrics.record_run(adapter, run, outcome.gpus, _created(job))
 
         current = plan()
         acted = self._act(
@@ -156,6 +157,7 @@ class Reconciler:
         meta = merged.metadata
         before = (merged.status or MergedModelStatus()).to_wire()
         status = MergedModelStatus.model_validate(before)
+        self.metrics.seed(merged, status.totals, merged.spec.resources.gpus)
         work = ReconcilePass(self.kube, meta.namespace)
 
         def plan() -> MergePlan:
@@ -173,7 +175,7 @@ class Reconciler:
             inputs: dict[str, str] = json.loads(job["metadata"]["annotations"][INPUTS_ANNOTATION])
             applied = apply_merge_run(status, run, inputs, adapters)
             work.events += applied.events
-            self.metrics.record_run(merged, "merge", run, _created(job))
+            self.metrics.record_run(merged, run, outcome.gpus, _created(job))
             if applied.update is not None:
                 self.metrics.record_update(merged, applied.update)
 

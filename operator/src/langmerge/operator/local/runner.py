@@ -196,6 +196,8 @@ class LocalRunner:
     def train(self, adapter: LanguageAdapter, phase: Phase) -> None:
         plan = plan_training(adapter, LOCAL_TRAINER)
         status = (adapter.status or LanguageAdapterStatus()).model_copy(deep=True)
+        if self.metrics:
+            self.metrics.seed(adapter, status.totals, gpus=0)
         if plan.action == Action.RUN:
             spec = adapter.spec.model_copy(deep=True)
             spec.dataset.uri = self._path(spec.dataset.uri)
@@ -231,7 +233,7 @@ class LocalRunner:
             else:
                 self.say(f"  FAILED {adapter.metadata.name}: {execution.reason}")
             if self.metrics:
-                self.metrics.record_run(adapter, "train", run)
+                self.metrics.record_run(adapter, run, gpus=0)  # priced per core-hour here
         plan = plan_training(adapter.model_copy(update={"status": status}), LOCAL_TRAINER)
         settle_adapter(status, plan, adapter.metadata.generation)
         self.state.adapters[adapter.metadata.name] = status
@@ -352,6 +354,8 @@ class LocalRunner:
         """Applies the merge that ran (if any) to the model's status: its artifact is served
         when it succeeded and passed its gate."""
         status = self.state.merged.get(merged.metadata.name) or MergedModelStatus()
+        if self.metrics:
+            self.metrics.seed(merged, status.totals, gpus=0)
         if finished is not None:
             run = finished.run
             applied = apply_merge_run(
@@ -362,7 +366,7 @@ class LocalRunner:
             elif self.metrics:
                 self.metrics.record_update(merged, applied.update)
             if self.metrics:
-                self.metrics.record_run(merged, "merge", run)
+                self.metrics.record_run(merged, run, gpus=0)
         plan = plan_merge(
             merged.model_copy(update={"status": status}), adapters, LOCAL_TRAINER, LOCAL_MERGER
         )
