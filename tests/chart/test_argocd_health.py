@@ -1,106 +1,48 @@
-"""The Argo CD health check, executed by a real Lua runtime (lupa) against sample objects."""
+"""The Argo CD health checks in Argo CD's own upstream format
+(resource_customizations/<group>/<Kind>/health.lua, health_test.yaml, testdata/), run in the
+engine Argo CD uses (gopher-lua, Lua 5.1 semantics, only the libraries Argo CD opens)."""
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+import shutil
+from pathlib import Path
 
-import pytest
-from lupa import LuaRuntime
+import yaml
 
 from tests.conftest import REPO
+from tests.support.argocd import CUSTOMIZATIONS, run_health_tests
 
-SCRIPT = (REPO / "charts" / "langmerge" / "files" / "argocd" / "health.lua").read_text()
-
-
-def health(obj: dict[str, Any]) -> tuple[str, str]:
-    lua = LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(SCRIPT)
-    return str(result["status"]), str(result["message"] or "")
+KINDS = ("LanguageAdapter", "MergedModel")
 
 
-def condition(kind: str, status: str, message: str = "") -> dict[str, str]:
-    return {
-        "type": kind,
-        "status": status,
-        "reason": kind,
-        "message": message,
-        "lastTransitionTime": "2026-11-26T10:00:00Z",
-    }
+def test_every_health_test_passes_in_argo_cds_lua_engine() -> None:
+    result = run_health_tests(CUSTOMIZATIONS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for kind in KINDS:
+        cases = yaml.safe_load(
+            (CUSTOMIZATIONS / "langmerge.io" / kind / "health_test.yaml").read_text()
+        )["tests"]
+        statuses = {case["healthStatus"]["status"] for case in cases}
+        assert {"Progressing", "Healthy", "Degraded"} <= statuses, kind
+        assert result.stdout.count(f"langmerge.io/{kind} ") == len(cases)
 
 
-BASE: dict[str, Any] = {
-    "apiVersion": "langmerge.io/v1alpha1",
-    "kind": "LanguageAdapter",
-    "metadata": {"name": "sentiment-de", "namespace": "nlp", "generation": 3},
-    "spec": {"language": "de", "suspend": False},
-}
+def test_a_wrong_expectation_fails(tmp_path: Path) -> None:
+    """The runner really compares: one expectation changed, one failure reported."""
+    copy = tmp_path / "resource_customizations"
+    shutil.copytree(CUSTOMIZATIONS, copy)
+    tests = copy / "langmerge.io" / "LanguageAdapter" / "health_test.yaml"
+    tests.write_text(tests.read_text().replace("status: Healthy", "status: Degraded", 1))
+    result = run_health_tests(copy)
+    assert result.returncode == 1
+    assert result.stdout.count("FAIL ") == 1 and "testdata/ready.yaml" in result.stdout
 
 
-def with_status(*conditions: dict[str, str], observed: int = 3, **extra: Any) -> dict[str, Any]:
-    obj = copy.deepcopy(BASE)
-    obj["status"] = {"observedGeneration": observed, "conditions": list(conditions)}
-    obj.update(extra)
-    return obj
-
-
-@pytest.mark.parametrize(
-    ("obj", "expected", "message"),
-    [
-        (BASE, "Progressing", "waiting for the operator"),
-        (
-            with_status(condition("Ready", "True", "up to date"), observed=2),
-            "Progressing",
-            "latest spec",
-        ),
-        (
-            with_status(
-                condition("Ready", "True", "the adapter matches its spec"),
-                condition("Training", "False"),
-            ),
-            "Healthy",
-            "matches its spec",
-        ),
-        (
-            with_status(
-                condition("Ready", "False", "training for fingerprint x"),
-                condition("Training", "True"),
-            ),
-            "Progressing",
-            "training for fingerprint x",
-        ),
-        (
-            with_status(
-                condition("Ready", "True"), condition("Failed", "True", "OOMKilled (exit code 137)")
-            ),
-            "Degraded",
-            "OOMKilled",
-        ),
-        (
-            with_status(
-                condition("Ready", "False"), condition("BudgetExceeded", "True", "spent $9 of $8")
-            ),
-            "Degraded",
-            "spent $9 of $8",
-        ),
-        (with_status(condition("Ready", "True"), condition("Merging", "True")), "Progressing", ""),
-    ],
-    ids=["no-status", "stale-generation", "ready", "training", "failed", "over-budget", "merging"],
-)
-def test_health_follows_the_conditions(obj: dict[str, Any], expected: str, message: str) -> None:
-    status, text = health(obj)
-    assert status == expected
-    assert message in text
-
-
-def test_deletion_in_progress_is_progressing() -> None:
-    obj = with_status(condition("Ready", "True"))
-    obj["metadata"]["deletionTimestamp"] = "2026-11-26T10:00:00Z"
-    assert health(obj)[0] == "Progressing"
-
-
-def test_suspended_wins_over_ready() -> None:
-    obj = with_status(condition("Ready", "True"))
-    obj["spec"]["suspend"] = True
-    assert health(obj) == ("Suspended", "spec.suspend is true: no new runs start")
+def test_the_chart_values_carry_the_same_scripts() -> None:
+    """argocd.healthChecks (for argocd-cm) is what the tests above ran, byte for byte."""
+    values = yaml.safe_load((REPO / "charts" / "langmerge" / "values.yaml").read_text())
+    checks = values["argocd"]["healthChecks"]
+    assert sorted(checks) == [f"resource.customizations.health.langmerge.io_{k}" for k in KINDS]
+    for kind in KINDS:
+        script = (CUSTOMIZATIONS / "langmerge.io" / kind / "health.lua").read_text()
+        assert checks[f"resource.customizations.health.langmerge.io_{kind}"] == script

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from langmerge.operator.config import OperatorConfig
 from tests.conftest import REPO
 from tests.support.chart import ALL_TOGGLES, CHART, KUBE_VERSION, helm, render
 from tests.support.control_plane import ControlPlane
@@ -22,13 +23,6 @@ def test_chart_crds_are_byte_identical_to_crds() -> None:
     assert sorted(p.name for p in (CHART / "crds").glob("*.yaml")) == sorted(
         p.name for p in (REPO / "crds").glob("*.yaml")
     )
-
-
-def test_argocd_health_checks_in_values_match_the_lua_file() -> None:
-    lua = (CHART / "files" / "argocd" / "health.lua").read_text()
-    checks = yaml.safe_load((CHART / "values.yaml").read_text())["argocd"]["healthChecks"]
-    for kind in ("LanguageAdapter", "MergedModel"):
-        assert checks[f"resource.customizations.health.langmerge.io_{kind}"] == lua
 
 
 def test_helm_lint_passes(control_plane: ControlPlane) -> None:
@@ -195,6 +189,25 @@ def test_names_service_account_pod_and_image_values(control_plane: ControlPlane)
     assert env["LANGMERGE_TRAINER_IMAGE"] == f"ghcr.io/langmerge/trainer:{app_version}"
     assert env["LANGMERGE_TRAINER_PULL_POLICY"] == "Always"
     assert "LANGMERGE_MERGER_PULL_POLICY" not in env  # Kubernetes' default for the tag
+
+
+def test_every_toggles_job_settings_reach_the_operators_configuration(
+    control_plane: ControlPlane,
+) -> None:
+    """The Deployment's environment, as rendered, parsed by the operator's own config."""
+    documents = render(control_plane, *ALL_TOGGLES)
+    container = _of(documents, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    assert config.job_service_account == "langmerge-jobs"
+    assert (config.hf_token_secret, config.hf_token_key) == ("hf-token", "hf")
+    assert config.model_cache_pvc == "model-cache" and config.checkpoint_pvc == "checkpoints"
+    assert config.shm_size == "16Gi"
+    assert config.namespace_budget("nlp") == 500
+    defaults = render(control_plane)
+    container = _of(defaults, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
+    assert config.hf_token_secret is None and config.model_cache_pvc is None
+    assert config.job_service_account is None and config.shm_size == "8Gi"
 
 
 def test_the_chart_works_as_a_subchart(control_plane: ControlPlane, tmp_path: Path) -> None:

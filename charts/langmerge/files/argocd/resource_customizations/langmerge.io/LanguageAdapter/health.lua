@@ -1,11 +1,6 @@
--- Argo CD health of a LanguageAdapter or MergedModel (argocd-cm:
--- resource.customizations.health.langmerge.io_LanguageAdapter / _MergedModel).
+-- Argo CD health of a langmerge.io LanguageAdapter, from the conditions the operator writes.
+-- Deletion is gitops-engine's to report; the operator's conditions say everything else.
 local hs = {}
-if obj.metadata ~= nil and obj.metadata.deletionTimestamp ~= nil then
-  hs.status = "Progressing"
-  hs.message = "being deleted"
-  return hs
-end
 if obj.spec ~= nil and obj.spec.suspend == true then
   hs.status = "Suspended"
   hs.message = "spec.suspend is true: no new runs start"
@@ -38,7 +33,7 @@ if is_true("BudgetExceeded") then
   hs.message = found.BudgetExceeded.message
   return hs
 end
-if is_true("Ready") and not is_true("Training") and not is_true("Merging") then
+if is_true("Ready") and not is_true("Training") then
   hs.status = "Healthy"
   hs.message = found.Ready.message
   return hs
@@ -47,6 +42,6 @@ hs.status = "Progressing"
 if found.Ready ~= nil and found.Ready.message ~= nil and found.Ready.message ~= "" then
   hs.message = found.Ready.message
 else
-  hs.message = "a run is under way"
+  hs.message = "a training run is under way"
 end
 return hs
