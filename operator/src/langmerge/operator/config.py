@@ -37,6 +37,19 @@ class OperatorConfig(BaseModel):
     artifact_mount: str = "/artifacts"
     artifact_s3: str | None = None  # s3://bucket/prefix
     s3_secret: str | None = None  # Secret with AWS_* keys, passed to pods as env
+    # Every Job gets HF_TOKEN from this Secret's key (gated hub models), apart from S3's keys
+    hf_token_secret: str | None = None
+    hf_token_key: str = Field(default="token", min_length=1)
+    # A PVC shared by every Job at /cache (HF_HOME is /cache/huggingface): the base model is
+    # downloaded once, not once per Job; an emptyDir when unset
+    model_cache_pvc: str | None = None
+    # Where training checkpoints live when artifacts are in S3, so a preempted run resumes
+    # (with a PVC for artifacts they are on it already); the pod's disk when unset
+    checkpoint_pvc: str | None = None
+    # /dev/shm (a memory emptyDir) of multi-GPU training pods: NCCL and the data loaders
+    # exchange tensors there, and the container runtime's default is 64 MiB
+    shm_size: str = Field(default="8Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)?$")
+    job_service_account: str | None = None  # the Jobs' ServiceAccount (IRSA, workload identity)
     job_backoff_limit: int = Field(default=2, ge=0, le=20)
     job_deadline_seconds: int = Field(default=24 * 3600, ge=60)
     job_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)

@@ -21,6 +21,7 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "langmerge"}
 KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 GPU_TYPE = "langmerge.io/gpu-type"
 INPUTS_ANNOTATION = "langmerge.io/inputs"  # adapter name -> fingerprint the merge was built from
+CHECKPOINT_MOUNT = "/checkpoints"
 EXIT_BAD_INPUT = 1  # the trainer and merger exit 1 on input they refuse: retrying cannot help
 
 
@@ -87,10 +88,12 @@ def _job(
     command: list[str],
     resources: Resources,
 ) -> dict[str, Any]:
-    volumes: list[dict[str, Any]] = [
-        {"name": "tmp", "emptyDir": {}},
-        {"name": "cache", "emptyDir": {}},
-    ]
+    cache = (
+        {"persistentVolumeClaim": {"claimName": config.model_cache_pvc}}
+        if config.model_cache_pvc
+        else {"emptyDir": {}}
+    )
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}, {"name": "cache", **cache}]
     mounts: list[dict[str, Any]] = [
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "cache", "mountPath": "/cache"},
@@ -99,6 +102,9 @@ def _job(
         {"name": "XDG_CACHE_HOME", "value": "/cache"},
         {"name": "HF_HOME", "value": "/cache/huggingface"},
     ]
+    if config.hf_token_secret:
+        secret = {"name": config.hf_token_secret, "key": config.hf_token_key}
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": secret}})
     env_from: list[dict[str, Any]] = []
     if config.storage == "pvc":
         volumes.append(
@@ -107,6 +113,16 @@ def _job(
         mounts.append({"name": "artifacts", "mountPath": config.artifact_mount})
     elif config.s3_secret:
         env_from.append({"secretRef": {"name": config.s3_secret}})  # credentials stay in the Secret
+    if config.storage == "s3" and config.checkpoint_pvc:
+        volumes.append(
+            {"name": "checkpoints", "persistentVolumeClaim": {"claimName": config.checkpoint_pvc}}
+        )
+        mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
+    if resources.gpus > 1:
+        volumes.append(
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": config.shm_size}}
+        )
+        mounts.append({"name": "shm", "mountPath": "/dev/shm"})
     pod_labels = dict(job_labels)
     job_meta_labels = dict(job_labels)
     if resources.queue_name:
@@ -149,6 +165,8 @@ def _job(
         pod_spec["tolerations"] = [t.to_wire() for t in resources.tolerations]
     if resources.priority_class_name:
         pod_spec["priorityClassName"] = resources.priority_class_name
+    if config.job_service_account:
+        pod_spec["serviceAccountName"] = config.job_service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -260,7 +278,9 @@ def training_job(
             f"{config.artifact_mount}/.checkpoints/{plan.job}",
             config.artifact_mount,
         )
-    else:  # checkpoints stay on the pod's disk when artifacts live in S3
+    elif config.checkpoint_pvc:  # artifacts in S3, checkpoints on a PVC of their own
+        checkpoints, root = f"{CHECKPOINT_MOUNT}/{plan.job}", None
+    else:  # artifacts in S3 and no checkpoint PVC: the pod's disk (a new pod starts over)
         checkpoints, root = f"/cache/checkpoints/{plan.job}", None
     args = training_args(spec, out, checkpoints, plan.fingerprint, root)
     gpus = spec.resources.gpus
