@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane prometheus images lint format crds test test-fast demo reliability
+.PHONY: help uv sync control-plane prometheus images lint format crds chart-docs test test-fast demo reliability
 
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
@@ -19,6 +19,7 @@ help:
 	@echo "make reliability    the chaos run with the full 20 operator kills"
 	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
 	@echo "make crds           regenerate crds/ (and the chart's copy) from the API models"
+	@echo "make chart-docs     regenerate the chart's README.md and schema descriptions (helm-docs)"
 	@echo "make control-plane  build kube-apiserver, etcd, kubectl, helm into the cache"
 	@echo "make images         build the operator, trainer and merger images (buildah)"
 
@@ -49,6 +50,9 @@ format: sync
 crds: sync
 	.venv/bin/langmerge crds --out crds
 	cp crds/*.yaml charts/langmerge/crds/
+
+chart-docs: sync
+	$(PY) hack/chart_docs.py
 
 test: sync control-plane prometheus lint
 	$(PY) -m pytest
