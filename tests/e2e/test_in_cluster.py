@@ -163,7 +163,8 @@ def test_the_operator_pod_trains_an_adapter_and_prometheus_scrapes_it(
     assert float(series[0]["value"][1]) == 1.0
     # Seconds and cost taken from the real pod's start and finish, as status records them.
     run = status["lastRun"]
-    for metric, field in (("gpu_seconds", "gpuSeconds"), ("cost_usd", "costUsd")):
+    # A CPU-only run: its billed seconds are core-seconds, in their own metric.
+    for metric, field in (("cpu_core_seconds", "gpuSeconds"), ("cost_usd", "costUsd")):
         selector = f'namespace="{NAMESPACE}",name="sentiment-de",role="train"'
         (sample,) = prometheus.query(f"langmerge_{metric}_total{{{selector}}}")["data"]["result"]
         assert float(sample["value"][1]) == pytest.approx(run[field], rel=1e-6), metric

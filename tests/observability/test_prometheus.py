@@ -141,5 +141,6 @@ def test_every_dashboard_query_returns_data_from_a_real_run(
         "LangmergeReconcileErrors",
         "LangmergeBudgetNearlyUsed",
         "LangmergeBudgetExhausted",
+        "LangmergePriceTableInvalid",
     }
     assert all(r["health"] == "ok" for g in groups for r in g["rules"])
