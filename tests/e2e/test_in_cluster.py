@@ -91,6 +91,7 @@ def installed(node: Node, artifact_root: Path) -> Iterator[Node]:
         "--set=operator.rbac.clusterWide=false",
         f"--set=operator.rbac.namespaces={{{NAMESPACE}}}",
         "--set=metrics.service.enabled=true",
+        "--set=operator.resyncSeconds=5",  # the progress test reads status every few seconds
         "--wait", f"--timeout={PATIENCE_S}s",
     )  # fmt: skip
     print(f"RESULT helm_install_to_operator_ready_seconds={time.monotonic() - started:.1f}")
@@ -218,6 +219,20 @@ def test_the_charts_job_deadline_kills_a_real_pod(installed: Node) -> None:
     body["spec"]["training"]["maxSteps"] = 1_000_000  # hours, far beyond a minute
     custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", body)
 
+    # While it runs, status shows the trainer's progress, read from the real pod's log (the
+    # chart's role grants pods/log).
+    progress = until(
+        lambda: (
+            custom.get_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-slow"
+            ).get("status")
+            or {}
+        ).get("progress"),
+        lambda p: bool(p) and p["step"] > 0,
+        timeout_s=PATIENCE_S,
+        what=f"status.progress\n{installed.tails()}",
+    )
+    assert progress["totalSteps"] == 1_000_000 and progress["etaSeconds"] > 0, progress
     condition = until(
         lambda: adapter_condition(custom, NAMESPACE, "sentiment-slow", "Failed"),
         bool,
@@ -225,6 +240,10 @@ def test_the_charts_job_deadline_kills_a_real_pod(installed: Node) -> None:
         what=f"Failed\n{installed.tails()}",
     )
     assert condition is not None and "DeadlineExceeded" in condition["message"], condition
+    status = custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-slow"
+    )["status"]
+    assert "progress" not in status  # nothing runs any more
     (job,) = batch.list_namespaced_job(
         NAMESPACE, label_selector="langmerge.io/name=sentiment-slow"
     ).items

@@ -126,6 +126,17 @@ class Kube:
         )
         return cast(list[Body], _json(reply)["items"])
 
+    def pod_log_tail(self, namespace: str, pod: str, lines: int) -> str | None:
+        """The last lines of the pod's main container log; None when the API server cannot
+        serve it (no kubelet yet, the pod gone, or no pods/log permission)."""
+        try:
+            reply = self.core.read_namespaced_pod_log(
+                pod, namespace, container="main", tail_lines=lines, _preload_content=False
+            )
+        except ApiException:
+            return None
+        return cast(bytes, cast(Any, reply).data).decode(errors="replace")
+
     # events
     def event(self, involved: Body, kind: str, event_type: str, reason: str, message: str) -> None:
         meta = involved["metadata"]

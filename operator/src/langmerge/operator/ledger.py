@@ -16,7 +16,12 @@ from pydantic import ValidationError
 
 from langmerge.common.summary import RunSummary
 from langmerge.operator.accounting import record_totals, update_record
-from langmerge.operator.api.adapter import AdapterArtifact, LanguageAdapter, LanguageAdapterStatus
+from langmerge.operator.api.adapter import (
+    AdapterArtifact,
+    LanguageAdapter,
+    LanguageAdapterStatus,
+    TrainingProgress,
+)
 from langmerge.operator.api.common import Condition, Phase, RunRecord, RunResult
 from langmerge.operator.api.merged import (
     EvaluationResult,
@@ -26,6 +31,7 @@ from langmerge.operator.api.merged import (
     UpdateRecord,
 )
 from langmerge.operator.api.reasons import ConditionType, EventReason, Reason
+from langmerge.operator.clock import now
 from langmerge.operator.conditions import (
     adapter_conditions,
     merged_conditions,
@@ -109,6 +115,35 @@ def apply_training_run(
     return [Event("Normal", EventReason.TRAINING_SUCCEEDED, message)]
 
 
+PROGRESS_REFRESH_SECONDS = 10  # at most one progress write per running adapter this often
+
+
+def apply_progress(status: LanguageAdapterStatus, line: dict[str, Any] | None) -> None:
+    """The running training's progress from the trainer's last progress line. Kept as it is
+    while the step has not moved or the last one is under PROGRESS_REFRESH_SECONDS old: the
+    reconcile our own status write causes then writes nothing, so no loop of writes."""
+    if line is None or status.active_job is None:
+        return
+    current = status.progress
+    if current is not None and (
+        current.step == line["step"]
+        or (
+            current.observed_at is not None
+            and (now() - current.observed_at).total_seconds() < PROGRESS_REFRESH_SECONDS
+        )
+    ):
+        return
+    eta = line.get("etaSeconds")
+    loss = line.get("loss")
+    status.progress = TrainingProgress(
+        step=line["step"],
+        total_steps=line["totalSteps"],
+        loss=float(loss) if loss is not None else None,
+        eta_seconds=max(float(eta), 0.0) if eta is not None else None,
+        observed_at=now(),
+    )
+
+
 def evaluation_result(summary: dict[str, Any] | None) -> EvaluationResult | None:
     """The merger's per-language evaluation and gate verdict, from its run summary."""
     evaluation = (summary or {}).get("evaluation")
@@ -175,6 +210,8 @@ def settle_adapter(
     status.phase = phase_of(plan, Phase.TRAINING, pending, blocked)
     status.fingerprint = plan.fingerprint
     status.observed_generation = generation
+    if status.active_job is None or pending:
+        status.progress = None  # nothing runs: no progress to show
 
 
 def settle_merged(

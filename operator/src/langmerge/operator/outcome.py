@@ -3,6 +3,7 @@ container state (start, finish, exit code, termination message with the run summ
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,20 @@ def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
             return dict(condition)
+    return None
+
+
+def progress_line(log: str | None) -> dict[str, Any] | None:
+    """The trainer's last progress line ({"step", "totalSteps", "loss", "etaSeconds"}) in a
+    log, or None."""
+    for line in reversed((log or "").splitlines()):
+        if line.startswith('{"step"'):
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed.get("step"), int) and isinstance(parsed.get("totalSteps"), int):
+                return dict(parsed)
     return None
 
 

@@ -34,6 +34,7 @@ from langmerge.operator.kube import Body, Kube, merge_patch
 from langmerge.operator.ledger import (
     Event,
     apply_merge_run,
+    apply_progress,
     apply_training_run,
     refuse_invalid,
     run_record,
@@ -147,6 +148,8 @@ class Reconciler:
         )
         if acted.refused:
             current = plan()
+        if status.active_job is not None and not acted.pending:
+            apply_progress(status, work.progress(status.active_job.name))
         settle_adapter(status, current, meta.generation, acted.blocked, acted.pending)
         self.metrics.observe_adapter(adapter, status, acted.pending)
         self._write(ADAPTERS, body, before, status.to_wire(), work.events)

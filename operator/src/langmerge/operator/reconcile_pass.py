@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from langmerge.common.summary import RunSummary
 from langmerge.operator.api.adapter import LanguageAdapterStatus
@@ -16,7 +17,7 @@ from langmerge.operator.api.reasons import EventReason
 from langmerge.operator.clock import now
 from langmerge.operator.kube import Body, JobRefusedError, Kube
 from langmerge.operator.ledger import Event
-from langmerge.operator.outcome import JobOutcome, job_finished, read_outcome
+from langmerge.operator.outcome import JobOutcome, job_finished, progress_line, read_outcome
 from langmerge.operator.planner import MergePlan, TrainingPlan, invalid_job_reason
 
 
@@ -59,6 +60,14 @@ class ReconcilePass:
             outcome = read_outcome(job, self.kube.job_pods(self.namespace, name), summary_model)
             assert outcome is not None
             yield job, outcome
+
+    def progress(self, job_name: str) -> dict[str, Any] | None:
+        """The trainer's last progress line in the log of the Job's running pod, if any."""
+        for pod in self.kube.job_pods(self.namespace, job_name):
+            if (pod.get("status") or {}).get("phase") == "Running":
+                log = self.kube.pod_log_tail(self.namespace, pod["metadata"]["name"], 20)
+                return progress_line(log)
+        return None
 
     def start(
         self,

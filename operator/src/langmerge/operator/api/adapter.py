@@ -200,9 +200,28 @@ class AdapterArtifact(ApiModel):
     trained_at: Timestamp | None = Field(default=None, description="When training finished.")
 
 
+class TrainingProgress(ApiModel):
+    """Where the running training is, from the trainer's own progress lines."""
+
+    step: StrictInt = Field(ge=0, description="Optimiser steps done.")
+    total_steps: StrictInt = Field(ge=0, description="Optimiser steps of the whole run.")
+    loss: StrictFloat | None = Field(default=None, description="Training loss at that step.")
+    eta_seconds: StrictFloat | None = Field(
+        default=None, ge=0, description="The trainer's estimate of the time left."
+    )
+    observed_at: Timestamp | None = Field(
+        default=None, description="When the operator read it (the step changed)."
+    )
+
+
 class LanguageAdapterStatus(ObjectStatus):
     artifact: AdapterArtifact | None = Field(
         default=None, description="The current, last good adapter."
+    )
+    progress: TrainingProgress | None = Field(
+        default=None,
+        description="The running training's step, total and ETA (while it runs, refreshed "
+        "at each reconcile).",
     )
 
 

@@ -13,9 +13,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Generic, NamedTuple, TypeVar
+from typing import IO, Any, Generic, NamedTuple, TypeVar
 
 from langmerge.common.reproducible import THREADS_VARIABLE
 from langmerge.common.summary import (
@@ -33,6 +34,7 @@ from langmerge.operator.cost import DEFAULT_PRICES, cost_usd
 from langmerge.operator.jobs import merge_args, training_args
 from langmerge.operator.ledger import (
     apply_merge_run,
+    apply_progress,
     apply_training_run,
     run_record,
     settle_adapter,
@@ -50,6 +52,7 @@ from langmerge.operator.local.state import (
     failed,
 )
 from langmerge.operator.metrics import Metrics
+from langmerge.operator.outcome import progress_line
 from langmerge.operator.planner import Action, plan_merge, plan_training
 
 # Locally the "images" are this installation's commands; they enter fingerprints as such.
@@ -112,9 +115,15 @@ class LocalRunner:
     def _artifact(self, name: str, fingerprint: str, kind: str = "artifacts") -> str:
         return str((self.state_dir / kind / name / fingerprint).resolve())
 
-    def _progress(self, label: str, line: str) -> None:
-        if line.startswith('{"step"') and self.interactive:  # the trainer's progress lines
-            step = json.loads(line)
+    def _progress(
+        self, label: str, line: str, on_step: Callable[[dict[str, Any]], None] | None
+    ) -> None:
+        step = progress_line(line)  # the trainer's progress lines
+        if step is None:
+            return
+        if on_step is not None:
+            on_step(step)
+        if self.interactive:
             print(
                 f"\r  {label}: step {step['step']}/{step['totalSteps']} loss {step['loss']:.4f}",
                 end="",
@@ -122,7 +131,13 @@ class LocalRunner:
                 flush=True,
             )
 
-    def _execute(self, label: str, command_line: list[str], model: type[S]) -> Execution[S]:
+    def _execute(
+        self,
+        label: str,
+        command_line: list[str],
+        model: type[S],
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Execution[S]:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{label}.log"
@@ -134,7 +149,7 @@ class LocalRunner:
         with log.open("w") as stderr:
             returncode = self.launcher.run(
                 [*command_line, "--summary-file", str(summary_file)],
-                lambda line: self._progress(label, line),
+                lambda line: self._progress(label, line, on_step),
                 stderr,
                 self.run_env,
             )
@@ -210,6 +225,16 @@ class LocalRunner:
             status.active_job = ActiveJob(
                 name=plan.job, fingerprint=plan.fingerprint, created_at=now()
             )
+            # Visible while it runs (`langmerge status`): phase Training, then its progress.
+            settle_adapter(status, plan, adapter.metadata.generation)
+            self._keep(adapter.metadata.name, status)
+
+            def progressed(line: dict[str, Any]) -> None:
+                before = status.progress
+                apply_progress(status, line)
+                if status.progress is not before:
+                    self._keep(adapter.metadata.name, status)
+
             self.say(f"  train {adapter.metadata.name} ({adapter.spec.language}) ...")
             execution = self._execute(
                 plan.job,
@@ -218,6 +243,7 @@ class LocalRunner:
                     *training_args(spec, output, checkpoints, plan.fingerprint, None),
                 ],
                 TrainingSummary,
+                progressed,
             )
             run = self._record(plan.job, plan.fingerprint, execution)
             apply_training_run(status, run, plan.fingerprint)
@@ -236,7 +262,10 @@ class LocalRunner:
                 self.metrics.record_run(adapter, run, gpus=0)  # priced per core-hour here
         plan = plan_training(adapter.model_copy(update={"status": status}), LOCAL_TRAINER)
         settle_adapter(status, plan, adapter.metadata.generation)
-        self.state.adapters[adapter.metadata.name] = status
+        self._keep(adapter.metadata.name, status)
+
+    def _keep(self, name: str, status: LanguageAdapterStatus) -> None:
+        self.state.adapters[name] = status.model_copy(deep=True)
         self.state.save(self.state_path)
 
     # --- the combined baseline (COMB) ------------------------------------------------------------
