@@ -71,10 +71,9 @@ def test_create_adapter_a_job_appears_and_completing_it_makes_the_adapter_ready(
         and container.security_context.run_as_non_root
     )
     assert job.spec.pod_failure_policy.rules[0].action == "FailJob"
-    assert (
-        cluster.wait_condition("LanguageAdapter", "sentiment-de", "Training")["reason"]
-        == "JobRunning"
-    )
+    # No pod runs yet (no node here): queued, not training (test_kubectl_shows_... turns it).
+    waiting = cluster.wait_condition("LanguageAdapter", "sentiment-de", "Training", "False")
+    assert waiting["reason"] == "JobPending", waiting
 
     cluster.train("sentiment-de", seconds=1800)
     cluster.wait_condition("LanguageAdapter", "sentiment-de", "Ready")
@@ -464,10 +463,14 @@ def test_kubectl_shows_one_phase_and_a_reason_and_describe_shows_warnings(
     cluster.apply(adapter_manifest("en"))
     job = cluster.job("sentiment-en")
     shows("languageadapters", "sentiment-en", "Queued", "JobPending")  # no pod runs yet
+    queued = cluster.wait_condition("LanguageAdapter", "sentiment-en", "Training", "False")
+    assert queued["reason"] == "JobPending", queued  # queued is not training
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     running = {"status": {"startTime": started, "active": 1, "ready": 1}}
     cluster.batch.patch_namespaced_job_status(job, cluster.ns, running)
     shows("languageadapters", "sentiment-en", "Training", "Training")
+    training = cluster.wait_condition("LanguageAdapter", "sentiment-en", "Training")
+    assert training["reason"] == "JobRunning", training  # a pod runs
     for language in ("de", "fr"):
         cluster.train(f"sentiment-{language}")
     shows("languageadapters", "sentiment-de", "Ready", "UpToDate")

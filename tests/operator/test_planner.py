@@ -227,6 +227,10 @@ def test_ready_says_why_a_run_has_not_started() -> None:
         c for c in adapter_conditions(None, plan, None, 1, pending=True) if c.type == "Ready"
     ]
     assert pending.reason == "JobPending" and plan.job in pending.message
+    queued = {c.type: c for c in adapter_conditions(None, plan, None, 1, pending=True)}
+    assert (queued["Training"].status, queued["Training"].reason) == ("False", "JobPending")
+    running = {c.type: c for c in adapter_conditions(None, plan, None, 1, pending=False)}
+    assert (running["Training"].status, running["Training"].reason) == ("True", "JobRunning")
     conditions = adapter_conditions(None, plan, None, 1, blocked="would exceed the budget")
     (held,) = [c for c in conditions if c.type == "Ready"]
     assert (held.reason, held.message) == ("BudgetExceeded", "would exceed the budget")

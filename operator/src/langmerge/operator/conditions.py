@@ -116,16 +116,24 @@ def _running(
     kind: ConditionType,
     plan: TrainingPlan | MergePlan,
     blocked: str | None,
+    pending: bool,
     generation: int,
 ) -> list[Condition]:
-    """Training or Merging: True while the plan's Job runs (not while a budget holds it)."""
-    running = plan.action == Action.RUN
+    """Training or Merging: True while a pod of the plan's Job runs; False (reason JobPending)
+    while the Job waits for a node or queue admission, and while a budget holds it back."""
+    wanted = plan.action == Action.RUN and blocked is None
+    if wanted and pending:
+        reason = Reason.JOB_PENDING
+    elif wanted:
+        reason = Reason.JOB_RUNNING
+    else:
+        reason = Reason.IDLE
     return set_condition(
         conditions,
         kind,
-        running and blocked is None,
-        Reason.JOB_RUNNING if running else Reason.IDLE,
-        f"Job {plan.job}" if running else "",
+        wanted and not pending,
+        reason,
+        f"Job {plan.job}" if wanted else "",
         generation,
     )
 
@@ -140,7 +148,7 @@ def adapter_conditions(
 ) -> list[Condition]:
     """Ready, Training, BudgetExceeded and Failed of a LanguageAdapter, from its plan."""
     conditions = _ready(current, plan, artifact_uri, generation, blocked, pending)
-    conditions = _running(conditions, ConditionType.TRAINING, plan, blocked, generation)
+    conditions = _running(conditions, ConditionType.TRAINING, plan, blocked, pending, generation)
     failed = plan.action == Action.FAILED
     return _budget_and_failure(conditions, failed, plan.reason, plan.message, blocked, generation)
 
@@ -163,6 +171,6 @@ def merged_conditions(
         "" if plan.adapters_ready else plan.message,
         generation,
     )
-    conditions = _running(conditions, ConditionType.MERGING, plan, blocked, generation)
+    conditions = _running(conditions, ConditionType.MERGING, plan, blocked, pending, generation)
     failed = plan.action in (Action.FAILED, Action.BLOCKED)
     return _budget_and_failure(conditions, failed, plan.reason, plan.message, blocked, generation)
