@@ -302,6 +302,11 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
+                # How it authenticates to a kubelet (pod logs, exec): as the admin of our CA.
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+                # The node's name does not resolve here; its InternalIP does.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 # Without a node no controller-manager creates the 'default' ServiceAccount
                 # of a namespace, and pods never get their tokens: admission would refuse them.
                 *([] if self.pod_address else ["--disable-admission-plugins=ServiceAccount"]),

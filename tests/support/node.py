@@ -67,7 +67,9 @@ authorization: {{mode: AlwaysAllow}}
 cgroupDriver: cgroupfs
 containerRuntimeEndpoint: unix://{runtime}/containerd/containerd.sock
 failSwapOn: false
-address: 127.0.0.1
+# Reachable at the node's InternalIP, where the API server proxies `kubectl logs` (the
+# operator reads the trainer's progress there); clients must present a cert of our CA.
+address: 0.0.0.0
 port: {port}
 readOnlyPort: 0
 healthzPort: {healthz}
@@ -271,6 +273,14 @@ class Node:
             )
         )
         self._spawn("containerd", ["containerd", "--config", str(folder / "config.toml")])
+        log = self.workdir / "containerd.log"
+        # Its API answers before the CRI plugin has recovered its state; a kubelet started in
+        # between exits ("server is not initialized yet"). The CRI logs this line once ready.
+        eventually(
+            lambda: "Start streaming server" in log.read_text(errors="replace"),
+            timeout_s=120,
+            what=f"containerd's CRI\n{self.log_tail('containerd')}",
+        )
         eventually(
             lambda: self.ctr("version", check=False).returncode == 0,
             timeout_s=60,
