@@ -52,6 +52,17 @@ def test_every_flag_has_help_that_names_its_default(program: str) -> None:
         parser.format_help()  # every %(default)s and metavar renders
 
 
+def _answer(module: str, flag: str) -> subprocess.CompletedProcess[str]:
+    """The command line's answer to one flag, with every warning shown (-W default)."""
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-m", module, flag],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+
+
 @pytest.mark.parametrize(
     ("program", "module"),
     [
@@ -62,20 +73,8 @@ def test_every_flag_has_help_that_names_its_default(program: str) -> None:
     ],
 )
 def test_version_and_help_answer_quietly(program: str, module: str) -> None:
-    version = subprocess.run(
-        [sys.executable, "-W", "default", "-m", module, "--version"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    version = _answer(module, "--version")
     assert version.stdout.strip() == f"{program} 0.1.0"
     assert version.stderr == ""
-    shown = subprocess.run(
-        [sys.executable, "-W", "default", "-m", module, "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    shown = _answer(module, "--help")
     assert shown.stdout.startswith(f"usage: {program}") and shown.stderr == ""

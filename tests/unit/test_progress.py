@@ -9,7 +9,12 @@ from datetime import timedelta
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus
 from langmerge.operator.api.common import ActiveJob
 from langmerge.operator.clock import now
-from langmerge.operator.ledger import PROGRESS_REFRESH_SECONDS, apply_progress, settle_adapter
+from langmerge.operator.ledger import (
+    PROGRESS_REFRESH_SECONDS,
+    apply_progress,
+    progress_due,
+    settle_adapter,
+)
 from langmerge.operator.outcome import progress_line
 from langmerge.operator.planner import plan_training
 from tests.support.objects import adapter_manifest
@@ -64,3 +69,16 @@ def test_progress_goes_when_nothing_runs() -> None:
     idle = LanguageAdapterStatus()
     apply_progress(idle, {"step": 20, "totalSteps": 500})
     assert idle.progress is None  # no active run, no progress
+
+
+def test_the_log_is_read_only_when_a_refresh_is_due() -> None:
+    """The reconciler asks progress_due before reading a pod's log: no log read on the
+    reconcile that our own progress write causes."""
+    assert not progress_due(LanguageAdapterStatus())  # nothing runs
+    status = _running()
+    assert progress_due(status)  # nothing shown yet
+    apply_progress(status, {"step": 20, "totalSteps": 500})
+    assert not progress_due(status)  # just written
+    assert status.progress is not None and status.progress.observed_at is not None
+    status.progress.observed_at -= timedelta(seconds=PROGRESS_REFRESH_SECONDS)
+    assert progress_due(status)

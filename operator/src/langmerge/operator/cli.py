@@ -74,6 +74,7 @@ def _status(args: argparse.Namespace) -> int:
     from langmerge.operator.api.adapter import LanguageAdapterStatus
     from langmerge.operator.api.merged import MergedModelStatus
     from langmerge.operator.api.reasons import ConditionType
+    from langmerge.operator.conditions import condition_of
     from langmerge.operator.local import ManifestError, State
 
     try:
@@ -89,9 +90,8 @@ def _status(args: argparse.Namespace) -> int:
         *(("MergedModel", n, s) for n, s in sorted(state.merged.items())),
     ]
     for kind, name, status in statuses:
-        ready = next(
-            (c.reason for c in status.conditions or [] if c.type == ConditionType.READY), "-"
-        )
+        found = condition_of(status.conditions, ConditionType.READY)
+        ready = found.reason if found else "-"
         artifact = status.artifact.uri if status.artifact else "-"
         cost = status.totals.cost_usd if status.totals else 0.0
         phase = status.phase or "-"

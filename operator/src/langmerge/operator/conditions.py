@@ -9,6 +9,16 @@ from langmerge.operator.clock import now
 from langmerge.operator.planner import Action, MergePlan, TrainingPlan
 
 
+def condition_of(conditions: list[Condition] | None, kind: str) -> Condition | None:
+    """The condition of that type, if the object has one."""
+    return next((c for c in conditions or [] if c.type == kind), None)
+
+
+def is_true(conditions: list[Condition] | None, kind: str) -> bool:
+    found = condition_of(conditions, kind)
+    return found is not None and found.status == ConditionStatus.TRUE
+
+
 def set_condition(
     conditions: list[Condition], kind: str, value: bool, reason: str, message: str, generation: int
 ) -> list[Condition]:

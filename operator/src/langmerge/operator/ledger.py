@@ -118,20 +118,26 @@ def apply_training_run(
 PROGRESS_REFRESH_SECONDS = 10  # at most one progress write per running adapter this often
 
 
-def apply_progress(status: LanguageAdapterStatus, line: dict[str, Any] | None) -> None:
-    """The running training's progress from the trainer's last progress line. Kept as it is
-    while the step has not moved or the last one is under PROGRESS_REFRESH_SECONDS old: the
-    reconcile our own status write causes then writes nothing, so no loop of writes."""
-    if line is None or status.active_job is None:
-        return
+def progress_due(status: LanguageAdapterStatus) -> bool:
+    """Whether a run's progress may be refreshed now: a run is active and the last progress
+    is at least PROGRESS_REFRESH_SECONDS old. Ask before reading a log: the reconcile our own
+    status write causes then neither reads a log nor writes, so no loop of writes."""
+    if status.active_job is None:
+        return False
     current = status.progress
-    if current is not None and (
-        current.step == line["step"]
-        or (
-            current.observed_at is not None
-            and (now() - current.observed_at).total_seconds() < PROGRESS_REFRESH_SECONDS
-        )
-    ):
+    return (
+        current is None
+        or current.observed_at is None
+        or (now() - current.observed_at).total_seconds() >= PROGRESS_REFRESH_SECONDS
+    )
+
+
+def apply_progress(status: LanguageAdapterStatus, line: dict[str, Any] | None) -> None:
+    """The running training's progress from the trainer's last progress line, when it is due
+    (progress_due) and the step moved."""
+    if line is None or not progress_due(status):
+        return
+    if status.progress is not None and status.progress.step == line["step"]:
         return
     eta = line.get("etaSeconds")
     loss = line.get("loss")

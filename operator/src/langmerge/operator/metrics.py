@@ -21,7 +21,6 @@ from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatu
 from langmerge.operator.api.common import (
     ActiveJob,
     Condition,
-    ConditionStatus,
     CustomResource,
     RunRecord,
     RunResult,
@@ -29,6 +28,7 @@ from langmerge.operator.api.common import (
 )
 from langmerge.operator.api.merged import MergedModel, MergedModelStatus, UpdateRecord
 from langmerge.operator.api.reasons import ConditionType
+from langmerge.operator.conditions import is_true
 
 OBJECT = ["namespace", "kind", "name", "task", "language"]
 
@@ -257,10 +257,7 @@ class Metrics:
         pending: bool,
     ) -> None:
         labels = self._object(resource)
-        ready = any(
-            c.type == ConditionType.READY and c.status == ConditionStatus.TRUE
-            for c in conditions or []
-        )
+        ready = is_true(conditions, ConditionType.READY)
         self.ready.labels(*labels).set(1 if ready else 0)
         self.in_flight.labels(*labels, role).set(1 if active else 0)
         self.pending.labels(*labels, role).set(1 if active and pending else 0)

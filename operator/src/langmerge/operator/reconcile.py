@@ -36,6 +36,7 @@ from langmerge.operator.ledger import (
     apply_merge_run,
     apply_progress,
     apply_training_run,
+    progress_due,
     refuse_invalid,
     run_record,
     settle_adapter,
@@ -148,7 +149,7 @@ class Reconciler:
         )
         if acted.refused:
             current = plan()
-        if status.active_job is not None and not acted.pending:
+        if status.active_job is not None and not acted.pending and progress_due(status):
             apply_progress(status, work.progress(status.active_job.name))
         settle_adapter(status, current, meta.generation, acted.blocked, acted.pending)
         self.metrics.observe_adapter(adapter, status, acted.pending)

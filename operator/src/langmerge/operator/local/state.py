@@ -16,6 +16,7 @@ from langmerge.operator.api.adapter import LanguageAdapterStatus
 from langmerge.operator.api.common import Condition, ConditionStatus
 from langmerge.operator.api.merged import MergedModelStatus
 from langmerge.operator.api.reasons import ConditionType
+from langmerge.operator.conditions import condition_of, is_true
 from langmerge.operator.local.manifests import ManifestError
 
 STATE_VERSION = 2
@@ -82,18 +83,15 @@ class Candidate(StateModel):
 
 
 def ready_reason(conditions: list[Condition] | None) -> str:
-    """ "Ready", or why the object is not (the Ready condition's reason); "-" before any."""
-    for condition in conditions or []:
-        if condition.type == ConditionType.READY:
-            return "Ready" if condition.status == ConditionStatus.TRUE else condition.reason
-    return "-"
+    """Ready, or why the object is not (the Ready condition's reason); "-" before any."""
+    ready = condition_of(conditions, ConditionType.READY)
+    if ready is None:
+        return "-"
+    return "Ready" if ready.status == ConditionStatus.TRUE else ready.reason
 
 
 def failed(conditions: list[Condition] | None) -> bool:
-    return any(
-        c.type == ConditionType.FAILED and c.status == ConditionStatus.TRUE
-        for c in conditions or []
-    )
+    return is_true(conditions, ConditionType.FAILED)
 
 
 class State(StateModel):
