@@ -2,8 +2,10 @@
 
 Events of LanguageAdapters, MergedModels and langmerge's Jobs each reconcile the object
 concerned; a resync loop reconciles everything periodically, so a missed event or a failed
-reconcile (an API server restart, say) heals by itself. No handler keeps state in memory
-that a restart would lose: it lives in status and in the Jobs."""
+reconcile (an API server restart, say) heals by itself. Every event's object goes into the
+in-memory view (cache.py) first, so reconciles read memory, not the API server; the resync
+re-lists it. No handler keeps state in memory that a restart would lose: it lives in status
+and in the Jobs."""
 
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from kubernetes import client, config
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.common import GROUP, VERSION
 from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.cache import ObjectCache
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.cost import PriceBook
-from langmerge.operator.kube import Kube
+from langmerge.operator.kube import JOBS, Kube
 from langmerge.operator.metrics import Metrics
+from langmerge.operator.outcome import job_essentials
 from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
 
 log = logging.getLogger("langmerge.operator")
@@ -57,37 +61,41 @@ def _safely(rec: Reconciler, plural: str, action: Callable[[], None]) -> None:
         log.exception("reconcile of a %s failed; the next event or resync retries", KIND_OF[plural])
 
 
+def _relist(kube: Kube, namespaces: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
+    """Every object the operator reconciles, listed from the API server into the cache:
+    (namespace, name) by kind."""
+    listed: dict[str, list[tuple[str, str]]] = {ADAPTERS: [], MERGED: []}
+    for namespace in namespaces or (None,):
+        for plural in listed:
+            listed[plural] += kube.relist(plural, namespace)
+        kube.relist_jobs(namespace)
+    return listed
+
+
 def _resync(
     rec: Reconciler, namespaces: tuple[str, ...], stop: threading.Event, interval: float
 ) -> None:
-    scope: tuple[str | None, ...] = namespaces or (None,)
     passes = 0
     while not stop.wait(interval):
-        seen = 0
+        try:
+            listed = _relist(rec.kube, namespaces)
+        except Exception:
+            for kind in KIND_OF.values():
+                rec.metrics.reconcile_errors.labels(kind).inc()
+            log.warning("resync could not list the objects; retrying at the next resync")
+            continue
         for plural, reconcile in (
             (ADAPTERS, rec.reconcile_adapter),
             (MERGED, rec.reconcile_merged),
         ):
-            for namespace in scope:
-                try:
-                    items = rec.kube.list_objects(plural, namespace)
-                except Exception:
-                    rec.metrics.reconcile_errors.labels(KIND_OF[plural]).inc()
-                    log.warning("resync could not list %s; retrying at the next resync", plural)
-                    continue
-                seen += len(items)
-                for item in items:
-                    _safely(
-                        rec,
-                        plural,
-                        partial(reconcile, item["metadata"]["namespace"], item["metadata"]["name"]),
-                    )
+            for namespace, name in listed[plural]:
+                _safely(rec, plural, partial(reconcile, namespace, name))
         passes += 1
         log.info(
             "resync pass %d: %d objects in %s",
             passes,
-            seen,
-            ", ".join(n for n in scope if n) or "all namespaces",
+            sum(len(items) for items in listed.values()),
+            ", ".join(namespaces) or "all namespaces",
         )
 
 
@@ -104,7 +112,20 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     prices = PriceBook(Path(operator_config.price_table) if operator_config.price_table else None)
     metrics = Metrics()
     metrics.serve(operator_config.metrics_port)
-    rec = memo.reconciler = Reconciler(Kube(_api()), operator_config, prices, metrics)
+    cache = ObjectCache(trim={JOBS: job_essentials})
+    for plural in (ADAPTERS, MERGED, JOBS):
+        metrics.cached_objects.labels(plural).set_function(partial(cache.size, plural))
+    kube = Kube(_api(), cache, on_request=metrics.count_request)
+    try:
+        # Before kopf starts watching, so no event can find the view half filled.
+        _relist(kube, memo.namespaces)
+    except Exception:
+        log.warning(
+            "could not list the objects at startup; reading the API server until the "
+            "first resync lists them",
+            exc_info=True,
+        )
+    rec = memo.reconciler = Reconciler(kube, operator_config, prices, metrics)
     stop = memo.stop = threading.Event()
     threading.Thread(
         target=_resync,
@@ -161,34 +182,59 @@ class AdapterChanges:
                 )
 
 
+def _observe(rec: Reconciler, kind: str, event: Mapping[str, Any]) -> None:
+    """Puts the event's object into the in-memory view (or takes it out)."""
+    cache = rec.kube.cache
+    if cache is None:
+        return
+    body = event["object"]
+    if event.get("type") == "DELETED":
+        cache.forget(kind, body)
+    else:
+        cache.observe(kind, body)
+
+
 @kopf.on.event(GROUP, VERSION, ADAPTERS)
-def adapter_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+def adapter_event(
+    name: str, namespace: str | None, event: Mapping[str, Any], memo: kopf.Memo, **_: Any
+) -> None:
     assert namespace is not None  # namespaced resource
     rec: Reconciler = memo.reconciler
+    _observe(rec, ADAPTERS, event)
     _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, name))
     memo.changes.add(namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, MERGED)
-def merged_event(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+def merged_event(
+    name: str, namespace: str | None, event: Mapping[str, Any], memo: kopf.Memo, **_: Any
+) -> None:
     assert namespace is not None
     rec: Reconciler = memo.reconciler
+    _observe(rec, MERGED, event)
     _safely(rec, MERGED, partial(rec.reconcile_merged, namespace, name))
-    _safely(rec, ADAPTERS, partial(_retry_budget_blocked, rec, namespace))
+    _safely(rec, ADAPTERS, partial(_retry_budget_blocked, rec, namespace, name))
 
 
-def _retry_budget_blocked(rec: Reconciler, namespace: str) -> None:
+def _retry_budget_blocked(rec: Reconciler, namespace: str, merged: str) -> None:
     """A MergedModel changed (its budget, say): adapters it held back get another look."""
-    for adapter in rec.held_back_by_budget(namespace):
+    for adapter in rec.held_back_by_budget(namespace, merged):
         _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, adapter))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "langmerge"})
-def job_event(labels: Mapping[str, str], namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+def job_event(
+    labels: Mapping[str, str],
+    namespace: str | None,
+    event: Mapping[str, Any],
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    rec: Reconciler = memo.reconciler
+    _observe(rec, JOBS, event)
     owner, kind = labels.get("langmerge.io/name"), labels.get("langmerge.io/kind")
     if not owner or namespace is None:
         return
-    rec: Reconciler = memo.reconciler
     if kind == "languageadapter":
         _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, owner))
     elif kind == "mergedmodel":

@@ -4,16 +4,20 @@ shapes, camelCase), so the rest of the operator never sees client model classes.
 from __future__ import annotations
 
 import json
-import threading
+from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from langmerge.operator.api.common import GROUP, VERSION
+from langmerge.operator.cache import Body, ObjectCache
 from langmerge.operator.clock import now, rfc3339
 
-Body = dict[str, Any]
+JOBS = "jobs"
+MANAGED_JOBS = "app.kubernetes.io/managed-by=langmerge"  # the label every langmerge Job has
+LIST_PAGE = 500
 
 
 def merge_patch(before: Body, after: Body) -> Body:
@@ -47,16 +51,34 @@ def _api_message(error: ApiException) -> str:
 
 
 class Kube:
-    """Thin, typed access to the objects langmerge reads and writes."""
+    """Thin, typed access to the objects langmerge reads and writes. With a cache, reads of
+    custom resources and Jobs come from it once it has listed them (`relist`), and every
+    write's reply goes into it; `on_request(verb, resource)` counts each API request."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        cache: ObjectCache | None = None,
+        on_request: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
-        self._event_lock = threading.Lock()
+        self.cache = cache
+        self._on_request = on_request or (lambda verb, resource: None)
+
+    def _cached(self, kind: str) -> ObjectCache | None:
+        return self.cache if self.cache is not None and self.cache.synced(kind) else None
+
+    def _remember(self, kind: str, body: Body) -> None:
+        if self.cache is not None:
+            self.cache.observe(kind, body)
 
     # custom resources
     def get(self, plural: str, namespace: str, name: str) -> Body | None:
+        if cache := self._cached(plural):
+            return cache.get(plural, namespace, name)
+        self._on_request("get", plural)
         try:
             return _json(
                 self.custom.get_namespaced_custom_object(
@@ -69,6 +91,25 @@ class Kube:
             raise
 
     def list_objects(self, plural: str, namespace: str | None = None) -> list[Body]:
+        if cache := self._cached(plural):
+            return cache.objects(plural, namespace)
+        return cast(list[Body], self._list(plural, namespace)["items"])
+
+    def select_objects(
+        self, plural: str, namespace: str, match_labels: dict[str, str]
+    ) -> list[Body]:
+        """The namespace's objects carrying all of match_labels."""
+        if cache := self._cached(plural):
+            return cache.select(plural, namespace, match_labels)
+        self._on_request("list", plural)
+        selector = ",".join(f"{key}={value}" for key, value in match_labels.items())
+        reply = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, label_selector=selector, _preload_content=False
+        )
+        return cast(list[Body], _json(reply)["items"])
+
+    def _list(self, plural: str, namespace: str | None) -> Body:
+        self._on_request("list", plural)
         if namespace is None:
             reply = self.custom.list_cluster_custom_object(
                 GROUP, VERSION, plural, _preload_content=False
@@ -77,20 +118,65 @@ class Kube:
             reply = self.custom.list_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, _preload_content=False
             )
-        return cast(list[Body], _json(reply)["items"])
+        return _json(reply)
+
+    def relist(self, plural: str, namespace: str | None = None) -> list[tuple[str, str]]:
+        """Lists from the API server (never the cache), page by page, into the cache; returns
+        the (namespace, name) of every object listed."""
+        if namespace is None:
+            return self._relist(
+                plural,
+                None,
+                partial(self.custom.list_cluster_custom_object, GROUP, VERSION, plural),
+            )
+        return self._relist(
+            plural,
+            namespace,
+            partial(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural),
+        )
+
+    def _relist(
+        self, kind: str, namespace: str | None, list_page: Callable[..., Any], **query: Any
+    ) -> list[tuple[str, str]]:
+        """Pages of LIST_PAGE objects, so a resync of thousands never holds them all twice;
+        the pages of one LIST are one snapshot (the continue token keeps its version)."""
+        listed: list[tuple[str, str]] = []
+        token, version = None, ""
+        while True:
+            self._on_request("list", kind)
+            page = _json(
+                list_page(limit=LIST_PAGE, _continue=token, _preload_content=False, **query)
+            )
+            version = version or page["metadata"].get("resourceVersion", "")
+            for item in page["items"]:
+                listed.append((item["metadata"]["namespace"], item["metadata"]["name"]))
+                if self.cache is not None:
+                    self.cache.observe(kind, item)
+            token = page["metadata"].get("continue")
+            if not token:
+                break
+        if self.cache is not None:
+            self.cache.sweep(kind, namespace, set(listed), version)
+        return listed
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> None:
         """Applies a JSON merge patch to status (null removes a field, lists are replaced)."""
+        self._on_request("patch", f"{plural}/status")
         try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": status}
+            reply = self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, {"status": status}, _preload_content=False
             )
         except ApiException as error:
             if error.status != 404:  # deleted meanwhile: nothing to record
                 raise
+            return
+        self._remember(plural, _json(reply))
 
     # jobs and pods
     def get_job(self, namespace: str, name: str) -> Body | None:
+        if cache := self._cached(JOBS):
+            return cache.get(JOBS, namespace, name)
+        self._on_request("get", JOBS)
         try:
             return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
         except ApiException as error:
@@ -101,8 +187,11 @@ class Kube:
     def create_job(self, body: Body) -> bool:
         """Creates the Job; False when it already exists (adopted, never twinned). Raises
         JobRefusedError when the API server refuses the Job itself (invalid)."""
+        self._on_request("create", JOBS)
         try:
-            self.batch.create_namespaced_job(body["metadata"]["namespace"], cast(Any, body))
+            reply = self.batch.create_namespaced_job(
+                body["metadata"]["namespace"], cast(Any, body), _preload_content=False
+            )
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -111,9 +200,24 @@ class Kube:
             if error.status in (400, 422):  # retrying the same Job can never succeed
                 raise JobRefusedError(_api_message(error)) from error
             raise
+        self._remember(JOBS, _json(reply))
         return True
 
+    def relist_jobs(self, namespace: str | None = None) -> list[tuple[str, str]]:
+        """langmerge's Jobs, listed from the API server into the cache."""
+        if namespace is None:
+            return self._relist(
+                JOBS, None, self.batch.list_job_for_all_namespaces, label_selector=MANAGED_JOBS
+            )
+        return self._relist(
+            JOBS,
+            namespace,
+            partial(self.batch.list_namespaced_job, namespace),
+            label_selector=MANAGED_JOBS,
+        )
+
     def delete_job(self, namespace: str, name: str) -> None:
+        self._on_request("delete", JOBS)
         try:
             self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
         except ApiException as error:
@@ -121,6 +225,7 @@ class Kube:
                 raise
 
     def job_pods(self, namespace: str, job: str) -> list[Body]:
+        self._on_request("list", "pods")
         reply = self.core.list_namespaced_pod(
             namespace, label_selector=f"job-name={job}", _preload_content=False
         )
@@ -129,6 +234,7 @@ class Kube:
     def pod_log_tail(self, namespace: str, pod: str, lines: int) -> str | None:
         """The last lines of the pod's main container log; None when the API server cannot
         serve it (no kubelet yet, the pod gone, or no pods/log permission)."""
+        self._on_request("get", "pods/log")
         try:
             reply = self.core.read_namespaced_pod_log(
                 pod, namespace, container="main", tail_lines=lines, _preload_content=False
@@ -160,6 +266,7 @@ class Kube:
             "reportingComponent": "langmerge-operator",
             "reportingInstance": "langmerge-operator",
         }
+        self._on_request("create", "events")
         try:
             self.core.create_namespaced_event(meta["namespace"], cast(Any, body))
         except ApiException as error:

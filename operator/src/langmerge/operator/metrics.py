@@ -151,6 +151,18 @@ class Metrics:
         )
         for resource in (LanguageAdapter, MergedModel):  # present at zero: rates start right
             self.reconcile_errors.labels(resource.KIND.lower())
+        self.api_requests = Counter(
+            "langmerge_api_requests_total",
+            "Requests the reconciler sent to the Kubernetes API server (kopf's watches aside).",
+            ["verb", "resource"],
+            registry=r,
+        )
+        self.cached_objects = Gauge(
+            "langmerge_cached_objects",
+            "Objects held in the operator's in-memory view, by resource.",
+            ["resource"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "langmerge_build_info",
             "Always 1; the operator's version and Python in labels.",
@@ -161,6 +173,9 @@ class Metrics:
         self._seeded: set[tuple[str, str, str]] = set()
         self._series: dict[tuple[str, str, str], list[tuple[Any, tuple[str, ...]]]] = {}
         self._lock = threading.Lock()
+
+    def count_request(self, verb: str, resource: str) -> None:
+        self.api_requests.labels(verb, resource).inc()
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

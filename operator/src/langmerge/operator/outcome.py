@@ -48,6 +48,30 @@ def progress_line(log: str | None) -> dict[str, Any] | None:
     return None
 
 
+def job_essentials(job: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a Job that the operator reads (these functions and the reconciler):
+    metadata without managedFields, status, and each container's name and resources; what
+    the operator's in-memory view holds of a Job, a tenth of it."""
+    meta = {k: v for k, v in job["metadata"].items() if k != "managedFields"}
+    containers = job["spec"]["template"]["spec"]["containers"]
+    return {
+        "apiVersion": job.get("apiVersion", "batch/v1"),
+        "kind": job.get("kind", "Job"),
+        "metadata": meta,
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": c["name"], "resources": c.get("resources") or {}}
+                        for c in containers
+                    ]
+                }
+            }
+        },
+        "status": job.get("status") or {},
+    }
+
+
 def job_finished(job: dict[str, Any]) -> bool:
     return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
 

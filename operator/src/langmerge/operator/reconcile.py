@@ -15,7 +15,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar, cast
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
@@ -23,14 +23,15 @@ from pydantic import ValidationError
 from langmerge.common.summary import MergeSummary, TrainingSummary
 from langmerge.operator import budgets
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus
-from langmerge.operator.api.common import RunRecord
+from langmerge.operator.api.common import CustomResource, RunRecord
 from langmerge.operator.api.merged import MergedModel, MergedModelStatus
 from langmerge.operator.api.reasons import EventReason
+from langmerge.operator.cache import Body
 from langmerge.operator.clock import parse_time
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.cost import PriceBook
 from langmerge.operator.jobs import GPU_TYPE, INPUTS_ANNOTATION, merge_job, training_job
-from langmerge.operator.kube import Body, Kube, merge_patch
+from langmerge.operator.kube import Kube, merge_patch
 from langmerge.operator.ledger import (
     Event,
     apply_merge_run,
@@ -50,7 +51,6 @@ from langmerge.operator.planner import (
     TrainingPlan,
     plan_merge,
     plan_training,
-    selects,
 )
 from langmerge.operator.reconcile_pass import Launch, ReconcilePass
 
@@ -73,6 +73,9 @@ class Reconciler:
         self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
         self._refused_versions: set[str] = set()  # invalid objects already warned about
+        # (kind, namespace, name) -> (resourceVersion, the model or None when refused): a
+        # stored object is validated once per version, not at every list of its namespace
+        self._models: dict[tuple[str, str, str], tuple[str, CustomResource | None]] = {}
 
     def _lock(self, key: str) -> threading.Lock:
         with self._locks_guard:
@@ -81,43 +84,48 @@ class Reconciler:
     # --- entry points (handlers and the resync call these) ---------------------------------
     def reconcile_adapter(self, namespace: str, name: str) -> None:
         with self._lock(f"{ADAPTERS}/{namespace}/{name}"):
-            body = self._valid_body(ADAPTERS, namespace, name, LanguageAdapter)
-            if body is not None:
-                self._adapter(body)
+            valid = self._valid_body(ADAPTERS, namespace, name, LanguageAdapter)
+            if valid is not None:
+                self._adapter(*valid)
 
     def reconcile_merged(self, namespace: str, name: str) -> None:
         with self._lock(f"{MERGED}/{namespace}/{name}"):
-            body = self._valid_body(MERGED, namespace, name, MergedModel)
-            if body is not None:
-                self._merged(body, self._valid(ADAPTERS, namespace, LanguageAdapter))
+            valid = self._valid_body(MERGED, namespace, name, MergedModel)
+            if valid is not None:
+                self._merged(*valid, self._selected(valid[1]))
 
     def reconcile_merged_after_adapters(self, namespace: str, changed: set[str]) -> None:
         """Reconciles the MergedModels of a namespace that select any of the changed adapters
-        (or named them, if they were deleted), listing the namespace once for all of them."""
-        adapters = self._valid(ADAPTERS, namespace, LanguageAdapter)
-        present = {a.metadata.name: a for a in adapters}
+        (all of them when one of those was deleted: its labels are gone with it)."""
+        deleted = any(self.kube.get(ADAPTERS, namespace, name) is None for name in changed)
         for model in self._valid(MERGED, namespace, MergedModel):
-            names = set(model.spec.adapters.names or [])
-            concerned = any(
-                (name in present and selects(model, present[name]))
-                or name in names
-                or name not in present
-                for name in changed
+            selected = self._selected(model)
+            concerned = (
+                deleted
+                or not changed.isdisjoint(model.spec.adapters.names or [])
+                or any(a.metadata.name in changed for a in selected)
             )
             if not concerned:
                 continue
             with self._lock(f"{MERGED}/{namespace}/{model.metadata.name}"):
                 fresh = self.kube.get(MERGED, namespace, model.metadata.name)
-                if fresh is not None:
-                    self._merged(fresh, adapters)
+                if fresh is None:
+                    continue
+                parsed = self._parsed(MERGED, fresh, MergedModel)
+                if parsed is not None:
+                    self._merged(fresh, parsed, self._selected(parsed))
 
-    def held_back_by_budget(self, namespace: str) -> list[str]:
-        """Adapters of the namespace held back by a budget (to retry when a budget changes)."""
-        return budgets.held_back(self.kube.list_objects(ADAPTERS, namespace))
+    def held_back_by_budget(self, namespace: str, merged_name: str) -> list[str]:
+        """Adapters the MergedModel selects that a budget holds back, to retry when its budget
+        changes; when it is gone (or unreadable), every held-back adapter of the namespace."""
+        body = self.kube.get(MERGED, namespace, merged_name)
+        model = self._parsed(MERGED, body, MergedModel) if body is not None else None
+        if model is None:
+            return budgets.held_back(self.kube.list_objects(ADAPTERS, namespace))
+        return budgets.held_back(self._selected_bodies(model))
 
     # --- LanguageAdapter --------------------------------------------------------------------
-    def _adapter(self, body: Body) -> None:
-        adapter = LanguageAdapter.model_validate(body)
+    def _adapter(self, body: Body, adapter: LanguageAdapter) -> None:
         meta = adapter.metadata
         before = (adapter.status or LanguageAdapterStatus()).to_wire()
         status = LanguageAdapterStatus.model_validate(before)
@@ -156,8 +164,7 @@ class Reconciler:
         self._write(ADAPTERS, body, before, status.to_wire(), work.events)
 
     # --- MergedModel ------------------------------------------------------------------------
-    def _merged(self, body: Body, adapters: list[LanguageAdapter]) -> None:
-        merged = MergedModel.model_validate(body)
+    def _merged(self, body: Body, merged: MergedModel, adapters: list[LanguageAdapter]) -> None:
         meta = merged.metadata
         before = (merged.status or MergedModelStatus()).to_wire()
         status = MergedModelStatus.model_validate(before)
@@ -239,7 +246,7 @@ class Reconciler:
         limit = self.config.namespace_budget(namespace)
         if limit is None and not any(m.spec.budget for m in models):
             return None  # no budget applies: no need to list the adapters
-        if adapters is None:
+        if adapters is None or limit is not None:  # a namespace budget counts every adapter
             adapters = self._valid(ADAPTERS, namespace, LanguageAdapter)
         return budgets.refusal(resource, last_run, models, adapters, limit)
 
@@ -285,25 +292,58 @@ class Reconciler:
         never blocks the others; its own reconcile marks it Failed (_refuse)."""
         valid = []
         for body in self.kube.list_objects(plural, namespace):
-            try:
-                valid.append(model.model_validate(body))
-            except ValidationError:
-                log.debug("skipping invalid %s %s/%s", plural, namespace, body["metadata"]["name"])
+            parsed = self._parsed(plural, body, model)
+            if parsed is not None:
+                valid.append(parsed)
         return valid
 
-    def _valid_body(self, plural: str, namespace: str, name: str, model: type[M]) -> Body | None:
-        """The object as stored when the models accept it; None when it is gone (its metrics
-        are forgotten) or refused (marked Failed)."""
+    def _selected_bodies(self, merged: MergedModel) -> list[Body]:
+        """The adapters (as stored) that the MergedModel's spec.adapters may select: those it
+        names, or those carrying its selector's labels (from the cache's label index)."""
+        namespace, selection = merged.metadata.namespace, merged.spec.adapters
+        if selection.names is not None:
+            found = (self.kube.get(ADAPTERS, namespace, name) for name in selection.names)
+            return [body for body in found if body is not None]
+        labels = (selection.selector.match_labels if selection.selector else None) or {}
+        return self.kube.select_objects(ADAPTERS, namespace, labels)
+
+    def _selected(self, merged: MergedModel) -> list[LanguageAdapter]:
+        """The valid adapters among those the MergedModel selects."""
+        parsed = (self._parsed(ADAPTERS, b, LanguageAdapter) for b in self._selected_bodies(merged))
+        return [adapter for adapter in parsed if adapter is not None]
+
+    def _parsed(self, plural: str, body: Body, model: type[M]) -> M | None:
+        meta = body["metadata"]
+        key, version = (plural, meta["namespace"], meta["name"]), meta.get("resourceVersion", "")
+        held = self._models.get(key)
+        if held is not None and held[0] == version and version:
+            return cast(M | None, held[1])
+        try:
+            parsed: M | None = model.model_validate(body)
+        except ValidationError:
+            log.debug("skipping invalid %s %s/%s", plural, meta["namespace"], meta["name"])
+            parsed = None
+        self._models[key] = (version, parsed)
+        return parsed
+
+    def _valid_body(
+        self, plural: str, namespace: str, name: str, model: type[M]
+    ) -> tuple[Body, M] | None:
+        """The object as stored and as the models read it, when they accept it; None when it
+        is gone (its metrics are forgotten) or refused (marked Failed)."""
         body = self.kube.get(plural, namespace, name)
         if body is None:
             self.metrics.forget(model.KIND.lower(), namespace, name)
+            self._models.pop((plural, namespace, name), None)
             return None
-        try:
-            model.model_validate(body)
-        except ValidationError as error:
-            self._refuse(plural, body, error)
+        parsed = self._parsed(plural, body, model)
+        if parsed is None:
+            try:
+                model.model_validate(body)
+            except ValidationError as error:
+                self._refuse(plural, body, error)
             return None
-        return body
+        return body, parsed
 
     def _refuse(self, plural: str, body: Body, error: ValidationError) -> None:
         """Marks an object the models refuse Failed with reason InvalidSpec, on itself alone."""

@@ -14,8 +14,9 @@ from langmerge.operator.api.adapter import LanguageAdapterStatus
 from langmerge.operator.api.common import ActiveJob, RunRecord, RunResult
 from langmerge.operator.api.merged import MergedModelStatus
 from langmerge.operator.api.reasons import EventReason
+from langmerge.operator.cache import Body
 from langmerge.operator.clock import now
-from langmerge.operator.kube import Body, JobRefusedError, Kube
+from langmerge.operator.kube import JobRefusedError, Kube
 from langmerge.operator.ledger import Event
 from langmerge.operator.outcome import JobOutcome, job_finished, progress_line, read_outcome
 from langmerge.operator.planner import MergePlan, TrainingPlan, invalid_job_reason
