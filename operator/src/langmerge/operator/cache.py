@@ -2,15 +2,15 @@
 and its own Jobs), so a reconcile reads memory instead of the API server: what an informer's
 store is to a Go controller.
 
-Filled by a LIST per kind at startup (`prime`), kept current by kopf's watch events
-(`observe`, `forget`) and by the objects the operator's own writes return (`observe`), and
-re-listed by the periodic resync (`prime` again), which also drops an object whose deletion
-no event reported. Within an object, a newer resourceVersion always wins, so a late watch
-event never hides the operator's own last write: a reconcile never sees its own status older
-than it wrote it (that would count a finished run twice). Until a kind has been listed once,
-the cache does not answer for it (`synced`) and the caller asks the API server. Objects are
-indexed by label, so a MergedModel's selector finds its adapters without a scan of the
-namespace, and held without metadata.managedFields, which nothing here reads."""
+Filled by a LIST per kind at startup, before kopf starts watching (`observe` each object,
+then `sweep`), kept current by kopf's watch events (`observe`, `forget`) and by the objects
+the operator's own writes return (`observe`), and listed again by the periodic resync, whose
+`sweep` drops an object whose deletion no event reported. Within an object, a newer
+resourceVersion always wins, so a late watch event never hides the operator's own last
+write: a reconcile never sees its own status older than it wrote it (that would count a
+finished run twice). Objects are indexed by label, so a MergedModel's selector finds its
+adapters without a scan of the namespace, and held without metadata.managedFields (nothing
+here reads it)."""
 
 from __future__ import annotations
 
@@ -60,10 +60,6 @@ class ObjectCache:
         self._by_label: defaultdict[str, defaultdict[tuple[str, str, str], set[str]]] = defaultdict(
             lambda: defaultdict(set)
         )
-        self._synced: set[str] = set()
-
-    def synced(self, kind: str) -> bool:
-        return kind in self._synced
 
     def observe(self, kind: str, body: Body) -> None:
         """A body from a watch event or from the API server's reply to our own write."""
@@ -91,8 +87,7 @@ class ObjectCache:
     ) -> None:
         """A complete LIST of the kind in namespace (None: all namespaces) at resourceVersion
         listed_at found the objects `listed` (namespace, name), each already observed: a held
-        object it lacks is dropped unless it is newer than the list (created since). The kind
-        is synced from now on."""
+        object it lacks is dropped unless it is newer than the list (created since)."""
         version_listed = _version({"metadata": {"resourceVersion": listed_at}})
         with self._lock:
             for ns, names in self._objects[kind].items():
@@ -102,7 +97,6 @@ class ObjectCache:
                     version = _version(names[name])
                     if version_listed is None or version is None or version <= version_listed:
                         self._unindex(kind, names.pop(name))
-            self._synced.add(kind)
 
     def get(self, kind: str, namespace: str, name: str) -> Body | None:
         with self._lock:

@@ -48,8 +48,8 @@ def _api() -> client.ApiClient:
 def operator_memo(namespaces: list[str]) -> kopf.Memo:
     """What the handlers share, through kopf's memo: the namespaces the operator was given
     (none: the whole cluster; everything it reads or writes stays inside them, the periodic
-    resync included); startup adds the reconciler, the adapter-change batcher and the stop
-    signal of its threads."""
+    resync included); startup adds the metrics, the reconciler, the adapter-change batcher
+    and the stop signal of its threads."""
     return kopf.Memo(namespaces=tuple(namespaces))
 
 
@@ -110,21 +110,20 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.scanning.disabled = True
     operator_config = OperatorConfig.from_env()
     prices = PriceBook(Path(operator_config.price_table) if operator_config.price_table else None)
-    metrics = Metrics()
-    metrics.serve(operator_config.metrics_port)
+    if "metrics" not in memo:  # served once, also while the listing below is retried
+        memo.metrics = Metrics()
+        memo.metrics.serve(operator_config.metrics_port)
+    metrics: Metrics = memo.metrics
     cache = ObjectCache(trim={JOBS: job_essentials})
-    for plural in (ADAPTERS, MERGED, JOBS):
-        metrics.cached_objects.labels(plural).set_function(partial(cache.size, plural))
     kube = Kube(_api(), cache, on_request=metrics.count_request)
     try:
-        # Before kopf starts watching, so no event can find the view half filled.
+        # Before kopf starts watching (startup handlers run first), so every reconcile finds
+        # the view filled; kopf retries this handler until the API server answers.
         _relist(kube, memo.namespaces)
-    except Exception:
-        log.warning(
-            "could not list the objects at startup; reading the API server until the "
-            "first resync lists them",
-            exc_info=True,
-        )
+    except Exception as error:
+        raise kopf.TemporaryError(f"could not list the objects: {error}", delay=5) from error
+    for plural in (ADAPTERS, MERGED, JOBS):
+        metrics.cached_objects.labels(plural).set_function(partial(cache.size, plural))
     rec = memo.reconciler = Reconciler(kube, operator_config, prices, metrics)
     stop = memo.stop = threading.Event()
     threading.Thread(

@@ -51,14 +51,15 @@ def _api_message(error: ApiException) -> str:
 
 
 class Kube:
-    """Thin, typed access to the objects langmerge reads and writes. With a cache, reads of
-    custom resources and Jobs come from it once it has listed them (`relist`), and every
-    write's reply goes into it; `on_request(verb, resource)` counts each API request."""
+    """Thin, typed access to the objects langmerge reads and writes. Custom resources and
+    Jobs are read from the in-memory view (cache.py), which `relist` fills from the API
+    server and every write's reply updates; `on_request(verb, resource)` counts each request
+    sent to the API server."""
 
     def __init__(
         self,
         api: client.ApiClient,
-        cache: ObjectCache | None = None,
+        cache: ObjectCache,
         on_request: Callable[[str, str], None] | None = None,
     ) -> None:
         self.custom = client.CustomObjectsApi(api)
@@ -67,58 +68,18 @@ class Kube:
         self.cache = cache
         self._on_request = on_request or (lambda verb, resource: None)
 
-    def _cached(self, kind: str) -> ObjectCache | None:
-        return self.cache if self.cache is not None and self.cache.synced(kind) else None
-
-    def _remember(self, kind: str, body: Body) -> None:
-        if self.cache is not None:
-            self.cache.observe(kind, body)
-
-    # custom resources
+    # custom resources (reads from the view)
     def get(self, plural: str, namespace: str, name: str) -> Body | None:
-        if cache := self._cached(plural):
-            return cache.get(plural, namespace, name)
-        self._on_request("get", plural)
-        try:
-            return _json(
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name, _preload_content=False
-                )
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self.cache.get(plural, namespace, name)
 
     def list_objects(self, plural: str, namespace: str | None = None) -> list[Body]:
-        if cache := self._cached(plural):
-            return cache.objects(plural, namespace)
-        return cast(list[Body], self._list(plural, namespace)["items"])
+        return self.cache.objects(plural, namespace)
 
     def select_objects(
         self, plural: str, namespace: str, match_labels: dict[str, str]
     ) -> list[Body]:
         """The namespace's objects carrying all of match_labels."""
-        if cache := self._cached(plural):
-            return cache.select(plural, namespace, match_labels)
-        self._on_request("list", plural)
-        selector = ",".join(f"{key}={value}" for key, value in match_labels.items())
-        reply = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, label_selector=selector, _preload_content=False
-        )
-        return cast(list[Body], _json(reply)["items"])
-
-    def _list(self, plural: str, namespace: str | None) -> Body:
-        self._on_request("list", plural)
-        if namespace is None:
-            reply = self.custom.list_cluster_custom_object(
-                GROUP, VERSION, plural, _preload_content=False
-            )
-        else:
-            reply = self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, _preload_content=False
-            )
-        return _json(reply)
+        return self.cache.select(plural, namespace, match_labels)
 
     def relist(self, plural: str, namespace: str | None = None) -> list[tuple[str, str]]:
         """Lists from the API server (never the cache), page by page, into the cache; returns
@@ -150,13 +111,11 @@ class Kube:
             version = version or page["metadata"].get("resourceVersion", "")
             for item in page["items"]:
                 listed.append((item["metadata"]["namespace"], item["metadata"]["name"]))
-                if self.cache is not None:
-                    self.cache.observe(kind, item)
+                self.cache.observe(kind, item)
             token = page["metadata"].get("continue")
             if not token:
                 break
-        if self.cache is not None:
-            self.cache.sweep(kind, namespace, set(listed), version)
+        self.cache.sweep(kind, namespace, set(listed), version)
         return listed
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> None:
@@ -170,19 +129,11 @@ class Kube:
             if error.status != 404:  # deleted meanwhile: nothing to record
                 raise
             return
-        self._remember(plural, _json(reply))
+        self.cache.observe(plural, _json(reply))
 
     # jobs and pods
     def get_job(self, namespace: str, name: str) -> Body | None:
-        if cache := self._cached(JOBS):
-            return cache.get(JOBS, namespace, name)
-        self._on_request("get", JOBS)
-        try:
-            return _json(self.batch.read_namespaced_job(name, namespace, _preload_content=False))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self.cache.get(JOBS, namespace, name)
 
     def create_job(self, body: Body) -> bool:
         """Creates the Job; False when it already exists (adopted, never twinned). Raises
@@ -200,7 +151,7 @@ class Kube:
             if error.status in (400, 422):  # retrying the same Job can never succeed
                 raise JobRefusedError(_api_message(error)) from error
             raise
-        self._remember(JOBS, _json(reply))
+        self.cache.observe(JOBS, _json(reply))
         return True
 
     def relist_jobs(self, namespace: str | None = None) -> list[tuple[str, str]]:
