@@ -9,7 +9,10 @@
 3. TIES / DARE-TIES against peft on the same dense 4096x4096 tensors (merge_utils), and peft's
    add_weighted_adapter (ties, dare_ties, svd) on a one-module model with the same adapters.
 
-Usage: python benchmarks/merge_bench.py [--quick]
+Each method runs --repeat times (default 3; --quick: once); the median and [min-max] are
+printed, with the load average before and after.
+
+Usage: python benchmarks/merge_bench.py [--quick] [--repeat N]
 Ends with RESULT name=value lines and writes benchmarks/results/merge_bench.json.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +124,25 @@ def timed(fn: Callable[[], object], repeat: int = 1) -> float:
     return best
 
 
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per figure, the median of the runs and [min, max] as figure_range."""
+    figures: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        figures[key] = statistics.median(values)
+        figures[f"{key}_range"] = [min(values), max(values)]
+    return figures
+
+
+def spread(figures: dict[str, Any], key: str) -> str:
+    low, high = figures[f"{key}_range"]
+    return f"[{low:.2f}-{high:.2f}]"
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def knots_per_module(size: int) -> dict[str, float]:
     generator = torch.Generator().manual_seed(size)
     a_list = [torch.randn(RANK, size, generator=generator, dtype=torch.float64) for _ in LANGUAGES]
@@ -195,7 +218,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="reduced run, under a minute")
     parser.add_argument("--layers", type=int, default=None, help="layers for low-rank methods")
     parser.add_argument("--dense-layers", type=int, default=None, help="layers for dense methods")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per method (default 3)")
     args = parser.parse_args()
+    repeat = args.repeat or (1 if args.quick else 3)
     layers = args.layers or (2 if args.quick else 32)
     dense_layers = args.dense_layers or (1 if args.quick else 2)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -204,6 +229,8 @@ def main() -> int:
         "threads": torch.get_num_threads(),
         "layers": layers,
         "dense_layers": dense_layers,
+        "runs_per_method": repeat,
+        "load_average_before": load_average(),
         "methods": {},
     }
     with tempfile.TemporaryDirectory(prefix="merge-bench-") as tmp:
@@ -216,12 +243,15 @@ def main() -> int:
         results["dense_modules"] = sorted(dense_modules)
         for method, meta in METHODS.items():
             chosen = dense_adapters if meta.space == "dense" else adapters
-            figures = run_method(method, chosen, root / f"out-{method}")
+            runs = [run_method(method, chosen, root / f"out-{method}-{i}") for i in range(repeat)]
+            figures = median_of(runs)
             figures["layers"] = dense_layers if meta.space == "dense" else layers
             results["methods"][method] = figures
             print(
-                f"{method:16s} layers={figures['layers']:>2} merge={figures['merge_s']:>7.2f}s "
-                f"wall={figures['wall_s']:>7.2f}s peak_rss={figures['peak_rss_gb']:.2f} GB",
+                f"{method:16s} layers={figures['layers']:>2} "
+                f"merge={figures['merge_s']:>7.2f}s {spread(figures, 'merge_s')} "
+                f"wall={figures['wall_s']:>7.2f}s "
+                f"peak_rss={figures['peak_rss_gb']:.2f} GB {spread(figures, 'peak_rss_gb')}",
                 flush=True,
             )
     results["knots_module_1024"] = knots_per_module(1024)
@@ -238,6 +268,8 @@ def main() -> int:
         flush=True,
     )
 
+    results["load_average_after"] = load_average()
+    print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
     RESULTS.mkdir(exist_ok=True)
     name = "merge_bench_quick.json" if args.quick else "merge_bench.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2))
@@ -245,6 +277,7 @@ def main() -> int:
     print(f"RESULT knots_ties_seconds={knots['merge_s']}")
     print(f"RESULT knots_ties_layers={knots['layers']}")
     print(f"RESULT knots_ties_peak_rss_gb={knots['peak_rss_gb']}")
+    print(f"RESULT knots_ties_seconds_range={knots['merge_s_range']}")
     print(f"RESULT knots_module_speedup_1024={results['knots_module_1024']['speedup']:.1f}")
     if "knots_module_4096" in results:
         print(f"RESULT knots_module_speedup_4096={results['knots_module_4096']['speedup']:.1f}")

@@ -97,6 +97,7 @@ def dare_generator(seed: int, module: str, task: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
+SPECULATION_BUCKETS = 3  # each side of the running estimate; a bucket is 1/128 of an octave
 DARE_BLOCK_ROWS = 256  # DARE draws its mask per block of rows: chunked merges stay identical
 
 
@@ -122,22 +123,61 @@ def dare_rows_mask(
 class StreamedThresholds:
     """TIES thresholds per adapter over tensors seen one at a time (many modules, or row
     chunks of one): a magnitude-bucket histogram in a first pass, then the exact k-th value
-    among the one bucket that holds it in a second pass."""
+    among the one bucket that holds it.
+
+    The bucket's values come from a second pass (`collect`), or, for the parts counted with
+    a name, from the first: `count(..., part=name)` also keeps the part's values within
+    SPECULATION_BUCKETS of the running estimate of that bucket, and `settle()` uses them
+    wherever the final bucket lies inside what was kept; only the parts where it does not
+    (`missed`) are read again. Either way the threshold is the same exact value."""
 
     def __init__(self, n_tasks: int, density: float) -> None:
         self.density = density
         self.counts = [torch.zeros(1 << 15, dtype=torch.int64) for _ in range(n_tasks)]
         self.targets: list[tuple[int, int, int] | None] = []
         self.candidates: list[list[torch.Tensor]] = [[] for _ in range(n_tasks)]
+        # per task: part -> (lowest, highest bucket kept, the values kept)
+        self.kept: list[dict[str, tuple[int, int, torch.Tensor]]] = [{} for _ in range(n_tasks)]
+        self.missed: list[set[str]] = [set() for _ in range(n_tasks)]
 
-    def count(self, task: int, values: torch.Tensor) -> None:
-        self.counts[task] += steps.bucket_counts(values).cpu()
+    def _kth(self, counts: torch.Tensor) -> int:
+        size = int(counts.sum())
+        return size - int(size * self.density)
+
+    def count(self, task: int, values: torch.Tensor, part: str | None = None) -> None:
+        buckets = steps.magnitude_buckets(values).flatten()
+        self.counts[task] += torch.bincount(buckets, minlength=steps.BINS).cpu()
+        if part is None:
+            return
+        kth = self._kth(self.counts[task])
+        if kth <= 0:
+            self.kept[task][part] = (0, -1, values.new_empty(0))
+            return
+        estimate, _ = steps.threshold_bucket(self.counts[task], kth)
+        low, high = estimate - SPECULATION_BUCKETS, estimate + SPECULATION_BUCKETS
+        near = (buckets >= low) & (buckets <= high)
+        self.kept[task][part] = (low, high, values.flatten()[near].cpu())
 
     def locate(self) -> None:
         for counts in self.counts:
-            size = int(counts.sum())
-            kth = size - int(size * self.density)
+            kth = self._kth(counts)
             self.targets.append((kth, *steps.threshold_bucket(counts, kth)) if kth > 0 else None)
+
+    def settle(self) -> set[str]:
+        """After locate(): takes the final bucket's values from what count() kept; returns
+        the parts to read again (collect) for some task, because their kept range misses
+        that task's final bucket."""
+        for task, target in enumerate(self.targets):
+            kept, self.kept[task] = self.kept[task], {}
+            if target is None:
+                continue
+            bucket = target[1]
+            for part, (low, high, values) in kept.items():
+                if low <= bucket <= high:
+                    self.candidates[task].append(steps.in_bucket(values, bucket))
+                else:
+                    self.missed[task].add(part)
+        return set().union(*self.missed)
 
     def collect(self, task: int, values: torch.Tensor) -> None:
         target = self.targets[task]
@@ -177,20 +217,26 @@ def truncate(
 
 
 def knots_basis(
-    a_list: list[torch.Tensor], b_list: list[torch.Tensor], tolerance: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+    a_list: list[torch.Tensor], b_list: list[torch.Tensor], tolerance: float, basis: bool = True
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """KnOTS alignment of one module in factor space.
 
     The concatenation [dW_1 ... dW_n] (out x n*in, dW_i = B_i A_i) = U S [V_1^T ... V_n^T] is
     never formed: QR of the stacked B's and of each A_i^T reduce it to one small SVD.
-    Returns U (out x k) and the per-adapter blocks S V_i^T stacked (n x k x in), k <= sum r_i.
+    Returns U (out x k; None unless basis, which the thresholds do not need: then the B's QR
+    forms no Q, and R is the same) and the per-adapter blocks S V_i^T stacked (n x k x in),
+    k <= sum r_i.
     """
-    q_b, r_b = torch.linalg.qr(torch.cat(b_list, dim=1))
+    stacked = torch.cat(b_list, dim=1)
+    if basis:
+        q_b, r_b = torch.linalg.qr(stacked)
+    else:
+        r_b = torch.linalg.qr(stacked, mode="r").R
     q_a, r_a = zip(*(torch.linalg.qr(a.T) for a in a_list), strict=True)
     core = r_b @ torch.block_diag(*(r.T for r in r_a))
     u_core, s, vt_core = torch.linalg.svd(core, full_matrices=False)
     keep = s > tolerance * s[0] if s.numel() and s[0] > 0 else torch.zeros_like(s, dtype=torch.bool)
-    u = q_b @ u_core[:, keep]
+    u = q_b @ u_core[:, keep] if basis else None
     s_kept, vt_kept = s[keep], vt_core[keep]
     blocks, start = [], 0
     for q in q_a:
@@ -300,6 +346,7 @@ def _merge_knots(
 ) -> MergedModule:
     a_list, b_list = loader(module)
     u, blocks = knots_basis(a_list, b_list, settings.knots_tolerance)
+    assert u is not None
     merged = combine_(sparsify_(blocks, settings, module, thresholds), settings)
     return MergedModule(module, b=u, a=merged, stats={"knots_rank": float(u.shape[1])})
 
@@ -308,17 +355,21 @@ def global_thresholds(
     modules: list[str], loader: FactorLoader, settings: MergeSettings, n_tasks: int
 ) -> list[float]:
     """Per adapter, the TIES threshold over its KnOTS blocks of every module at once (the
-    reference's global top-k), in memory bounded by one module."""
+    reference's global top-k), in memory bounded by one module plus the values near the
+    threshold: one pass over the modules, and a second only over those whose kept values
+    miss the final bucket (StreamedThresholds)."""
     streamed = StreamedThresholds(n_tasks, settings.density)
     for module in modules:
-        _, blocks = knots_basis(*loader(module), settings.knots_tolerance)
+        _, blocks = knots_basis(*loader(module), settings.knots_tolerance, basis=False)
         for task in range(n_tasks):
-            streamed.count(task, blocks[task])
+            streamed.count(task, blocks[task], part=module)
     streamed.locate()
-    for module in modules:
-        _, blocks = knots_basis(*loader(module), settings.knots_tolerance)
+    again = streamed.settle()
+    for module in (m for m in modules if m in again):
+        _, blocks = knots_basis(*loader(module), settings.knots_tolerance, basis=False)
         for task in range(n_tasks):
-            streamed.collect(task, blocks[task])
+            if module in streamed.missed[task]:
+                streamed.collect(task, blocks[task])
     return streamed.thresholds()
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-_BINS = 1 << 15  # float32 |x| bit patterns >> 16: monotonic in |x|, 32768 buckets
+BINS = 1 << 15  # float32 |x| bit patterns >> 16: monotonic in |x|, 32768 buckets
 
 
 def magnitude_buckets(values: torch.Tensor) -> torch.Tensor:
@@ -29,7 +29,7 @@ def magnitude_buckets(values: torch.Tensor) -> torch.Tensor:
 
 def bucket_counts(values: torch.Tensor) -> torch.Tensor:
     """Histogram (length 32768, int64) of magnitude_buckets(values)."""
-    return torch.bincount(magnitude_buckets(values).flatten(), minlength=_BINS)
+    return torch.bincount(magnitude_buckets(values).flatten(), minlength=BINS)
 
 
 def bucket_range(bucket: int) -> tuple[float, float]:
