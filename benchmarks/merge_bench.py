@@ -12,7 +12,8 @@
 Each method runs --repeat times (default 3; --quick: once); the median and [min-max] are
 printed, with the load average before and after.
 
-Usage: python benchmarks/merge_bench.py [--quick] [--repeat N]
+Usage: python benchmarks/merge_bench.py [--quick] [--repeat N] [--methods knots-ties ...]
+(--methods: those methods only, without the per-module and peft comparisons)
 Ends with RESULT name=value lines and writes benchmarks/results/merge_bench.json.
 """
 
@@ -219,6 +220,9 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=None, help="layers for low-rank methods")
     parser.add_argument("--dense-layers", type=int, default=None, help="layers for dense methods")
     parser.add_argument("--repeat", type=int, default=None, help="runs per method (default 3)")
+    parser.add_argument(
+        "--methods", nargs="+", choices=sorted(METHODS), default=None, help="default: all"
+    )
     args = parser.parse_args()
     repeat = args.repeat or (1 if args.quick else 3)
     layers = args.layers or (2 if args.quick else 32)
@@ -242,6 +246,8 @@ def main() -> int:
         dense_adapters = write_adapters(root, dense_layers, dense_modules)
         results["dense_modules"] = sorted(dense_modules)
         for method, meta in METHODS.items():
+            if args.methods and method not in args.methods:
+                continue
             chosen = dense_adapters if meta.space == "dense" else adapters
             runs = [run_method(method, chosen, root / f"out-{method}-{i}") for i in range(repeat)]
             figures = median_of(runs)
@@ -254,6 +260,16 @@ def main() -> int:
                 f"peak_rss={figures['peak_rss_gb']:.2f} GB {spread(figures, 'peak_rss_gb')}",
                 flush=True,
             )
+    if args.methods:  # a targeted run: the chosen methods only
+        results["load_average_after"] = load_average()
+        print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "merge_bench_methods.json").write_text(json.dumps(results, indent=2))
+        for method, figures in results["methods"].items():
+            key = method.replace("-", "_")
+            print(f"RESULT {key}_seconds={figures['merge_s']}")
+            print(f"RESULT {key}_peak_rss_gb={figures['peak_rss_gb']}")
+        return 0
     results["knots_module_1024"] = knots_per_module(1024)
     print(f"knots 1024x1024 module: {results['knots_module_1024']}", flush=True)
     if not args.quick:

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -375,6 +376,11 @@ def run(args: argparse.Namespace) -> MergeSummary:
     with tempfile.TemporaryDirectory(prefix="langmerge-merge-") as scratch_name:
         scratch = Path(scratch_name)
         adapters = _load_inputs(args, scratch)
+        # The inputs' digests (for the provenance record) are read while the merge computes:
+        # hashing releases the GIL, and the merge's own reads are of the same files.
+        hashing = ThreadPoolExecutor(1, thread_name_prefix="input-digests")
+        digests = hashing.map(storage.sha256_dir, [a.path for a in adapters])
+        hashing.shutdown(wait=False)
         with storage.staging(args.output) as staged:
             merger = Merger(adapters, settings)
             merger.prepare()
@@ -387,8 +393,8 @@ def run(args: argparse.Namespace) -> MergeSummary:
                 storage.check_under_root(args.base_model, args.artifact_root, "--base-model")
                 figures = write_full(merger, storage.fetch_dir(args.base_model, scratch), staged)
             inputs = [
-                {"uri": a.name, "sha256": storage.sha256_dir(a.path), "language": a.language}
-                for a in adapters
+                {"uri": a.name, "sha256": digest, "language": a.language}
+                for a, digest in zip(adapters, digests, strict=True)
             ]
             metadata = {
                 "kind": "merged",
