@@ -22,9 +22,9 @@ def _streamed(parts: dict[str, torch.Tensor], density: float) -> tuple[float, se
         streamed.count(0, values, part=name)
     streamed.locate()
     again = streamed.settle()
-    for name in parts:  # the second pass, over the missed parts only
+    for name, values in parts.items():  # the second pass, over the missed parts only
         if name in again:
-            streamed.collect(0, parts[name])
+            streamed.collect(0, values)
     return streamed.thresholds()[0], again
 
 
