@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,6 +110,7 @@ def run_method(method: str, adapters: list[Path], out: Path, device: str = "cpu"
     if result.returncode != 0:
         raise RuntimeError(f"{method} failed: {result.stderr[-2000:]}")
     data = json.loads(summary.read_text())
+    shutil.rmtree(out)  # up to 0.8 GB per run; kept, a full run leaves about 10 GB
     return {
         "wall_s": round(wall, 2),
         "merge_s": data["wallSeconds"],
