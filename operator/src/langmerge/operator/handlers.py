@@ -183,10 +183,7 @@ class AdapterChanges:
 
 def _observe(rec: Reconciler, kind: str, event: Mapping[str, Any]) -> None:
     """Puts the event's object into the in-memory view (or takes it out)."""
-    cache = rec.kube.cache
-    if cache is None:
-        return
-    body = event["object"]
+    cache, body = rec.kube.cache, event["object"]
     if event.get("type") == "DELETED":
         cache.forget(kind, body)
     else:
