@@ -22,11 +22,15 @@ from typing import Any
 Body = dict[str, Any]
 
 
-def _version(body: Body) -> int | None:
+def _version(resource_version: str | None) -> int | None:
     try:
-        return int(body["metadata"].get("resourceVersion") or "")
+        return int(resource_version or "")
     except ValueError:
         return None  # opaque, as the API allows: then the latest seen wins
+
+
+def _version_of(body: Body) -> int | None:
+    return _version(body["metadata"].get("resourceVersion"))
 
 
 def without_managed_fields(body: Body) -> Body:
@@ -43,7 +47,7 @@ def _labels(body: Body) -> dict[str, str]:
 def _newer(candidate: Body, held: Body | None) -> bool:
     if held is None:
         return True
-    new, old = _version(candidate), _version(held)
+    new, old = _version_of(candidate), _version_of(held)
     return new is None or old is None or new >= old
 
 
@@ -88,13 +92,13 @@ class ObjectCache:
         """A complete LIST of the kind in namespace (None: all namespaces) at resourceVersion
         listed_at found the objects `listed` (namespace, name), each already observed: a held
         object it lacks is dropped unless it is newer than the list (created since)."""
-        version_listed = _version({"metadata": {"resourceVersion": listed_at}})
+        version_listed = _version(listed_at)
         with self._lock:
             for ns, names in self._objects[kind].items():
                 if namespace is not None and ns != namespace:
                     continue
                 for name in [n for n in names if (ns, n) not in listed]:
-                    version = _version(names[name])
+                    version = _version_of(names[name])
                     if version_listed is None or version is None or version <= version_listed:
                         self._unindex(kind, names.pop(name))
 

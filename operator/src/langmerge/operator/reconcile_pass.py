@@ -41,6 +41,8 @@ class ReconcilePass:
     kube: Kube
     namespace: str
     events: list[Event] = field(default_factory=list)
+    # the Jobs as this pass first saw them: one consistent view for the whole pass, even if
+    # a watch event updates the operator's view meanwhile
     _jobs: dict[str, Body | None] = field(default_factory=dict)
 
     def job(self, name: str) -> Body | None:
