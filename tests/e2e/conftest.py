@@ -1,10 +1,13 @@
-"""One real single-node cluster for every e2e module (tests/support/node.py), and the
-namespaces they work in: each labelled with the restricted Pod Security Standard, with the
-chart's default claim bound to a host folder that holds the datasets and builtin:tiny."""
+"""The cluster every e2e module runs against (tests/support/target.py): this machine's real
+single node (tests/support/node.py), or a user's own scratch cluster when
+LANGMERGE_E2E_KUBECONFIG names one; and the namespaces the modules work in, each under the
+restricted Pod Security Standard, with the chart's default claim holding two languages' data
+and builtin:tiny, put there through a pod (tests/support/volume.py)."""
 
 from __future__ import annotations
 
-import shutil
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,82 +19,66 @@ from kubernetes import client
 from langmerge.common import builtin
 from tests.conftest import require
 from tests.support.containers import build_images, missing_tools
-from tests.support.control_plane import REPO, ControlPlane
+from tests.support.control_plane import REPO, ControlPlane, find_binaries
 from tests.support.kube import until
 from tests.support.node import API_ADDRESS, Node, missing_for_node
 from tests.support.objects import GROUP, VERSION, adapter_manifest
+from tests.support.target import KUBECONFIG_ENV, ExternalTarget, NodeTarget, Target
+from tests.support.volume import ArtifactVolume
 
-FS_GROUP = 10001
 QUICKSTART = REPO / "examples" / "quickstart" / "datasets" / "sentiment"
 # Real pods on a busy 2-core machine: image start, torch import, training.
 PATIENCE_S = 900
 
 
 @pytest.fixture(scope="package")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    missing = missing_for_node() + missing_tools()
-    require(not missing, f"the single-node cluster needs {', '.join(missing)}")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """The images built (hack/images.sh) and made available to the cluster's nodes."""
+    external = os.environ.get(KUBECONFIG_ENV)
+    missing = missing_tools() + ([] if external else missing_for_node())
+    require(not missing, f"the e2e cluster needs {', '.join(missing)}")
     build_images()
+    workdir = tmp_path_factory.mktemp("e2e-target")
+    if external:
+        yield from _loaded(ExternalTarget(Path(external), find_binaries(), workdir))
+        return
     plane = ControlPlane(tmp_path_factory.mktemp("e2e-plane"), pod_address=API_ADDRESS).start()
     started = time.monotonic()
     node = Node(plane, tmp_path_factory.mktemp("e2e-node"))
     try:
         node.start()
         print(f"RESULT cluster_start_seconds={time.monotonic() - started:.1f}")
-        loaded = time.monotonic()
-        node.load_image("trainer")
-        node.load_image("merger")
-        print(f"RESULT image_load_seconds={time.monotonic() - loaded:.1f}")
-        yield node
+        yield from _loaded(NodeTarget(node, workdir))
     finally:
         node.stop()
         plane.stop()
 
 
-@pytest.fixture(scope="package")
-def artifact_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A host folder with two languages' data and builtin:tiny. A hostPath volume ignores
-    fsGroup, so the folder is made group-writable for the pods' group, as an administrator
-    provisioning such a volume would."""
-    root = tmp_path_factory.mktemp("e2e-artifacts")
-    (root / "datasets").mkdir()
-    for language in ("de", "fr"):
-        lines = (QUICKSTART / f"{language}-train.jsonl").read_text().splitlines()[:32]
-        (root / "datasets" / f"{language}.jsonl").write_text("\n".join(lines) + "\n")
-    shutil.copytree(builtin.path(), root / "models" / "tiny")
-    for path in [root, *root.rglob("*")]:
-        shutil.chown(path, group=FS_GROUP)
-        path.chmod(0o2775 if path.is_dir() else 0o664)
-    return root
+def _loaded(target: Target) -> Iterator[Target]:
+    try:
+        started = time.monotonic()
+        target.load_image("trainer")
+        target.load_image("merger")
+        print(f"RESULT image_load_seconds={time.monotonic() - started:.1f}")
+        yield target
+    finally:
+        target.close()
 
 
-def provision_namespace(plane: ControlPlane, namespace: str, root: Path) -> None:
-    """The namespace (restricted Pod Security Standard, enforced by the API server) and a
-    static PersistentVolume on root bound to the chart's default claim there."""
-    plane.kubectl("create", "namespace", namespace)
-    plane.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    manifest = f"""
-apiVersion: v1
-kind: PersistentVolume
-metadata: {{name: langmerge-{namespace}-artifacts}}
-spec:
-  capacity: {{storage: 1Gi}}
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  persistentVolumeReclaimPolicy: Retain
-  hostPath: {{path: {root}, type: Directory}}
-  claimRef: {{namespace: {namespace}, name: langmerge-artifacts}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {{name: langmerge-artifacts, namespace: {namespace}}}
-spec:
-  accessModes: [ReadWriteMany]
-  storageClassName: ""
-  volumeName: langmerge-{namespace}-artifacts
-  resources: {{requests: {{storage: 1Gi}}}}
-"""
-    plane.kubectl("apply", "-f", "-", input=manifest)
+def provision_namespace(target: Target, namespace: str) -> ArtifactVolume:
+    """The namespace and its artifacts claim, holding datasets/{de,fr}.jsonl (32 lines each
+    of the quickstart's) and models/tiny (builtin:tiny)."""
+    target.create_namespace(namespace)
+    volume = ArtifactVolume(target, namespace).start(timeout_s=PATIENCE_S)
+    with tempfile.TemporaryDirectory() as staging:
+        datasets = Path(staging) / "datasets"
+        datasets.mkdir()
+        for language in ("de", "fr"):
+            lines = (QUICKSTART / f"{language}-train.jsonl").read_text().splitlines()[:32]
+            (datasets / f"{language}.jsonl").write_text("\n".join(lines) + "\n")
+        volume.put(datasets, "datasets")
+    volume.put(builtin.path(), "models/tiny")
+    return volume
 
 
 def e2e_adapter(language: str, **resources: Any) -> dict[str, Any]:

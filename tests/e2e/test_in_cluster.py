@@ -1,14 +1,14 @@
-"""The operator as users run it: the chart installed with helm on the real node, the operator
-image in a pod under the restricted Pod Security Standard, talking to the API server through
-the `kubernetes` Service (kube-proxy) with its ServiceAccount's token and the chart's RBAC;
-a real Prometheus scrapes it at the chart's metrics Service's endpoints; the operator pod
-killed in the middle of a training run is replaced and adopts the run; the chart's Job
-deadline kills a real pod. Prints `RESULT name=value` lines."""
+"""The operator as users run it: the chart installed with helm on the e2e cluster, the
+operator image in a pod under the restricted Pod Security Standard, talking to the API server
+through the `kubernetes` Service with its ServiceAccount's token and the chart's RBAC; a real
+Prometheus scrapes the pod behind the chart's metrics Service; the operator pod killed in the
+middle of a training run is replaced and adopts the run; it merges the two adapters and, after
+one language's update, retrains only that one; the chart's Job deadline kills a real pod.
+Prints `RESULT name=value` lines."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,27 +27,16 @@ from tests.e2e.conftest import (
 from tests.support.containers import image
 from tests.support.control_plane import REPO
 from tests.support.kube import api_client, eventually, until
-from tests.support.node import Node
-from tests.support.objects import GROUP, VERSION
+from tests.support.objects import GROUP, VERSION, merged_manifest
 from tests.support.prometheus import Prometheus, file_scrape
+from tests.support.target import Target
+from tests.support.volume import ArtifactVolume
 
 NAMESPACE = "e2e-cluster"  # where the adapters live
 SYSTEM = "langmerge-system"  # where the chart installs the operator
 RELEASE = "lm"
 OPERATOR_LABELS = "app.kubernetes.io/name=langmerge,app.kubernetes.io/instance=lm"
-
-
-def _helm(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
-    plane = node.plane
-    done = subprocess.run(
-        [str(plane.binaries["helm"]), f"--kubeconfig={plane.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=PATIENCE_S,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
+HELM_WAIT = ("--wait", f"--timeout={PATIENCE_S}s")
 
 
 def _operator_pods(core: client.CoreV1Api) -> list[Any]:
@@ -63,80 +52,81 @@ def _ready(pod: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def installed(node: Node, artifact_root: Path) -> Iterator[Node]:
+def volume(target: Target) -> ArtifactVolume:
+    return provision_namespace(target, NAMESPACE)
+
+
+@pytest.fixture(scope="module")
+def installed(target: Target, volume: ArtifactVolume) -> Iterator[Target]:
     """helm install of charts/langmerge with the locally built images, watching NAMESPACE;
     uninstalled afterwards, so that no two operators ever watch one namespace."""
-    provision_namespace(node.plane, NAMESPACE, artifact_root)
-    node.plane.kubectl("create", "namespace", SYSTEM)
-    node.plane.kubectl(
-        "label", "namespace", SYSTEM, "pod-security.kubernetes.io/enforce=restricted"
-    )
-    node.load_image("operator")
-    repository, tag = image("operator").rsplit(":", 1)
+    target.create_namespace(SYSTEM)
+    target.load_image("operator")
     started = time.monotonic()
-    _helm(
-        node,
+    target.helm(
         "install", RELEASE, str(REPO / "charts" / "langmerge"),
         f"--namespace={SYSTEM}",
-        f"--set=operator.image.repository={repository}",
-        f"--set=operator.image.tag={tag}",
-        "--set=operator.image.pullPolicy=Never",
         *(
             f"--set={role}.image.{key}={value}"
-            for role in ("trainer", "merger")
+            for role in ("operator", "trainer", "merger")
             for key, value in zip(("repository", "tag"), image(role).rsplit(":", 1), strict=True)
         ),
-        "--set=trainer.image.pullPolicy=Never",
-        "--set=merger.image.pullPolicy=Never",
+        *(f"--set={role}.image.pullPolicy=Never" for role in ("operator", "trainer", "merger")),
         "--set=operator.rbac.clusterWide=false",
         f"--set=operator.rbac.namespaces={{{NAMESPACE}}}",
         "--set=metrics.service.enabled=true",
         "--set=operator.resyncSeconds=5",  # the progress test reads status every few seconds
-        "--wait", f"--timeout={PATIENCE_S}s",
+        *HELM_WAIT,
     )  # fmt: skip
     print(f"RESULT helm_install_to_operator_ready_seconds={time.monotonic() - started:.1f}")
     try:
-        yield node
+        yield target
     finally:
-        _helm(node, "uninstall", RELEASE, f"--namespace={SYSTEM}", "--wait")
-        core = client.CoreV1Api(api_client(node.plane.kubeconfig))
+        target.helm("uninstall", RELEASE, f"--namespace={SYSTEM}", "--wait")
+        core = client.CoreV1Api(api_client(target.kubeconfig))
         eventually(lambda: not _operator_pods(core), timeout_s=PATIENCE_S, what="operator gone")
 
 
-def publish_service_targets(core: client.CoreV1Api, targets_file: Path) -> list[str]:
-    """What Prometheus's Kubernetes discovery does for a ServiceMonitor: the addresses behind
-    the chart's metrics Service (its Endpoints, kept by the real endpoints controller), each
-    labelled with its pod."""
+def metrics_endpoints(core: client.CoreV1Api) -> list[tuple[str, int]]:
+    """What Prometheus's Kubernetes discovery finds for a ServiceMonitor: the pods behind
+    the chart's metrics Service (its Endpoints, kept by the real endpoints controller) and
+    their metrics port."""
     endpoints = core.read_namespaced_endpoints(f"{RELEASE}-langmerge-metrics", SYSTEM)
-    groups = [
-        {"targets": [f"{address.ip}:{port.port}"], "labels": {"pod": address.target_ref.name}}
+    return [
+        (address.target_ref.name, port.port)
         for subset in endpoints.subsets or []
         for address in subset.addresses or []
         for port in subset.ports
         if port.name == "metrics"
     ]
-    staging = targets_file.with_suffix(".tmp")
-    staging.write_text(json.dumps(groups))
-    staging.replace(targets_file)  # Prometheus never reads half a file
-    return [g["labels"]["pod"] for g in groups]
 
 
 @pytest.fixture(scope="module")
-def prometheus(installed: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def prometheus(installed: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the operator pod's metrics port, reached by port-forward
+    (pod addresses are not routable from outside every cluster), labelled with its pod."""
     folder = tmp_path_factory.mktemp("e2e-prometheus")
-    core = client.CoreV1Api(api_client(installed.plane.kubeconfig))
-    targets = folder / "targets.json"
-    eventually(lambda: publish_service_targets(core, targets), timeout_s=120, what="endpoints")
-    server = Prometheus(folder, file_scrape(targets))
-    eventually(server.ready, timeout_s=120, what="Prometheus ready")
-    yield server
-    server.stop()
+    core = client.CoreV1Api(api_client(installed.kubeconfig))
+    ((pod, port),) = eventually(
+        lambda: metrics_endpoints(core), timeout_s=120, what="the metrics Service's endpoints"
+    )
+    with installed.port_forward(SYSTEM, pod, port) as local_port:
+        targets = folder / "targets.json"
+        targets.write_text(
+            json.dumps([{"targets": [f"127.0.0.1:{local_port}"], "labels": {"pod": pod}}])
+        )
+        server = Prometheus(folder, file_scrape(targets))
+        try:
+            eventually(server.ready, timeout_s=120, what="Prometheus ready")
+            yield server
+        finally:
+            server.stop()
 
 
 def test_the_operator_pod_trains_an_adapter_and_prometheus_scrapes_it(
-    installed: Node, prometheus: Prometheus
+    installed: Target, prometheus: Prometheus
 ) -> None:
-    api = api_client(installed.plane.kubeconfig)
+    api = api_client(installed.kubeconfig)
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     (operator,) = _operator_pods(core)
     # The chart's pod runs as the unprivileged user with its ServiceAccount's token.
@@ -173,9 +163,9 @@ def test_the_operator_pod_trains_an_adapter_and_prometheus_scrapes_it(
 
 
 def test_the_operator_pod_killed_during_a_run_is_replaced_and_adopts_the_run(
-    installed: Node,
+    installed: Target,
 ) -> None:
-    api = api_client(installed.plane.kubeconfig)
+    api = api_client(installed.kubeconfig)
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     batch = client.BatchV1Api(api)
     body = e2e_adapter("fr")
@@ -203,16 +193,68 @@ def test_the_operator_pod_killed_during_a_run_is_replaced_and_adopts_the_run(
     assert status["totals"]["runs"] == 1 and status["totals"]["succeeded"] == 1
 
 
-def test_the_charts_job_deadline_kills_a_real_pod(installed: Node) -> None:
+def test_the_operator_pod_merges_and_an_update_retrains_only_that_language(
+    installed: Target, volume: ArtifactVolume, tmp_path: Path
+) -> None:
+    """After the two tests above: a MergedModel of de and fr runs as a real merge pod; the
+    artifact on the claim loads with peft; a new dataset revision for de runs one training
+    pod and one merge pod, and the update's cost is below a full retrain's."""
+    api = api_client(installed.kubeconfig)
+    custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
+    merged = merged_manifest(
+        adapters={"names": ["sentiment-de", "sentiment-fr"]},
+        resources={"gpus": 0, "cpu": 1, "memory": "3Gi"},
+    )
+    merged["spec"]["baseModel"] = {"name": "builtin:tiny", "uri": "/artifacts/models/tiny"}
+    started = time.monotonic()
+    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "mergedmodels", merged)
+    status = wait_ready(custom, NAMESPACE, "mergedmodels", "sentiment", installed.tails())
+    print(f"RESULT in_cluster_apply_to_merged_ready_seconds={time.monotonic() - started:.1f}")
+
+    from peft import PeftModel  # the merged adapter on the claim loads with peft
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(volume.fetch("/artifacts/models/tiny", tmp_path))
+    output = volume.fetch(status["artifact"]["uri"], tmp_path)
+    assert isinstance(PeftModel.from_pretrained(base, output), PeftModel)
+
+    def jobs() -> list[str]:
+        return sorted(j.metadata.name for j in batch.list_namespaced_job(NAMESPACE).items)
+
+    before = jobs()
+    started = time.monotonic()
+    current = custom.get_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de"
+    )
+    updated = e2e_adapter("de")
+    updated["spec"]["dataset"]["revision"] = "v2"
+    updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    custom.replace_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de", updated
+    )
+    update = until(
+        lambda: custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "mergedmodels", "sentiment"
+        )["status"].get("lastUpdate"),
+        lambda u: u is not None and u.get("trigger") != "initial merge",
+        timeout_s=PATIENCE_S,
+        what=f"the update's merge\n{installed.tails()}",
+    )
+    print(f"RESULT update_to_merged_ready_seconds={time.monotonic() - started:.1f}")
+    assert update["retrainedAdapters"] == ["sentiment-de"]
+    new_jobs = sorted(set(jobs()) - set(before))  # one training pod, then one merge pod
+    assert [j.rsplit("-", 1)[0] for j in new_jobs] == ["sentiment-de-train", "sentiment-merge"]
+    assert update["costUsd"] > 0 and update["fullRetrainEstimateUsd"] > update["costUsd"]
+
+
+def test_the_charts_job_deadline_kills_a_real_pod(installed: Target) -> None:
     """helm upgrade with jobs.activeDeadlineSeconds=60 (the schema's least): a run longer than
     that is killed by the Job controller and the adapter's Failed condition says why."""
-    _helm(
-        installed,
-        "upgrade", RELEASE, str(REPO / "charts" / "langmerge"),
-        f"--namespace={SYSTEM}", "--reuse-values", "--set=jobs.activeDeadlineSeconds=60",
-        "--wait", f"--timeout={PATIENCE_S}s",
+    installed.helm(
+        "upgrade", RELEASE, str(REPO / "charts" / "langmerge"), f"--namespace={SYSTEM}",
+        "--reuse-values", "--set=jobs.activeDeadlineSeconds=60", *HELM_WAIT,
     )  # fmt: skip
-    api = api_client(installed.plane.kubeconfig)
+    api = api_client(installed.kubeconfig)
     custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)
     body = e2e_adapter("de")
     body["metadata"]["name"] = "sentiment-slow"

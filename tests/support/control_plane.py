@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +166,18 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     if organization:
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
     return x509.Name(attributes)
+
+
+def install_crds(kubectl: Callable[..., object], folder: Path | None = None) -> None:
+    """Applies langmerge's CRDs with that kubectl and waits until the API server serves them."""
+    kubectl("apply", "--server-side", "-f", str(folder or REPO / "crds"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/languageadapters.langmerge.io",
+        "crd/mergedmodels.langmerge.io",
+        "--timeout=60s",
+    )
 
 
 @dataclass
@@ -390,15 +403,7 @@ class ControlPlane:
             self._terminate(component)
 
     def install_crds(self, folder: Path | None = None) -> None:
-        """Applies langmerge's CRDs and waits until the API server serves them."""
-        self.kubectl("apply", "--server-side", "-f", str(folder or REPO / "crds"))
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd/languageadapters.langmerge.io",
-            "crd/mergedmodels.langmerge.io",
-            "--timeout=60s",
-        )
+        install_crds(self.kubectl, folder)
 
     def kubectl(
         self,

@@ -402,3 +402,56 @@ class Node:
         ]
         for mount in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
+
+
+def serve(workdir: Path, storage_class: str = "langmerge-local", volumes: int = 4) -> None:
+    """Runs a node until Ctrl-C, for poking at by hand or for the e2e against a KUBECONFIG
+    (tests/support/target.py): prints the kubeconfig, the containerd socket images are
+    imported through, and a StorageClass name whose static hostPath volumes bind claims."""
+    import signal
+    import sys
+    import tempfile
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stops the node like Ctrl-C
+    workdir.mkdir(parents=True, exist_ok=True)
+    plane = ControlPlane(Path(tempfile.mkdtemp(dir=workdir)), pod_address=API_ADDRESS).start()
+    node = Node(plane, Path(tempfile.mkdtemp(dir=workdir)))
+    try:
+        node.start()
+        for number in range(volumes):
+            folder = workdir / f"volume-{number}"
+            folder.mkdir(exist_ok=True)
+            shutil.chown(folder, 10001, 10001)  # the pods' user; hostPath ignores fsGroup
+            plane.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input=json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolume",
+                        "metadata": {"name": f"{storage_class}-{number}"},
+                        "spec": {
+                            "capacity": {"storage": "1Gi"},
+                            "accessModes": ["ReadWriteOnce"],
+                            "storageClassName": storage_class,
+                            "persistentVolumeReclaimPolicy": "Retain",
+                            "hostPath": {"path": str(folder), "type": "Directory"},
+                        },
+                    }
+                ),
+            )
+        print(f"KUBECONFIG={plane.kubeconfig}", flush=True)
+        print(f"CONTAINERD={node.socket}", flush=True)
+        print(f"STORAGE_CLASS={storage_class}", flush=True)
+        while True:
+            time.sleep(3600)
+    finally:
+        node.stop()
+        plane.stop()
+
+
+if __name__ == "__main__":  # python -m tests.support.node WORKDIR
+    import sys
+
+    serve(Path(sys.argv[1]))

@@ -13,11 +13,11 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 
-from tests.support.control_plane import ControlPlane, free_port
+from tests.support.control_plane import free_port
 from tests.support.kube import eventually
 
 IMAGES = {
@@ -26,12 +26,19 @@ IMAGES = {
 }
 
 
+class Cluster(Protocol):
+    """What the operator is pointed at: a ControlPlane, or an e2e Target."""
+
+    @property
+    def kubeconfig(self) -> Path: ...
+
+
 class OperatorProcess:
     """`langmerge operator` in a subprocess (so tests can SIGKILL it)."""
 
     def __init__(
         self,
-        plane: ControlPlane,
+        plane: Cluster,
         workdir: Path,
         kubeconfig: Path | None = None,
         env: dict[str, str] | None = None,
