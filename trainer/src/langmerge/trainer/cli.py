@@ -20,11 +20,13 @@ from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.prompts import Fields, PromptError, encode
 from langmerge.common.summary import (
     Output,
+    RunSummary,
     TrainingSummary,
     default_summary_path,
     failed,
     write_summary,
 )
+from langmerge.trainer import distributed
 from langmerge.trainer.data import check_records, pack, read_records
 
 # torch loads after the flags parse and the data checks pass: `--help` stays instant.
@@ -289,15 +291,13 @@ def run(args: argparse.Namespace) -> TrainingSummary:
             "fields": asdict(fields),
             "languages": args.language,
         }
+        key = run_key(config, inputs)
+        if not distributed.is_main():  # another rank of a data-parallel run: rank 0 publishes
+            figures = train(model_dir, examples, config, key, args.checkpoint_dir, scratch)
+            return _summary(args, figures, output=None)
         with storage.staging(args.output) as staged:
             figures = train(
-                model_dir,
-                examples,
-                config,
-                run_key(config, inputs),
-                args.checkpoint_dir,
-                staged,
-                evals or None,
+                model_dir, examples, config, key, args.checkpoint_dir, staged, evals or None
             )
             metadata = {
                 "kind": "adapter",
@@ -313,12 +313,18 @@ def run(args: argparse.Namespace) -> TrainingSummary:
             }
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
             digest = storage.publish_dir(staged, args.output)
+    return _summary(args, figures, output=Output(uri=args.output, sha256=digest))
+
+
+def _summary(
+    args: argparse.Namespace, figures: dict[str, object], output: Output | None
+) -> TrainingSummary:
     return TrainingSummary(
         result="Succeeded",
         task=args.task,
         languages=args.language,
         fingerprint=args.fingerprint,
-        output=Output(uri=args.output, sha256=digest),
+        output=output,
         **figures,
     )
 
@@ -331,21 +337,28 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args)
     except (UsageError, PromptError, storage.StorageError) as error:
         print(f"langmerge-train: {error}", file=sys.stderr)
-        write_summary(failed(str(error)), args.summary_file)
-        return 1
+        return _finish(failed(str(error)), args, code=1)
     except Exception as error:  # unexpected: trace to the log, reason to the summary
         traceback.print_exc()
-        write_summary(failed(f"internal error: {error!r}"), args.summary_file)
-        return 1
+        return _finish(failed(f"internal error: {error!r}"), args, code=1)
     summary.wallSeconds = round(time.monotonic() - started, 3)
     languages = ", ".join(args.language) or "no language given"
-    digest = summary.output.sha256[:12] if summary.output else "-"
-    print(  # before the summary: without --summary-file it must stay stdout's last line
-        f"langmerge-train: adapter for {args.task} ({languages}) written to {args.output} "
-        f"(sha256 {digest})"
-    )
-    write_summary(summary, args.summary_file)
-    return 0
+    if summary.output is None:
+        print(f"langmerge-train: rank {distributed.rank()} done; rank 0 writes the adapter")
+    else:  # before the summary: without --summary-file it must stay stdout's last line
+        print(
+            f"langmerge-train: adapter for {args.task} ({languages}) written to {args.output} "
+            f"(sha256 {summary.output.sha256[:12]})"
+        )
+    return _finish(summary, args, code=0)
+
+
+def _finish(summary: RunSummary, args: argparse.Namespace, code: int) -> int:
+    """Rank 0 writes the run's one summary: the processes of one pod share its termination
+    message file. Other ranks' failures are in their log (stderr) only."""
+    if distributed.is_main():
+        write_summary(summary, args.summary_file)
+    return code
 
 
 if __name__ == "__main__":

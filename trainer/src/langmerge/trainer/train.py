@@ -1,8 +1,9 @@
 """The LoRA training loop: accelerate for devices and precision, a checkpoint every N steps
 that a restarted pod resumes from, and progress as a bar or one JSON line per logging step.
 
-Multi-GPU in one pod: `accelerate launch --num_processes <gpus> -m langmerge.trainer.cli ...`
-(the operator's Job uses this line when resources.gpus > 1)."""
+Data parallel (distributed.py): `accelerate launch --num_processes <gpus> -m
+langmerge.trainer.cli ...` (the operator's Job uses this line when resources.gpus > 1) or
+torchrun; the processes split each global batch of --batch-size rows."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import torch
 
 from langmerge.common.prompts import Example
 from langmerge.common.summary import peak_rss_bytes
+from langmerge.trainer import distributed
 
 CHECKPOINT = "checkpoint"
 
@@ -83,12 +85,14 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 class Progress:
     """A bar on an interactive terminal, else one JSON line per logging step on stdout."""
 
-    def __init__(self, total: int, every: int) -> None:
-        self.total, self.every = total, every
+    def __init__(self, total: int, every: int, shown: bool = True) -> None:
+        self.total, self.every, self.shown = total, every, shown  # one rank shows it
         self.interactive = sys.stderr.isatty()
         self.started = time.monotonic()
 
     def update(self, step: int, loss: float, tokens: int, first_step: int) -> None:
+        if not self.shown:
+            return
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = tokens / elapsed
         done = step - first_step
@@ -116,7 +120,7 @@ class Progress:
             )
 
     def close(self) -> None:
-        if self.interactive:
+        if self.interactive and self.shown:
             sys.stderr.write("\n")
 
 
@@ -129,6 +133,7 @@ def _save_checkpoint(
     scheduler: Any,
     loss: float,
     tokens: int,
+    rng_by_rank: list[dict[str, Any]],
 ) -> None:
     from peft import get_peft_model_state_dict
 
@@ -144,8 +149,7 @@ def _save_checkpoint(
             "adapter": get_peft_model_state_dict(model),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "rngByRank": rng_by_rank,  # each rank's generators, restored by its rank
         },
         staging / "state.pt",
     )
@@ -180,7 +184,7 @@ def train(
     eval_examples: list[Example] | None = None,
 ) -> dict[str, Any]:
     """Trains, writes the peft adapter into out_dir, and returns the run's figures."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
@@ -189,8 +193,14 @@ def train(
     deterministic(config.seed)
     precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
     accelerator = Accelerator(
-        mixed_precision=precision, gradient_accumulation_steps=config.gradient_accumulation
+        mixed_precision=precision,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        # The processes split each global batch: the scheduler steps once per optimizer step.
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        # Without a GPU, a launcher's processes join a gloo group only when told to use the CPU.
+        cpu=not torch.cuda.is_available(),
     )
+    world, rank = accelerator.num_processes, accelerator.process_index
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     pad_id = (
         tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -227,9 +237,15 @@ def train(
         set_peft_model_state_dict(model, state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # Another world size resumes the data order and the optimizer; dropout then goes on
+        # from the seeded generators.
+        by_rank = state.get("rngByRank") or []
+        if len(by_rank) == world:
+            distributed.restore_rng(by_rank[rank])
+        elif "rng" in state:  # written by an earlier trainer, one process's states
+            torch.set_rng_state(state["rng"])
+            if state["cuda_rng"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda_rng"])
         step, tokens, loss_value, resumed_from = (
             state["step"],
             state["tokens"],
@@ -239,41 +255,46 @@ def train(
         print(json.dumps({"event": "resumed", "step": step}), flush=True)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
-    progress = Progress(total_steps, config.log_every)
+    progress = Progress(total_steps, config.log_every, shown=accelerator.is_main_process)
     run_tokens, loop_started = 0, time.monotonic()
     micro = step * config.gradient_accumulation  # micro-batches already consumed
     while step < total_steps:
         epoch, offset = divmod(micro, batches_per_epoch)
         order = _epoch_order(len(examples), config.seed, epoch)
         for cpu_batch in _batches(examples, config.batch_size, pad_id, order)[offset:]:
-            batch = {k: v.to(accelerator.device) for k, v in cpu_batch.items()}
+            rows, scale = distributed.share(cpu_batch, rank, world)
+            batch = {k: v.to(accelerator.device) for k, v in rows.items()}
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = model(**batch, **scale).loss
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
             micro += 1
-            batch_tokens = int(batch["attention_mask"].sum())
+            batch_tokens = int(cpu_batch["attention_mask"].sum())  # the global batch's
             tokens += batch_tokens
             run_tokens += batch_tokens
             if accelerator.sync_gradients:
                 step += 1
-                loss_value = float(loss.detach())
+                # The global batch's mean token loss (each rank's is scaled by the world).
+                loss_value = float(accelerator.reduce(loss.detach(), reduction="mean"))
                 progress.update(step, loss_value, run_tokens, resumed_from)
                 due = checkpoint_dir is not None and step % config.checkpoint_every == 0
-                if due and step < total_steps and accelerator.is_main_process:
+                if due and step < total_steps:
                     assert checkpoint_dir is not None
-                    _save_checkpoint(
-                        checkpoint_dir,
-                        key,
-                        step,
-                        accelerator.unwrap_model(model),
-                        optimizer,
-                        scheduler,
-                        loss_value,
-                        tokens,
-                    )
+                    rng_by_rank = distributed.rng_states(world)  # a collective: every rank
+                    if accelerator.is_main_process:
+                        _save_checkpoint(
+                            checkpoint_dir,
+                            key,
+                            step,
+                            accelerator.unwrap_model(model),
+                            optimizer,
+                            scheduler,
+                            loss_value,
+                            tokens,
+                            rng_by_rank,
+                        )
                 if step >= total_steps:
                     break
     progress.close()
