@@ -39,6 +39,11 @@ OPERATOR_LABELS = "app.kubernetes.io/name=langmerge,app.kubernetes.io/instance=l
 HELM_WAIT = ("--wait", f"--timeout={PATIENCE_S}s")
 
 
+def kubectl_apply(target: Target, manifest: dict[str, Any]) -> None:
+    """`kubectl apply` of the manifest in NAMESPACE, as a user or a GitOps tool does."""
+    target.kubectl("apply", f"--namespace={NAMESPACE}", "-f", "-", input=json.dumps(manifest))
+
+
 def _operator_pods(core: client.CoreV1Api) -> list[Any]:
     return [
         p
@@ -133,9 +138,7 @@ def test_the_operator_pod_trains_an_adapter_and_prometheus_scrapes_it(
     assert operator.spec.service_account_name == f"{RELEASE}-langmerge"
     assert operator.spec.security_context.run_as_user == 10001
     started = time.monotonic()
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, "languageadapters", e2e_adapter("de")
-    )
+    kubectl_apply(installed, e2e_adapter("de"))
     status = wait_ready(custom, NAMESPACE, "languageadapters", "sentiment-de", installed.tails())
     print(f"RESULT in_cluster_apply_to_adapter_ready_seconds={time.monotonic() - started:.1f}")
     assert status["lastRun"]["result"] == "Succeeded"
@@ -170,7 +173,7 @@ def test_the_operator_pod_killed_during_a_run_is_replaced_and_adopts_the_run(
     batch = client.BatchV1Api(api)
     body = e2e_adapter("fr")
     body["spec"]["training"]["epochs"] = 30  # long enough to outlive the operator pod
-    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", body)
+    kubectl_apply(installed, body)
     selector = "langmerge.io/name=sentiment-fr"
 
     def training() -> list[Any]:
@@ -207,7 +210,7 @@ def test_the_operator_pod_merges_and_an_update_retrains_only_that_language(
     )
     merged["spec"]["baseModel"] = {"name": "builtin:tiny", "uri": "/artifacts/models/tiny"}
     started = time.monotonic()
-    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "mergedmodels", merged)
+    kubectl_apply(installed, merged)
     status = wait_ready(custom, NAMESPACE, "mergedmodels", "sentiment", installed.tails())
     print(f"RESULT in_cluster_apply_to_merged_ready_seconds={time.monotonic() - started:.1f}")
 
@@ -223,15 +226,9 @@ def test_the_operator_pod_merges_and_an_update_retrains_only_that_language(
 
     before = jobs()
     started = time.monotonic()
-    current = custom.get_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de"
-    )
     updated = e2e_adapter("de")
     updated["spec"]["dataset"]["revision"] = "v2"
-    updated["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-    custom.replace_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, "languageadapters", "sentiment-de", updated
-    )
+    kubectl_apply(installed, updated)  # the edited manifest, as a user or Argo CD applies it
     update = until(
         lambda: custom.get_namespaced_custom_object(
             GROUP, VERSION, NAMESPACE, "mergedmodels", "sentiment"
@@ -259,7 +256,7 @@ def test_the_charts_job_deadline_kills_a_real_pod(installed: Target) -> None:
     body = e2e_adapter("de")
     body["metadata"]["name"] = "sentiment-slow"
     body["spec"]["training"]["maxSteps"] = 1_000_000  # hours, far beyond a minute
-    custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "languageadapters", body)
+    kubectl_apply(installed, body)
 
     # While it runs, status shows the trainer's progress, read from the real pod's log (the
     # chart's role grants pods/log).

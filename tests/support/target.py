@@ -44,14 +44,17 @@ class Target:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout_s: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             self.kubectl_command(*args),
             input=input,
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             timeout=timeout_s,
         )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
+        return done
 
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
