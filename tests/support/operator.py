@@ -82,9 +82,11 @@ class OperatorProcess:
                 env=self.env,
                 start_new_session=True,
             )
-        eventually(
-            self._serving, timeout_s=60, what=f"the operator to serve metrics\n{self.tail()}"
-        )
+        try:
+            eventually(self._serving, timeout_s=60, what="the operator to serve metrics")
+        except AssertionError as error:
+            self.kill()  # a caller whose start() raised has nothing to stop
+            raise AssertionError(f"{error}\n{self.tail()}") from None
         return self
 
     def _serving(self) -> bool:
