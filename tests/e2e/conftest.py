@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ from kubernetes import client
 
 from langmerge.common import builtin
 from tests.conftest import require
-from tests.support.containers import build_images, missing_tools
+from tests.support.containers import build_images, image, missing_tools
 from tests.support.control_plane import REPO, ControlPlane, find_binaries
 from tests.support.kube import until
 from tests.support.node import API_ADDRESS, Node, missing_for_node
 from tests.support.objects import GROUP, VERSION, adapter_manifest
+from tests.support.operator import OperatorProcess
 from tests.support.target import KUBECONFIG_ENV, ExternalTarget, NodeTarget, Target
 from tests.support.volume import ArtifactVolume
 
@@ -79,6 +81,26 @@ def provision_namespace(target: Target, namespace: str) -> ArtifactVolume:
         volume.put(datasets, "datasets")
     volume.put(builtin.path(), "models/tiny")
     return volume
+
+
+@contextmanager
+def host_operator(target: Target, namespace: str, workdir: Path) -> Iterator[OperatorProcess]:
+    """`langmerge operator` on the host for one namespace, with the CRDs installed and the
+    built images for its Jobs; stopped on leaving."""
+    target.install_crds()
+    process = OperatorProcess(
+        target,
+        workdir,
+        env={
+            "LANGMERGE_TRAINER_IMAGE": image("trainer"),
+            "LANGMERGE_MERGER_IMAGE": image("merger"),
+        },
+        namespaces=[namespace],
+    )
+    try:
+        yield process.start()
+    finally:
+        process.stop()
 
 
 def e2e_adapter(language: str, **resources: Any) -> dict[str, Any]:

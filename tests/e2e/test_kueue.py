@@ -18,7 +18,13 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import PATIENCE_S, e2e_adapter, provision_namespace, wait_ready
+from tests.e2e.conftest import (
+    PATIENCE_S,
+    e2e_adapter,
+    host_operator,
+    provision_namespace,
+    wait_ready,
+)
 from tests.support.containers import image
 from tests.support.control_plane import REPO
 from tests.support.kube import api_client, eventually
@@ -101,7 +107,7 @@ def kueue(target: Target) -> Iterator[Target]:
 @pytest.fixture(scope="module")
 def volume(kueue: Target) -> ArtifactVolume:
     volume = provision_namespace(kueue, NAMESPACE)
-    kueue.kubectl("apply", "-f", "-", input=LOCAL_QUEUE)
+    kueue.apply(LOCAL_QUEUE)
     return volume
 
 
@@ -109,20 +115,8 @@ def volume(kueue: Target) -> ArtifactVolume:
 def operator(
     kueue: Target, volume: ArtifactVolume, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    kueue.install_crds()
-    process = OperatorProcess(
-        kueue,
-        tmp_path_factory.mktemp("e2e-kueue-operator"),
-        env={
-            "LANGMERGE_TRAINER_IMAGE": image("trainer"),
-            "LANGMERGE_MERGER_IMAGE": image("merger"),
-        },
-        namespaces=[NAMESPACE],
-    )
-    try:
-        yield process.start()
-    finally:
-        process.stop()
+    with host_operator(kueue, NAMESPACE, tmp_path_factory.mktemp("e2e-kueue-operator")) as process:
+        yield process
 
 
 def _samples(metrics: str, name: str) -> list[tuple[dict[str, str], float]]:

@@ -18,10 +18,10 @@ from tests.e2e.conftest import (
     PATIENCE_S,
     adapter_condition,
     e2e_adapter,
+    host_operator,
     provision_namespace,
     wait_ready,
 )
-from tests.support.containers import image
 from tests.support.kube import api_client, until
 from tests.support.objects import GROUP, VERSION
 from tests.support.operator import OperatorProcess
@@ -40,20 +40,8 @@ def volume(target: Target) -> ArtifactVolume:
 def operator(
     target: Target, volume: ArtifactVolume, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    target.install_crds()
-    process = OperatorProcess(
-        target,
-        tmp_path_factory.mktemp("e2e-operator"),
-        env={
-            "LANGMERGE_TRAINER_IMAGE": image("trainer"),
-            "LANGMERGE_MERGER_IMAGE": image("merger"),
-        },
-        namespaces=[NAMESPACE],
-    )
-    try:
-        yield process.start()
-    finally:
-        process.stop()
+    with host_operator(target, NAMESPACE, tmp_path_factory.mktemp("e2e-operator")) as process:
+        yield process
 
 
 def test_training_jobs_run_as_real_pods_and_the_adapters_become_ready(

@@ -56,6 +56,10 @@ class Target:
             raise AssertionError(f"kubectl {' '.join(args)}: {done.stderr}")
         return done
 
+    def apply(self, manifest: str) -> None:
+        """`kubectl apply` of YAML or JSON text."""
+        self.kubectl("apply", "-f", "-", input=manifest)
+
     def helm(self, *args: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [str(self.binaries["helm"]), f"--kubeconfig={self.kubeconfig}", *args],
@@ -135,11 +139,8 @@ class NodeTarget(Target):
         folder.mkdir(parents=True)
         shutil.chown(folder, POD_USER, POD_USER)
         volume = f"langmerge-{namespace}-{claim}"
-        self.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=f"""
+        self.apply(
+            f"""
 apiVersion: v1
 kind: PersistentVolume
 metadata: {{name: {volume}}}
@@ -199,11 +200,8 @@ class ExternalTarget(Target):
     def provision_claim(self, namespace: str, claim: str) -> None:
         storage_class = os.environ.get(STORAGE_CLASS_ENV)
         chosen = f"storageClassName: {storage_class}" if storage_class else ""
-        self.kubectl(
-            "apply",
-            "-f",
-            "-",
-            input=f"""
+        self.apply(
+            f"""
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {{name: {claim}, namespace: {namespace}}}

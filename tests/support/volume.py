@@ -60,9 +60,7 @@ class ArtifactVolume:
     def start(self, timeout_s: float = 900) -> ArtifactVolume:
         """Provisions the claim and starts the loader; returns once it runs."""
         self.target.provision_claim(self.namespace, self.claim)
-        self.target.kubectl(
-            "apply", "-f", "-", input=json.dumps(loader_pod(self.namespace, self.claim))
-        )
+        self.target.apply(json.dumps(loader_pod(self.namespace, self.claim)))
         self.target.kubectl(
             "wait", f"--namespace={self.namespace}", "--for=condition=Ready", f"pod/{LOADER}",
             f"--timeout={int(timeout_s)}s", timeout_s=timeout_s + 30,
