@@ -7,6 +7,7 @@ and builtin:tiny, put there through a pod (tests/support/volume.py)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -67,6 +68,12 @@ def _loaded(target: Target) -> Iterator[Target]:
         target.close()
 
 
+def e2e_dataset(language: str) -> str:
+    """The first 32 lines of the quickstart's training data for the language."""
+    lines = (QUICKSTART / f"{language}-train.jsonl").read_text().splitlines()[:32]
+    return "\n".join(lines) + "\n"
+
+
 def provision_namespace(target: Target, namespace: str) -> ArtifactVolume:
     """The namespace and its artifacts claim, holding datasets/{de,fr}.jsonl (32 lines each
     of the quickstart's) and models/tiny (builtin:tiny)."""
@@ -76,11 +83,22 @@ def provision_namespace(target: Target, namespace: str) -> ArtifactVolume:
         datasets = Path(staging) / "datasets"
         datasets.mkdir()
         for language in ("de", "fr"):
-            lines = (QUICKSTART / f"{language}-train.jsonl").read_text().splitlines()[:32]
-            (datasets / f"{language}.jsonl").write_text("\n".join(lines) + "\n")
+            (datasets / f"{language}.jsonl").write_text(e2e_dataset(language))
         volume.put(datasets, "datasets")
     volume.put(builtin.path(), "models/tiny")
     return volume
+
+
+def controller_chart(name: str) -> str:
+    """Builds a controller and its image (hack/controllers.sh); the folder of its chart."""
+    built = subprocess.run(
+        ["bash", str(REPO / "hack" / "controllers.sh"), name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr[-4000:]
+    return built.stdout.strip().splitlines()[-1].removeprefix("CHART=")
 
 
 @contextmanager

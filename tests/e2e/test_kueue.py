@@ -1,5 +1,5 @@
 """Queueing through a real Kueue: its controller built from the Go module proxy
-(hack/kueue.sh) and deployed with the module's own chart (webhooks, certificates, RBAC), a
+(hack/controllers.sh) and deployed with the module's own chart (webhooks, certificates, RBAC), a
 ClusterQueue whose quota admits one training at a time, a LocalQueue in the namespace. Five
 adapters name the queue: Kueue holds their Jobs suspended while the adapters say Queued, and
 admits them one after another; all succeed; the queue time is reported
@@ -9,7 +9,6 @@ Prints `RESULT name=value` lines."""
 from __future__ import annotations
 
 import itertools
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,13 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import (
     PATIENCE_S,
+    controller_chart,
     e2e_adapter,
     host_operator,
     provision_namespace,
     wait_ready,
 )
 from tests.support.containers import image
-from tests.support.control_plane import REPO
 from tests.support.kube import api_client, eventually
 from tests.support.objects import GROUP, VERSION
 from tests.support.operator import OperatorProcess
@@ -70,11 +69,7 @@ def _stamp(value: str) -> datetime:
 
 @pytest.fixture(scope="module")
 def kueue(target: Target) -> Iterator[Target]:
-    built = subprocess.run(
-        ["bash", str(REPO / "hack" / "kueue.sh")], capture_output=True, text=True, check=False
-    )
-    assert built.returncode == 0, built.stderr[-4000:]
-    chart = built.stdout.strip().splitlines()[-1].removeprefix("KUEUE_CHART=")
+    chart = controller_chart("kueue")
     target.load_image("kueue")
     repository, tag = image("kueue").rsplit(":", 1)
     started = time.monotonic()

@@ -34,6 +34,7 @@ PAUSE = "localhost/langmerge-pause:1"
 # `kubernetes` Service's endpoint, which kube-proxy translates 10.96.0.1:443 to.
 API_LINK = "lmapi0"
 API_ADDRESS = "192.0.2.2"
+CLUSTER_DNS = "10.96.0.10"  # the kube-dns Service, in the control plane's Service range
 
 CONTAINERD_CONFIG = """version = 2
 root = "{state}/containerd"
@@ -67,6 +68,10 @@ authorization: {{mode: AlwaysAllow}}
 cgroupDriver: cgroupfs
 containerRuntimeEndpoint: unix://{runtime}/containerd/containerd.sock
 failSwapOn: false
+# Cluster DNS (CoreDNS, deployed by the node at the kube-dns Service's address): pods find
+# each other by name, as torch's rendezvous between a TrainJob's pods does.
+clusterDNS: [{dns}]
+clusterDomain: cluster.local
 # Reachable at the node's InternalIP, where the API server proxies `kubectl logs` (the
 # operator reads the trainer's progress there); clients must present a cert of our CA.
 address: 0.0.0.0
@@ -215,7 +220,9 @@ class Node:
         )
         config = self.workdir / "kubelet.yaml"
         config.write_text(
-            KUBELET_CONFIG.format(pki=pki, runtime=RUNTIME, port=free_port(), healthz=free_port())
+            KUBELET_CONFIG.format(
+                pki=pki, runtime=RUNTIME, port=free_port(), healthz=free_port(), dns=CLUSTER_DNS
+            )
         )
         self._spawn(
             "kubelet",
@@ -245,7 +252,22 @@ class Node:
         )
         self._proxy_binary = bin_dir / "kube-proxy"
         eventually(self._node_ready, timeout_s=180, what=f"node {NODE} Ready\n{self.tails()}")
+        self._start_dns()
         return self
+
+    def _start_dns(self) -> None:
+        """CoreDNS (hack/controllers.sh) at CLUSTER_DNS, as every cluster runs it."""
+        subprocess.run(
+            ["bash", str(REPO / "hack" / "controllers.sh"), "coredns"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        self.load_image("coredns")
+        self.plane.kubectl("apply", "-f", str(Path(__file__).parent / "manifests" / "coredns.yaml"))
+        self.plane.kubectl(
+            "rollout", "status", "--namespace=kube-system", "deployment/coredns", "--timeout=100s"
+        )
 
     def _add_api_link(self) -> None:
         if self.plane.pod_address is None:
