@@ -15,6 +15,12 @@ from tests.support.operator import finish_job, success_summary
 PLURAL = {"LanguageAdapter": "languageadapters", "MergedModel": "mergedmodels"}
 
 
+def _ended(job: Any) -> bool:
+    """Whether the Job controller (or a test playing it) has finished the Job."""
+    conditions = (job.status and job.status.conditions) or []
+    return any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
+
+
 class Cluster:
     """A namespace of its own and the calls the flows need."""
 
@@ -57,7 +63,10 @@ class Cluster:
         )
 
     def job(self, owner: str, count: int = 1) -> str:
-        """Waits until the owner has count Jobs; returns the one for its current fingerprint."""
+        """Waits until the owner has count Jobs; returns the unfinished one for its current
+        fingerprint. (A MergedModel's status can still name the previous merge's fingerprint
+        for a moment after the operator created the next Job, e.g. when it was killed in
+        between: that finished Job is never the answer.)"""
         jobs = until(
             lambda: self.jobs(owner), lambda js: len(js) >= count, what=f"{count} Job(s) of {owner}"
         )
@@ -73,7 +82,7 @@ class Cluster:
             names = [
                 j.metadata.name
                 for j in self.jobs(owner)
-                if j.metadata.labels["langmerge.io/fingerprint"] == fingerprint
+                if j.metadata.labels["langmerge.io/fingerprint"] == fingerprint and not _ended(j)
             ]
             return names[0] if names else None
 
