@@ -24,6 +24,7 @@ from tests.support.containers import image
 from tests.support.kube import api_client, until
 from tests.support.target import POD_USER, Target
 from tests.support.volume import ArtifactVolume
+from tests.trainer.test_data_parallel import assert_split
 from tests.trainer.test_train_cli import train
 
 NAMESPACE = "e2e-trainjob"
@@ -167,6 +168,8 @@ def test_a_two_node_trainjob_trains_what_one_process_trains(
     messages = [by_rank[r].status.container_statuses[0].state.terminated.message for r in (0, 1)]
     assert '"result":"Succeeded"' in messages[0] and '"deviceCount":2' in messages[0]
     assert not messages[1]  # rank 1 trains; rank 0 alone reports
+    logs = [core.read_namespaced_pod_log(by_rank[r].metadata.name, NAMESPACE) for r in (0, 1)]
+    assert_split([line for log in logs for line in log.splitlines()])
 
     local = tmp_path / "de.jsonl"
     local.write_text(e2e_dataset("de"))

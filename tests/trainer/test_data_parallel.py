@@ -67,6 +67,16 @@ def run_two(args: list[str], summary: Path) -> tuple[str, dict[str, Any]]:
     return stdout, json.loads(summary.read_text())
 
 
+def assert_split(lines: list[str]) -> None:
+    """Each of the two ranks trained on part of every batch, and together on all of it (the
+    same result would also come from both ranks training on every row)."""
+    shares = [json.loads(line) for line in lines if line.startswith('{"event": "share"')]
+    assert sorted(share["rank"] for share in shares) == [0, 1], shares
+    total = shares[0]["ofTrainedTokens"]
+    assert all(0 < share["trainedTokens"] < total for share in shares), shares
+    assert sum(share["trainedTokens"] for share in shares) == total, shares
+
+
 def adapter(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(folder / "adapter_model.safetensors"))
 
@@ -83,6 +93,7 @@ def test_two_processes_train_what_one_process_trains(tmp_path: Path) -> None:
     progress = [line for line in stdout.splitlines() if line.startswith('{"step"')]
     assert len(progress) == 12  # rank 0 alone reports progress
     assert "rank 1 done; rank 0 writes the adapter" in stdout
+    assert_split(stdout.splitlines())
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".staging")) == []
 
     single, split = adapter(tmp_path / "one"), adapter(tmp_path / "two")

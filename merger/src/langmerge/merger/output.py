@@ -38,16 +38,14 @@ _DTYPES = {
 def _append(source: BinaryIO, target: BinaryIO, size: int) -> None:
     """Copies size bytes of source onto the end of target inside the kernel (no trip through
     Python's memory) where the system and filesystem allow (Linux), else in chunks."""
-    if not hasattr(os, "copy_file_range"):  # macOS, for `langmerge up` there
-        shutil.copyfileobj(source, target, 1 << 22)
-        return
     try:
         while size > 0:
             copied = os.copy_file_range(source.fileno(), target.fileno(), size)
             if copied == 0:
                 break
             size -= copied
-    except OSError:
+    # No such call (macOS, where `langmerge up` runs the merger), or a filesystem without it.
+    except (AttributeError, OSError):
         shutil.copyfileobj(source, target, 1 << 22)
 
 

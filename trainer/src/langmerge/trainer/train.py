@@ -82,6 +82,14 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=generator).tolist()
 
 
+def emit(record: dict[str, Any]) -> None:
+    """One JSON line on stdout in a single write: the processes of a data-parallel run share
+    the pod's stdout, and on an unbuffered stdout (as launchers run them) print writes the
+    newline apart, so that another process's line can land between the two."""
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
 class Progress:
     """A bar on an interactive terminal, else one JSON line per logging step on stdout."""
 
@@ -106,17 +114,14 @@ class Progress:
             )
             sys.stderr.flush()
         elif step % self.every == 0 or step == self.total:
-            print(
-                json.dumps(
-                    {
-                        "step": step,
-                        "totalSteps": self.total,
-                        "loss": round(loss, 6),
-                        "tokensPerSecond": round(rate, 1),
-                        "etaSeconds": round(eta, 1) if eta is not None else None,
-                    }
-                ),
-                flush=True,
+            emit(
+                {
+                    "step": step,
+                    "totalSteps": self.total,
+                    "loss": round(loss, 6),
+                    "tokensPerSecond": round(rate, 1),
+                    "etaSeconds": round(eta, 1) if eta is not None else None,
+                }
             )
 
     def close(self) -> None:
@@ -166,10 +171,7 @@ def _load_checkpoint(directory: Path | None, key: str) -> dict[str, Any] | None:
         return None
     state = torch.load(directory / CHECKPOINT / "state.pt", weights_only=False)
     if state.get("key") != key:
-        print(
-            json.dumps({"event": "checkpointIgnored", "reason": "settings or inputs changed"}),
-            flush=True,
-        )
+        emit({"event": "checkpointIgnored", "reason": "settings or inputs changed"})
         return None
     return state
 
@@ -252,17 +254,20 @@ def train(
             state["loss"],
             state["step"],
         )
-        print(json.dumps({"event": "resumed", "step": step}), flush=True)
+        emit({"event": "resumed", "step": step})
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     progress = Progress(total_steps, config.log_every, shown=accelerator.is_main_process)
     run_tokens, loop_started = 0, time.monotonic()
+    own_trained, all_trained = 0, 0  # label tokens this rank trained on, of the global batches
     micro = step * config.gradient_accumulation  # micro-batches already consumed
     while step < total_steps:
         epoch, offset = divmod(micro, batches_per_epoch)
         order = _epoch_order(len(examples), config.seed, epoch)
         for cpu_batch in _batches(examples, config.batch_size, pad_id, order)[offset:]:
             rows, scale = distributed.share(cpu_batch, rank, world)
+            own_trained += int((rows["labels"] != distributed.IGNORED).sum())
+            all_trained += int((cpu_batch["labels"] != distributed.IGNORED).sum())
             batch = {k: v.to(accelerator.device) for k, v in rows.items()}
             with accelerator.accumulate(model):
                 loss = model(**batch, **scale).loss
@@ -299,6 +304,9 @@ def train(
                     break
     progress.close()
     loop_seconds = time.monotonic() - loop_started
+    if world > 1:  # each rank's share, in its log: the evidence that the work was split
+        share = {"rank": rank, "world": world, "trainedTokens": own_trained}
+        emit({"event": "share", **share, "ofTrainedTokens": all_trained})
     eval_loss = (
         _evaluate(model, eval_examples, config, pad_id, accelerator.device)
         if eval_examples
