@@ -30,6 +30,10 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     from langmerge.operator import handlers  # registers the handlers
+    from langmerge.operator.config import OperatorConfig
+
+    if OperatorConfig.from_env().train_jobs:
+        handlers.watch_trainjobs()
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

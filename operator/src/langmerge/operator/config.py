@@ -53,6 +53,10 @@ class OperatorConfig(BaseModel):
     job_backoff_limit: int = Field(default=2, ge=0, le=20)
     job_deadline_seconds: int = Field(default=24 * 3600, ge=60)
     job_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=0)
+    # Trainings across pods (spec.resources.nodes > 1) as Kubeflow Trainer TrainJobs on this
+    # ClusterTrainingRuntime (the chart's trainJobs.enabled installs it and grants the RBAC)
+    train_jobs: bool = False
+    training_runtime: str = Field(default="langmerge-torch", min_length=1)
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     price_table: str | None = None  # path of the price table YAML (a mounted ConfigMap)
     resync_seconds: int = Field(default=30, ge=1)  # how often everything is reconciled anyway

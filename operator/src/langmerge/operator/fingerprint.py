@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapterSpec
@@ -56,3 +57,22 @@ def job_name(object_name: str, role: str, fingerprint: str) -> str:
     """<name>-<role>-<fingerprint prefix>, within the 63 characters of a label value."""
     suffix = f"-{role}-{fingerprint[:10]}"
     return object_name[: 63 - len(suffix)].rstrip("-") + suffix
+
+
+# A TrainJob's pods are named <trainjob>-node-0-<rank>-<5 random characters>, a DNS label of
+# at most 63 characters; ranks have up to two digits (api.adapter.MAX_NODES).
+TRAINJOB_NAME_LIMIT = 63 - len("-node-0-") - 2 - len("-abcde")
+
+
+def trainjob_name(object_name: str, fingerprint: str) -> str:
+    """<name>-train-<fingerprint prefix> as an RFC 1035 label (a letter first, no dots) that
+    leaves room for its pods' names. A name that does not fit as it is becomes lm-<part of
+    it>-<digest of it>, so two adapters never share a TrainJob."""
+    suffix = f"-train-{fingerprint[:10]}"
+    room = TRAINJOB_NAME_LIMIT - len(suffix)
+    stem = object_name
+    if len(stem) > room or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", stem):
+        digest = hashlib.sha256(object_name.encode()).hexdigest()[:6]
+        part = re.sub(r"[^a-z0-9-]", "-", object_name)[: room - len("lm--") - len(digest)]
+        stem = f"lm-{part.strip('-')}-{digest}".replace("--", "-")
+    return stem + suffix

@@ -27,9 +27,10 @@ from langmerge.operator.api.merged import MergedModel
 from langmerge.operator.cache import ObjectCache
 from langmerge.operator.config import OperatorConfig
 from langmerge.operator.cost import PriceBook
-from langmerge.operator.kube import JOBS, Kube
+from langmerge.operator.jobs import MANAGED_BY, TRAINER_GROUP, TRAINER_VERSION
+from langmerge.operator.kube import JOBS, TRAINJOBS, Kube
 from langmerge.operator.metrics import Metrics
-from langmerge.operator.outcome import job_essentials
+from langmerge.operator.outcome import is_trainjob, job_essentials, trainjob_essentials
 from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
 
 log = logging.getLogger("langmerge.operator")
@@ -61,14 +62,18 @@ def _safely(rec: Reconciler, plural: str, action: Callable[[], None]) -> None:
         log.exception("reconcile of a %s failed; the next event or resync retries", KIND_OF[plural])
 
 
-def _relist(kube: Kube, namespaces: tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
+def _relist(
+    kube: Kube, namespaces: tuple[str, ...], trainjobs: bool
+) -> dict[str, list[tuple[str, str]]]:
     """Every object the operator reconciles, listed from the API server into the cache:
-    (namespace, name) by kind."""
+    (namespace, name) by kind; with its Jobs, and its TrainJobs when it creates them."""
     listed: dict[str, list[tuple[str, str]]] = {ADAPTERS: [], MERGED: []}
     for namespace in namespaces or (None,):
         for plural in listed:
             listed[plural] += kube.relist(plural, namespace)
         kube.relist_jobs(namespace)
+        if trainjobs:
+            kube.relist_trainjobs(namespace)
     return listed
 
 
@@ -78,7 +83,7 @@ def _resync(
     passes = 0
     while not stop.wait(interval):
         try:
-            listed = _relist(rec.kube, namespaces)
+            listed = _relist(rec.kube, namespaces, rec.config.train_jobs)
         except Exception:
             for kind in KIND_OF.values():
                 rec.metrics.reconcile_errors.labels(kind).inc()
@@ -114,15 +119,15 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         memo.metrics = Metrics()
         memo.metrics.serve(operator_config.metrics_port)
     metrics: Metrics = memo.metrics
-    cache = ObjectCache(trim={JOBS: job_essentials})
+    cache = ObjectCache(trim={JOBS: job_essentials, TRAINJOBS: trainjob_essentials})
     kube = Kube(_api(), cache, on_request=metrics.count_request)
     try:
         # Before kopf starts watching (startup handlers run first), so every reconcile finds
         # the view filled; kopf retries this handler until the API server answers.
-        _relist(kube, memo.namespaces)
+        _relist(kube, memo.namespaces, operator_config.train_jobs)
     except Exception as error:
         raise kopf.TemporaryError(f"could not list the objects: {error}", delay=5) from error
-    for plural in (ADAPTERS, MERGED, JOBS):
+    for plural in (ADAPTERS, MERGED, JOBS, TRAINJOBS):
         metrics.cached_objects.labels(plural).set_function(partial(cache.size, plural))
     rec = memo.reconciler = Reconciler(kube, operator_config, prices, metrics)
     stop = memo.stop = threading.Event()
@@ -218,7 +223,7 @@ def _retry_budget_blocked(rec: Reconciler, namespace: str, merged: str) -> None:
         _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, adapter))
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": "langmerge"})
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED_BY)
 def job_event(
     labels: Mapping[str, str],
     namespace: str | None,
@@ -227,7 +232,7 @@ def job_event(
     **_: Any,
 ) -> None:
     rec: Reconciler = memo.reconciler
-    _observe(rec, JOBS, event)
+    _observe(rec, TRAINJOBS if is_trainjob(event["object"]) else JOBS, event)
     owner, kind = labels.get("langmerge.io/name"), labels.get("langmerge.io/kind")
     if not owner or namespace is None:
         return
@@ -235,3 +240,9 @@ def job_event(
         _safely(rec, ADAPTERS, partial(rec.reconcile_adapter, namespace, owner))
     elif kind == "mergedmodel":
         _safely(rec, MERGED, partial(rec.reconcile_merged, namespace, owner))
+
+
+def watch_trainjobs() -> None:
+    """Reconciles on events of langmerge's TrainJobs too. Called before kopf starts when the
+    operator creates TrainJobs, and only then: the chart grants it TrainJobs only then."""
+    kopf.on.event(TRAINER_GROUP, TRAINER_VERSION, TRAINJOBS, labels=MANAGED_BY)(job_event)

@@ -1,4 +1,5 @@
-"""batch/v1 Jobs for training and merging, built from the spec and the operator's config.
+"""batch/v1 Jobs for training and merging, and Kubeflow Trainer TrainJobs for a training
+across pods (spec.resources.nodes > 1), built from the spec and the operator's config.
 
 Pure functions (no API calls): the reconciler creates what they return. Jobs carry owner
 references (garbage-collected with their custom resource), `langmerge.io/*` labels for
@@ -9,6 +10,7 @@ operator reads the run summary from."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterSpec
@@ -22,6 +24,18 @@ KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 GPU_TYPE = "langmerge.io/gpu-type"
 INPUTS_ANNOTATION = "langmerge.io/inputs"  # adapter name -> fingerprint the merge was built from
 CHECKPOINT_MOUNT = "/checkpoints"
+TRAINER_GROUP, TRAINER_VERSION = "trainer.kubeflow.org", "v1alpha1"  # Kubeflow Trainer v2
+# Kubeflow Trainer's names for the replicated Job and the container that train
+TRAINJOB_NODE = TRAINJOB_CONTAINER = "node"
+# What an S3 credentials Secret may hold (the AWS SDKs' and fsspec's variables)
+S3_KEYS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
 EXIT_BAD_INPUT = 1  # the trainer and merger exit 1 on input they refuse: retrying cannot help
 
 
@@ -79,15 +93,18 @@ RESTRICTED_CONTAINER = {
 }
 
 
-def _job(
-    config: OperatorConfig,
-    resource: CustomResource,
-    name: str,
-    job_labels: dict[str, str],
-    image: JobImage,
-    command: list[str],
-    resources: Resources,
-) -> dict[str, Any]:
+@dataclass
+class PodParts:
+    """What every training and merge pod gets from the operator's configuration: volumes,
+    their mounts and environment."""
+
+    volumes: list[dict[str, Any]]
+    mounts: list[dict[str, Any]]
+    env: list[dict[str, Any]]
+    env_from: list[dict[str, Any]]
+
+
+def _pod_parts(config: OperatorConfig, gpus: int) -> PodParts:
     cache = (
         {"persistentVolumeClaim": {"claimName": config.model_cache_pvc}}
         if config.model_cache_pvc
@@ -118,17 +135,50 @@ def _job(
             {"name": "checkpoints", "persistentVolumeClaim": {"claimName": config.checkpoint_pvc}}
         )
         mounts.append({"name": "checkpoints", "mountPath": CHECKPOINT_MOUNT})
-    if resources.gpus > 1:
+    if gpus > 1:
         volumes.append(
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": config.shm_size}}
         )
         mounts.append({"name": "shm", "mountPath": "/dev/shm"})
-    pod_labels = dict(job_labels)
-    job_meta_labels = dict(job_labels)
+    return PodParts(volumes, mounts, env, env_from)
+
+
+def _placement(config: OperatorConfig, resources: Resources) -> dict[str, Any]:
+    """Where the pods may run and as which ServiceAccount (the parts of a pod spec that a
+    TrainJob can set too)."""
+    placement: dict[str, Any] = {}
+    if resources.node_selector:
+        placement["nodeSelector"] = resources.node_selector
+    if resources.tolerations:
+        placement["tolerations"] = [t.to_wire() for t in resources.tolerations]
+    if config.job_service_account:
+        placement["serviceAccountName"] = config.job_service_account
+    return placement
+
+
+def _workload_labels(job_labels: dict[str, str], resources: Resources) -> dict[str, str]:
+    """A Job's or TrainJob's own labels: its pods' and what Kueue and pricing read."""
+    result = dict(job_labels)
     if resources.queue_name:
-        job_meta_labels[KUEUE_QUEUE] = resources.queue_name  # Kueue admits; we never flip suspend
+        result[KUEUE_QUEUE] = resources.queue_name  # Kueue admits; we never flip suspend
     if resources.gpu_type:
-        job_meta_labels[GPU_TYPE] = resources.gpu_type  # the price of the run is looked up by it
+        result[GPU_TYPE] = resources.gpu_type  # the price of the run is looked up by it
+    return result
+
+
+def _job(
+    config: OperatorConfig,
+    resource: CustomResource,
+    name: str,
+    job_labels: dict[str, str],
+    image: JobImage,
+    command: list[str],
+    resources: Resources,
+) -> dict[str, Any]:
+    parts = _pod_parts(config, resources.gpus)
+    volumes, mounts, env, env_from = parts.volumes, parts.mounts, parts.env, parts.env_from
+    pod_labels = dict(job_labels)
+    job_meta_labels = _workload_labels(job_labels, resources)
     container: dict[str, Any] = {
         "name": "main",
         "image": image.reference,
@@ -158,15 +208,10 @@ def _job(
         },
         "containers": [container],
         "volumes": volumes,
+        **_placement(config, resources),
     }
-    if resources.node_selector:
-        pod_spec["nodeSelector"] = resources.node_selector
-    if resources.tolerations:
-        pod_spec["tolerations"] = [t.to_wire() for t in resources.tolerations]
     if resources.priority_class_name:
         pod_spec["priorityClassName"] = resources.priority_class_name
-    if config.job_service_account:
-        pod_spec["serviceAccountName"] = config.job_service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -283,6 +328,8 @@ def training_job(
     else:  # artifacts in S3 and no checkpoint PVC: the pod's disk (a new pod starts over)
         checkpoints, root = f"/cache/checkpoints/{plan.job}", None
     args = training_args(spec, out, checkpoints, plan.fingerprint, root)
+    if spec.resources.nodes > 1:
+        return _trainjob(config, adapter, plan, args)
     gpus = spec.resources.gpus
     if gpus > 1:  # data parallel in one pod
         command = [
@@ -298,6 +345,71 @@ def training_job(
         command = ["langmerge-train", *args]
     job_labels = labels(adapter, "train", plan.fingerprint, spec.task, spec.language)
     return _job(config, adapter, plan.job, job_labels, config.trainer, command, spec.resources)
+
+
+def _trainjob(
+    config: OperatorConfig, adapter: LanguageAdapter, plan: TrainingPlan, args: list[str]
+) -> dict[str, Any]:
+    """A Kubeflow Trainer TrainJob of spec.resources.nodes pods on the chart's
+    ClusterTrainingRuntime, which holds what the operator cannot set per TrainJob (the
+    security context, the pull policy, retries and deadline); torchrun in each pod joins the
+    rendezvous the runtime's torch policy provides and the trainer splits every batch across
+    the processes. Rank 0 publishes the adapter and writes the summary."""
+    spec, resources = adapter.spec, adapter.spec.resources
+    parts = _pod_parts(config, resources.gpus)
+    env = list(parts.env)
+    if parts.env_from:  # a TrainJob's containers take env, not envFrom: the S3 keys one by one
+        env += [
+            {
+                "name": key,
+                "valueFrom": {
+                    "secretKeyRef": {"name": config.s3_secret, "key": key, "optional": True}
+                },
+            }
+            for key in S3_KEYS
+        ]
+    job_labels = labels(adapter, "train", plan.fingerprint, spec.task, spec.language)
+    pod_spec: dict[str, Any] = {
+        "volumes": parts.volumes,
+        "containers": [{"name": TRAINJOB_CONTAINER, "volumeMounts": parts.mounts}],
+        **_placement(config, resources),
+    }
+    trainer: dict[str, Any] = {
+        "image": config.trainer_image,
+        "numNodes": resources.nodes,
+        "numProcPerNode": max(resources.gpus, 1),
+        "command": ["torchrun", "-m", "langmerge.trainer.cli"],
+        "args": args,
+        "env": env,
+    }
+    container_resources = _container_resources(resources)
+    if container_resources:
+        trainer["resourcesPerNode"] = container_resources
+    return {
+        "apiVersion": f"{TRAINER_GROUP}/{TRAINER_VERSION}",
+        "kind": "TrainJob",
+        "metadata": {
+            "name": plan.job,
+            "namespace": adapter.metadata.namespace,
+            "labels": _workload_labels(job_labels, resources),
+            "ownerReferences": [_owner(adapter)],
+        },
+        "spec": {
+            "runtimeRef": {
+                "name": config.training_runtime,
+                "kind": "ClusterTrainingRuntime",
+                "apiGroup": TRAINER_GROUP,
+            },
+            "trainer": trainer,
+            "podTemplateOverrides": [
+                {
+                    "targetJobs": [{"name": TRAINJOB_NODE}],
+                    "metadata": {"labels": job_labels},
+                    "spec": pod_spec,
+                }
+            ],
+        },
+    }
 
 
 def merge_args(

@@ -14,8 +14,11 @@ from kubernetes.client.exceptions import ApiException
 from langmerge.operator.api.common import GROUP, VERSION
 from langmerge.operator.cache import Body, ObjectCache
 from langmerge.operator.clock import now, rfc3339
+from langmerge.operator.jobs import TRAINER_GROUP, TRAINER_VERSION
+from langmerge.operator.outcome import is_trainjob
 
 JOBS = "jobs"
+TRAINJOBS = "trainjobs"  # Kubeflow Trainer's, for trainings across pods
 MANAGED_JOBS = "app.kubernetes.io/managed-by=langmerge"  # the label every langmerge Job has
 LIST_PAGE = 500
 
@@ -67,6 +70,9 @@ class Kube:
         self.core = client.CoreV1Api(api)
         self.cache = cache
         self._on_request = on_request or (lambda verb, resource: None)
+        # Whether the API server serves TrainJobs (Kubeflow Trainer's CRDs are installed), as
+        # the last list of them found; None before any
+        self.trainjobs_served: bool | None = None
 
     # custom resources (reads from the view)
     def get(self, plural: str, namespace: str, name: str) -> Body | None:
@@ -131,18 +137,26 @@ class Kube:
             return
         self.cache.observe(plural, _json(reply))
 
-    # jobs and pods
+    # Jobs and TrainJobs (a "job" below is either), and their pods
     def get_job(self, namespace: str, name: str) -> Body | None:
-        return self.cache.get(JOBS, namespace, name)
+        return self.cache.get(JOBS, namespace, name) or self.cache.get(TRAINJOBS, namespace, name)
 
     def create_job(self, body: Body) -> bool:
-        """Creates the Job; False when it already exists (adopted, never twinned). Raises
-        JobRefusedError when the API server refuses the Job itself (invalid)."""
-        self._on_request("create", JOBS)
+        """Creates the Job (TrainJob); False when it already exists (adopted, never twinned).
+        Raises JobRefusedError when the API server refuses it as invalid."""
+        namespace, trainjob = body["metadata"]["namespace"], is_trainjob(body)
+        kind = TRAINJOBS if trainjob else JOBS
+        self._on_request("create", kind)
         try:
-            reply = self.batch.create_namespaced_job(
-                body["metadata"]["namespace"], cast(Any, body), _preload_content=False
-            )
+            if trainjob:
+                reply = self.custom.create_namespaced_custom_object(
+                    TRAINER_GROUP, TRAINER_VERSION, namespace, TRAINJOBS, body,
+                    _preload_content=False,
+                )  # fmt: skip
+            else:
+                reply = self.batch.create_namespaced_job(
+                    namespace, cast(Any, body), _preload_content=False
+                )
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -150,8 +164,10 @@ class Kube:
                 return False  # the namespace is going away with everything in it
             if error.status in (400, 422):  # retrying the same Job can never succeed
                 raise JobRefusedError(_api_message(error)) from error
+            if error.status == 404 and trainjob:
+                self.trainjobs_served = False  # Trainer's CRDs went away: the plan says so next
             raise
-        self.cache.observe(JOBS, _json(reply))
+        self.cache.observe(kind, _json(reply))
         return True
 
     def relist_jobs(self, namespace: str | None = None) -> list[tuple[str, str]]:
@@ -167,18 +183,55 @@ class Kube:
             label_selector=MANAGED_JOBS,
         )
 
-    def delete_job(self, namespace: str, name: str) -> None:
-        self._on_request("delete", JOBS)
+    def relist_trainjobs(self, namespace: str | None = None) -> list[tuple[str, str]]:
+        """langmerge's TrainJobs, listed into the cache; none when the API server serves no
+        TrainJobs (Kubeflow Trainer is not installed), which trainjobs_served records."""
+        custom, query = self.custom, {"label_selector": MANAGED_JOBS}
+        if namespace is None:
+            page = partial(
+                custom.list_cluster_custom_object, TRAINER_GROUP, TRAINER_VERSION, TRAINJOBS
+            )
+        else:
+            page = partial(
+                custom.list_namespaced_custom_object,
+                TRAINER_GROUP, TRAINER_VERSION, namespace, TRAINJOBS,
+            )  # fmt: skip
         try:
-            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+            listed = self._relist(TRAINJOBS, namespace, page, **query)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self.trainjobs_served = False
+            self.cache.sweep(TRAINJOBS, namespace, set(), "")
+            return []
+        self.trainjobs_served = True
+        return listed
+
+    def delete_job(self, job: Body) -> None:
+        meta = job["metadata"]
+        try:
+            if is_trainjob(job):
+                self._on_request("delete", TRAINJOBS)
+                self.custom.delete_namespaced_custom_object(
+                    TRAINER_GROUP, TRAINER_VERSION, meta["namespace"], TRAINJOBS, meta["name"],
+                    propagation_policy="Background",
+                )  # fmt: skip
+            else:
+                self._on_request("delete", JOBS)
+                self.batch.delete_namespaced_job(
+                    meta["name"], meta["namespace"], propagation_policy="Background"
+                )
         except ApiException as error:
             if error.status != 404:
                 raise
 
-    def job_pods(self, namespace: str, job: str) -> list[Body]:
+    def job_pods(self, job: Body) -> list[Body]:
+        """Every pod the Job (every pod of every Job of the TrainJob's JobSet) ran."""
+        meta = job["metadata"]
+        owner = "jobset.sigs.k8s.io/jobset-name" if is_trainjob(job) else "job-name"
         self._on_request("list", "pods")
         reply = self.core.list_namespaced_pod(
-            namespace, label_selector=f"job-name={job}", _preload_content=False
+            meta["namespace"], label_selector=f"{owner}={meta['name']}", _preload_content=False
         )
         return cast(list[Body], _json(reply)["items"])
 

@@ -1,5 +1,6 @@
-"""How a Job ended, read the way its controllers report it: Job conditions, and each pod's
-container state (start, finish, exit code, termination message with the run summary)."""
+"""How a Job or a TrainJob ended, read the way their controllers report it: their conditions
+(both have Complete and Failed), and each pod's container state (start, finish, exit code,
+termination message with the run summary: a TrainJob's rank 0 alone writes one)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 
 from langmerge.common.summary import RunSummary, parse_summary
 from langmerge.operator.clock import parse_time
+
+# A TrainJob's pods: the index of their Job in the JobSet, their index in that Job (rank)
+RANK_LABELS = ("jobset.sigs.k8s.io/job-index", "batch.kubernetes.io/job-completion-index")
 
 
 @dataclass(frozen=True)
@@ -72,20 +76,66 @@ def job_essentials(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def trainjob_essentials(trainjob: dict[str, Any]) -> dict[str, Any]:
+    """What the operator's view holds of a TrainJob: metadata without managedFields, status,
+    and the size and resources of its nodes."""
+    trainer = trainjob["spec"].get("trainer") or {}
+    return {
+        "apiVersion": trainjob["apiVersion"],
+        "kind": trainjob["kind"],
+        "metadata": {k: v for k, v in trainjob["metadata"].items() if k != "managedFields"},
+        "spec": {
+            "trainer": {
+                "numNodes": trainer.get("numNodes", 1),
+                "resourcesPerNode": trainer.get("resourcesPerNode") or {},
+            }
+        },
+        "status": trainjob.get("status") or {},
+    }
+
+
+def is_trainjob(job: dict[str, Any]) -> bool:
+    return job.get("kind") == "TrainJob"
+
+
+def job_started(job: dict[str, Any]) -> bool:
+    """Whether any pod of the Job (TrainJob) has started running. A Job's `active` also
+    counts Pending pods (an unschedulable pod is active), so a running pod is one that is
+    ready or has finished; a queued Job (Kueue keeps it suspended) has none."""
+    status = job.get("status") or {}
+    if is_trainjob(job):  # its JobSet's Jobs, as Kubeflow Trainer reports them
+        counts = status.get("jobsStatus") or []
+        return any(c.get("ready") or c.get("succeeded") or c.get("failed") for c in counts)
+    return bool(status.get("ready") or status.get("succeeded") or status.get("failed"))
+
+
+def reports_summary(pod: dict[str, Any]) -> bool:
+    """Whether the pod is the one that writes the run's summary: a Job's only pod (retries
+    included), or rank 0 of a TrainJob (the first pod of its JobSet's first Job)."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return all(labels.get(key, "0") == "0" for key in RANK_LABELS)
+
+
 def job_finished(job: dict[str, Any]) -> bool:
     return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
 
 
-def job_gpus(job: dict[str, Any]) -> int:
+def _pod_resources(job: dict[str, Any]) -> dict[str, Any]:
+    """The requests and limits of each pod of the Job (TrainJob)."""
+    if is_trainjob(job):
+        return dict(job["spec"]["trainer"].get("resourcesPerNode") or {})
     containers = job["spec"]["template"]["spec"]["containers"]
-    limits = (containers[0].get("resources") or {}).get("limits") or {}
-    return int(limits.get("nvidia.com/gpu", 0))
+    return dict(containers[0].get("resources") or {})
+
+
+def job_gpus(job: dict[str, Any]) -> int:
+    """GPUs of each pod."""
+    return int((_pod_resources(job).get("limits") or {}).get("nvidia.com/gpu", 0))
 
 
 def job_cpus(job: dict[str, Any]) -> float:
-    """CPU cores requested (for pricing CPU-only runs); 1 when unset."""
-    containers = job["spec"]["template"]["spec"]["containers"]
-    value = str(((containers[0].get("resources") or {}).get("requests") or {}).get("cpu", "1"))
+    """CPU cores each pod requests (for pricing CPU-only runs); 1 when unset."""
+    value = str((_pod_resources(job).get("requests") or {}).get("cpu", "1"))
     return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
 
 
@@ -96,9 +146,11 @@ def read_outcome(
     if not job_finished(job):
         return None
     succeeded = _condition(job, "Complete") is not None
-    seconds, first, last = 0.0, None, None
+    seconds, first, last, reported = 0.0, None, None, None
     latest_state: dict[str, Any] | None = None
     for pod in pods:
+        # Every pod's time is billed; the summary and the failure come from the reporting pod.
+        reporting = reports_summary(pod)
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated") or (
                 status.get("lastState") or {}
@@ -112,8 +164,9 @@ def read_outcome(
             if start and end:
                 seconds += max(0.0, (end - start).total_seconds())
                 first = start if first is None or start < first else first
-                if last is None or end >= last:
-                    last, latest_state = end, terminated
+                last = end if last is None or end >= last else last
+                if reporting and (reported is None or end >= reported):
+                    reported, latest_state = end, terminated
     summary = parse_summary((latest_state or {}).get("message"), summary_model)
     failed_condition = _condition(job, "Failed") or {}
     if succeeded:

@@ -13,7 +13,12 @@ from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.common import RunResult
 from langmerge.operator.api.merged import MergedModel
 from langmerge.operator.api.reasons import Reason
-from langmerge.operator.fingerprint import adapter_fingerprint, job_name, merge_fingerprint
+from langmerge.operator.fingerprint import (
+    adapter_fingerprint,
+    job_name,
+    merge_fingerprint,
+    trainjob_name,
+)
 
 
 class Action(StrEnum):
@@ -54,10 +59,17 @@ def _failure_reason(reason: str | None, default: Reason) -> Reason:
     return default
 
 
-def plan_training(adapter: LanguageAdapter, trainer_image: str) -> TrainingPlan:
+def plan_training(
+    adapter: LanguageAdapter, trainer_image: str, multi_node_missing: str | None = None
+) -> TrainingPlan:
+    """multi_node_missing: why this executor cannot run a training across pods (None: it
+    can, or it ignores spec.resources.nodes as the local loop does)."""
     spec, status = adapter.spec, adapter.status
     fingerprint = adapter_fingerprint(spec, trainer_image)
-    job = job_name(adapter.metadata.name, "train", fingerprint)
+    if spec.resources.nodes > 1:
+        job = trainjob_name(adapter.metadata.name, fingerprint)
+    else:
+        job = job_name(adapter.metadata.name, "train", fingerprint)
     if status and status.artifact and status.artifact.fingerprint == fingerprint:
         return TrainingPlan(
             Action.NONE, fingerprint, job, Reason.UP_TO_DATE, "the adapter matches its spec"
@@ -72,6 +84,9 @@ def plan_training(adapter: LanguageAdapter, trainer_image: str) -> TrainingPlan:
         return TrainingPlan(
             Action.SUSPENDED, fingerprint, job, Reason.SUSPENDED, "spec.suspend is true"
         )
+    if spec.resources.nodes > 1 and multi_node_missing:
+        message = f"spec.resources.nodes is {spec.resources.nodes}: {multi_node_missing}"
+        return TrainingPlan(Action.BLOCKED, fingerprint, job, Reason.TRAINER_MISSING, message)
     return TrainingPlan(
         Action.RUN, fingerprint, job, Reason.TRAINING, f"training for fingerprint {fingerprint}"
     )

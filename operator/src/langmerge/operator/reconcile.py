@@ -56,6 +56,16 @@ from langmerge.operator.reconcile_pass import Launch, ReconcilePass
 
 log = logging.getLogger("langmerge.operator")
 M = TypeVar("M", LanguageAdapter, MergedModel)
+TRAINER_TESTED = "Kubeflow Trainer v2 (tested: v2.1.0, with JobSet v0.10.1)"
+TRAINJOBS_DISABLED = (
+    "this operator does not create TrainJobs: install "
+    f"{TRAINER_TESTED} and set trainJobs.enabled=true in the langmerge chart, or set "
+    "spec.resources.nodes to 1"
+)
+TRAINER_NOT_INSTALLED = (
+    "the cluster serves no TrainJobs (trainer.kubeflow.org/v1alpha1): install "
+    f"{TRAINER_TESTED}, or set spec.resources.nodes to 1"
+)
 ADAPTERS, MERGED = "languageadapters", "mergedmodels"
 
 
@@ -134,7 +144,9 @@ class Reconciler:
 
         def plan() -> TrainingPlan:
             return plan_training(
-                adapter.model_copy(update={"status": status}), self.config.trainer_image
+                adapter.model_copy(update={"status": status}),
+                self.config.trainer_image,
+                self._multi_node_missing(),
             )
 
         wanted = plan()
@@ -162,6 +174,14 @@ class Reconciler:
         settle_adapter(status, current, meta.generation, acted.blocked, acted.pending)
         self.metrics.observe_adapter(adapter, status, acted.pending)
         self._write(ADAPTERS, body, before, status.to_wire(), work.events)
+
+    def _multi_node_missing(self) -> str | None:
+        """Why a training across pods (a TrainJob) cannot start here; None when it can."""
+        if not self.config.train_jobs:
+            return TRAINJOBS_DISABLED
+        if self.kube.trainjobs_served is False:
+            return TRAINER_NOT_INSTALLED
+        return None
 
     # --- MergedModel ------------------------------------------------------------------------
     def _merged(self, body: Body, merged: MergedModel, adapters: list[LanguageAdapter]) -> None:

@@ -1,6 +1,6 @@
-"""One reconcile of one object, as the cluster executes it: the Jobs it reads (each once), the
-runs that finished since the last pass, starting the plan's Job (or adopting it) and retiring
-one the plan no longer wants, and the Events it will post."""
+"""One reconcile of one object, as the cluster executes it: the Jobs (or TrainJobs) it reads
+(each once), the runs that finished since the last pass, starting the plan's Job (or adopting
+it) and retiring one the plan no longer wants, and the Events it will post."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ from langmerge.operator.cache import Body
 from langmerge.operator.clock import now
 from langmerge.operator.kube import JobRefusedError, Kube
 from langmerge.operator.ledger import Event
-from langmerge.operator.outcome import JobOutcome, job_finished, progress_line, read_outcome
+from langmerge.operator.outcome import (
+    JobOutcome,
+    job_finished,
+    job_started,
+    progress_line,
+    read_outcome,
+    reports_summary,
+)
 from langmerge.operator.planner import MergePlan, TrainingPlan, invalid_job_reason
 
 
@@ -26,14 +33,6 @@ class Launch(Enum):
     QUEUED = "queued"  # the Job exists, no pod of it runs yet (scheduling, image pull, Kueue)
     RUNNING = "running"
     REFUSED = "refused"  # the API server refused the Job as invalid: a failed run
-
-
-def _started(job: Body) -> bool:
-    """Whether any pod of the Job has started running. `active` also counts Pending pods (an
-    unschedulable pod is active), so a running pod is one that is ready or has finished; a
-    queued Job (Kueue keeps it suspended) has none."""
-    status = job.get("status") or {}
-    return bool(status.get("ready") or status.get("succeeded") or status.get("failed"))
 
 
 @dataclass
@@ -60,14 +59,17 @@ class ReconcilePass:
             job = self.job(name)
             if job is None or not job_finished(job):
                 continue
-            outcome = read_outcome(job, self.kube.job_pods(self.namespace, name), summary_model)
+            outcome = read_outcome(job, self.kube.job_pods(job), summary_model)
             assert outcome is not None
             yield job, outcome
 
     def progress(self, job_name: str) -> dict[str, Any] | None:
-        """The trainer's last progress line in the log of the Job's running pod, if any."""
-        for pod in self.kube.job_pods(self.namespace, job_name):
-            if (pod.get("status") or {}).get("phase") == "Running":
+        """The trainer's last progress line in the log of the Job's running pod (a TrainJob's
+        rank 0: the others print none), if any."""
+        job = self.job(job_name)
+        for pod in self.kube.job_pods(job) if job is not None else []:
+            running = (pod.get("status") or {}).get("phase") == "Running"
+            if running and reports_summary(pod):
                 log = self.kube.pod_log_tail(self.namespace, pod["metadata"]["name"], 20)
                 return progress_line(log)
         return None
@@ -103,7 +105,7 @@ class ReconcilePass:
             status.active_job = ActiveJob(
                 name=plan.job, fingerprint=plan.fingerprint, created_at=now()
             )
-        return Launch.RUNNING if existing is not None and _started(existing) else Launch.QUEUED
+        return Launch.RUNNING if existing is not None and job_started(existing) else Launch.QUEUED
 
     def retire(
         self, status: LanguageAdapterStatus | MergedModelStatus, plan: TrainingPlan | MergePlan
@@ -117,7 +119,7 @@ class ReconcilePass:
         job = self.kube.get_job(self.namespace, name)
         if job is None or job_finished(job):
             return
-        self.kube.delete_job(self.namespace, name)
+        self.kube.delete_job(job)
         if plan.job:
             why = f"the spec or its inputs changed; fingerprint {plan.fingerprint} replaces it"
             self.events.append(

@@ -21,6 +21,10 @@ from langmerge.operator.api.common import (
     Timestamp,
 )
 
+# A TrainJob's pods are named <name>-node-0-<rank>-<5 chars>, a 63-character DNS label: two
+# digits for the rank keep room for the name (fingerprint.trainjob_name).
+MAX_NODES = 64
+
 
 class DatasetFormat(StrEnum):
     AUTO = "auto"
@@ -126,7 +130,11 @@ class Training(ApiModel):
     )
     learning_rate: StrictFloat = Field(default=2e-4, gt=0, le=1, description="Peak learning rate.")
     batch_size: StrictInt = Field(
-        default=8, ge=1, le=4096, description="Sequences per device per step."
+        default=8,
+        ge=1,
+        le=4096,
+        description="Sequences per step: the global batch, split across every process of the "
+        "run (GPUs of the pod, pods of the run).",
     )
     gradient_accumulation: StrictInt = Field(
         default=1, ge=1, le=1024, description="Steps accumulated per optimiser step."
@@ -147,6 +155,21 @@ class Output(ApiModel):
         max_length=1024,
         description="Where to write the adapter; default: "
         "<artifact root>/<namespace>/<name>/<fingerprint>.",
+    )
+
+
+class TrainingResources(Resources):
+    """A training run's resources: a merge always runs in one pod, a training run may span
+    several (a Kubeflow Trainer TrainJob)."""
+
+    nodes: StrictInt = Field(
+        default=1,
+        ge=1,
+        le=MAX_NODES,
+        description="Pods the run spans, each with these resources, training data parallel. "
+        "Above 1 the run is a Kubeflow Trainer TrainJob (Trainer v2 must be installed and the "
+        "chart's trainJobs.enabled set); 1 is a batch Job. The local loop trains on this "
+        "machine whatever the value.",
     )
 
 
@@ -184,8 +207,8 @@ class LanguageAdapterSpec(ApiModel):
     dataset: Dataset = Field(description="Training data.")
     lora: Lora = Field(default_factory=Lora, description="LoRA settings.")
     training: Training = Field(default_factory=Training, description="Training settings.")
-    resources: Resources = Field(
-        default_factory=Resources, description="Scheduling and pricing; never retrains."
+    resources: TrainingResources = Field(
+        default_factory=TrainingResources, description="Scheduling and pricing; never retrains."
     )
     output: Output = Field(default_factory=Output, description="Where the adapter is written.")
     suspend: StrictBool = Field(default=False, description="When true no new training run starts.")

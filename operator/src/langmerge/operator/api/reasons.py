@@ -33,6 +33,8 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     # the merge worked but failed its evaluation gate; the last good artifact stays
     GATE_REFUSED = "GateRefused"
+    # spec.resources.nodes > 1 and this operator cannot create TrainJobs (Kubeflow Trainer)
+    TRAINER_MISSING = "TrainerNotInstalled"
     ADAPTERS_MISSING = "AdaptersMissing"  # spec.adapters.names names one that is absent
     NO_ADAPTERS = "NoAdapters"  # the selector matches none
     ADAPTERS_NOT_READY = "AdaptersNotReady"
