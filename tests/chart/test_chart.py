@@ -12,6 +12,7 @@ from langmerge.operator.config import OperatorConfig
 from tests.conftest import REPO
 from tests.support.chart import ALL_TOGGLES, CHART, KUBE_VERSION, helm, render
 from tests.support.control_plane import ControlPlane
+from tests.support.trainjobs import install_trainer_crds
 
 
 def test_chart_crds_are_byte_identical_to_crds() -> None:
@@ -78,6 +79,7 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
         "crd/prometheusrules.monitoring.coreos.com",
         "--timeout=60s",
     )
+    install_trainer_crds(control_plane.kubectl)  # the ClusterTrainingRuntime's, for real
     for namespace in ("langmerge-system", "team-a", "team-b", "monitoring"):
         control_plane.kubectl("create", "namespace", namespace, check=False)
     documents = render(control_plane, *values)
@@ -89,6 +91,7 @@ def test_every_rendered_object_is_accepted_by_the_api_server(
     if values == ALL_TOGGLES:
         kinds = {d["kind"] for d in documents}
         assert {"ServiceMonitor", "PrometheusRule", "ConfigMap", "Service"} <= kinds
+        assert "ClusterTrainingRuntime" in kinds
         rule = next(d for d in documents if d["kind"] == "PrometheusRule")
         assert len(rule["spec"]["groups"][0]["rules"]) == 6
 
@@ -203,11 +206,19 @@ def test_every_toggles_job_settings_reach_the_operators_configuration(
     assert config.model_cache_pvc == "model-cache" and config.checkpoint_pvc == "checkpoints"
     assert config.shm_size == "16Gi"
     assert config.namespace_budget("nlp") == 500
+    runtime = _of(documents, "ClusterTrainingRuntime")
+    assert config.train_jobs and config.training_runtime == runtime["metadata"]["name"]
+    node = runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]
+    (trainer,) = node["template"]["spec"]["containers"]
+    assert trainer["image"] == "registry.example.com/langmerge/trainer:1.2.3"
+    assert trainer["imagePullPolicy"] == "Always"
     defaults = render(control_plane)
     container = _of(defaults, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     config = OperatorConfig.from_env({e["name"]: e["value"] for e in container["env"]})
     assert config.hf_token_secret is None and config.model_cache_pvc is None
     assert config.job_service_account is None and config.shm_size == "8Gi"
+    assert not config.train_jobs
+    assert "ClusterTrainingRuntime" not in {d["kind"] for d in defaults}
 
 
 def test_the_chart_works_as_a_subchart(control_plane: ControlPlane, tmp_path: Path) -> None:

@@ -20,14 +20,15 @@ from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually
 from tests.support.objects import adapter_manifest, merged_manifest
 from tests.support.operator import OperatorProcess, finish_job, success_summary
+from tests.support.trainjobs import TRAINER, finish_trainjob, install_trainer_crds
 
 SYSTEM = "langmerge-system"
 
 
-def chart_rbac(plane: ControlPlane) -> list[dict[str, Any]]:
+def chart_rbac(plane: ControlPlane, *values: str) -> list[dict[str, Any]]:
     return [
         d
-        for d in render(plane)
+        for d in render(plane, *values)
         if d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
     ]
 
@@ -84,6 +85,34 @@ def flow(cluster: Cluster, timeout_s: float) -> None:
     merge = current_job("sentiment", 1)
     finish_job(cluster.api, cluster.ns, merge, summary=success_summary("/artifacts/merged"))
     cluster.wait_condition("MergedModel", "sentiment", "Ready", timeout_s=timeout_s)
+
+
+def trainjob_flow(cluster: Cluster, timeout_s: float) -> None:
+    """An adapter across two pods: create its TrainJob, supersede it (delete), finish the
+    next one (watch: no resync runs) and list them at startup: every TrainJob verb."""
+    resources = {"nodes": 2, "gpus": 1}
+    cluster.apply(adapter_manifest("de", resources=resources))
+    first = eventually(
+        lambda: trainjob_names(cluster), timeout_s=timeout_s, what="the first TrainJob"
+    )
+    cluster.apply(adapter_manifest("de", revision="v2", resources=resources))
+    second = eventually(
+        lambda: [n for n in trainjob_names(cluster) if n not in first],
+        timeout_s=timeout_s,
+        what="the second TrainJob",
+    )
+    eventually(
+        lambda: set(first).isdisjoint(trainjob_names(cluster)),
+        timeout_s=timeout_s,
+        what="the superseded TrainJob to be deleted",
+    )
+    finish_trainjob(cluster.api, cluster.ns, second[0], summary=success_summary("/artifacts/x"))
+    cluster.wait_condition("LanguageAdapter", "sentiment-de", "Ready", timeout_s=timeout_s)
+
+
+def trainjob_names(cluster: Cluster) -> list[str]:
+    items = cluster.custom.list_namespaced_custom_object(*TRAINER, cluster.ns, "trainjobs")
+    return [t["metadata"]["name"] for t in items["items"]]
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +197,32 @@ def test_removing_any_single_verb_breaks_a_flow(
             operator.kill()
     grant(plane, objects, tmp_path)  # restore the full role for later tests
     assert spare == [], f"rules no flow needs: {spare}"
+
+
+TRAINJOBS_ENABLED = ("--set", "trainJobs.enabled=true")
+
+
+def test_the_trainjob_rule_is_enough_and_none_of_its_verbs_is_spare(
+    plane: ControlPlane, admin: client.ApiClient, tmp_path: Path
+) -> None:
+    install_trainer_crds(plane.kubectl)
+    objects = chart_rbac(plane, *TRAINJOBS_ENABLED)
+    role = next(o for o in objects if o["kind"] == "ClusterRole")
+    (index,) = [i for i, r in enumerate(role["rules"]) if r["resources"] == ["trainjobs"]]
+    env = {"LANGMERGE_TRAIN_JOBS": "true", "LANGMERGE_RESYNC_SECONDS": "3600"}
+    spare = []
+    for verb in [None, *role["rules"][index]["verbs"]]:
+        granted = objects if verb is None else _without(objects, index, verb)
+        kubeconfig = grant(plane, granted, tmp_path)
+        operator = OperatorProcess(plane, tmp_path, kubeconfig=kubeconfig, env=env).start()
+        try:
+            trainjob_flow(Cluster(admin, _namespace(admin)), timeout_s=30 if verb is None else 12)
+            if verb is not None:
+                spare.append(verb)
+        except AssertionError:
+            if verb is None:
+                raise  # the whole rule must be enough
+        finally:
+            operator.kill()
+    grant(plane, chart_rbac(plane), tmp_path)  # the default role for later tests
+    assert spare == [], f"TrainJob verbs no flow needs: {spare}"

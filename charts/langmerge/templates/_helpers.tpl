@@ -41,3 +41,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- range $ns, $usd := .Values.namespaceBudgets -}}{{- $items = append $items (printf "%s=%v" $ns $usd) -}}{{- end -}}
 {{- join "," $items -}}
 {{- end -}}
+{{/* The ClusterTrainingRuntime of the release's TrainJobs (cluster-scoped: one per release) */}}
+{{- define "langmerge.trainingRuntime" -}}
+{{- printf "%s-torch" (include "langmerge.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

@@ -28,6 +28,13 @@ if is_true("Failed") then
   hs.message = found.Failed.message
   return hs
 end
+-- The cluster lacks what the spec needs (spec.resources.nodes > 1 without Kubeflow Trainer):
+-- nothing progresses until someone installs it or changes the spec.
+if found.Ready ~= nil and found.Ready.reason == "TrainerNotInstalled" then
+  hs.status = "Degraded"
+  hs.message = found.Ready.message
+  return hs
+end
 if is_true("BudgetExceeded") then
   hs.status = "Degraded"
   hs.message = found.BudgetExceeded.message
