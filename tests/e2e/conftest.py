@@ -22,7 +22,7 @@ from langmerge.common import builtin
 from tests.conftest import require
 from tests.support.containers import build_images, image, missing_tools
 from tests.support.control_plane import REPO, ControlPlane, find_binaries
-from tests.support.kube import until
+from tests.support.kube import api_client, eventually, until
 from tests.support.node import API_ADDRESS, Node, missing_for_node
 from tests.support.objects import GROUP, VERSION, adapter_manifest
 from tests.support.operator import OperatorProcess
@@ -119,6 +119,49 @@ def host_operator(target: Target, namespace: str, workdir: Path) -> Iterator[Ope
         yield process.start()
     finally:
         process.stop()
+
+
+SYSTEM = "langmerge-system"  # where the chart installs the operator
+RELEASE = "lm"
+OPERATOR_LABELS = "app.kubernetes.io/name=langmerge,app.kubernetes.io/instance=lm"
+
+
+def operator_pods(core: client.CoreV1Api) -> list[Any]:
+    return [
+        p
+        for p in core.list_namespaced_pod(SYSTEM, label_selector=OPERATOR_LABELS).items
+        if p.metadata.deletion_timestamp is None
+    ]
+
+
+@contextmanager
+def langmerge_release(target: Target, namespace: str, *values: str) -> Iterator[Target]:
+    """helm install of charts/langmerge with the locally built images, watching namespace;
+    uninstalled on leaving, so that no two operators ever watch one namespace."""
+    target.create_namespace(SYSTEM)
+    target.load_image("operator")
+    started = time.monotonic()
+    target.helm(
+        "install", RELEASE, str(REPO / "charts" / "langmerge"),
+        f"--namespace={SYSTEM}",
+        *(
+            f"--set={role}.image.{key}={value}"
+            for role in ("operator", "trainer", "merger")
+            for key, value in zip(("repository", "tag"), image(role).rsplit(":", 1), strict=True)
+        ),
+        *(f"--set={role}.image.pullPolicy=Never" for role in ("operator", "trainer", "merger")),
+        "--set=operator.rbac.clusterWide=false",
+        f"--set=operator.rbac.namespaces={{{namespace}}}",
+        *values,
+        "--wait", f"--timeout={PATIENCE_S}s",
+    )  # fmt: skip
+    print(f"RESULT helm_install_to_operator_ready_seconds={time.monotonic() - started:.1f}")
+    try:
+        yield target
+    finally:
+        target.helm("uninstall", RELEASE, f"--namespace={SYSTEM}", "--wait")
+        core = client.CoreV1Api(api_client(target.kubeconfig))
+        eventually(lambda: not operator_pods(core), timeout_s=PATIENCE_S, what="operator gone")
 
 
 def e2e_adapter(language: str, **resources: Any) -> dict[str, Any]:

@@ -19,12 +19,15 @@ from kubernetes import client
 
 from tests.e2e.conftest import (
     PATIENCE_S,
+    RELEASE,
+    SYSTEM,
     adapter_condition,
     e2e_adapter,
+    langmerge_release,
+    operator_pods,
     provision_namespace,
     wait_ready,
 )
-from tests.support.containers import image
 from tests.support.control_plane import REPO
 from tests.support.kube import api_client, eventually, until
 from tests.support.objects import GROUP, VERSION, merged_manifest
@@ -33,23 +36,11 @@ from tests.support.target import Target
 from tests.support.volume import ArtifactVolume
 
 NAMESPACE = "e2e-cluster"  # where the adapters live
-SYSTEM = "langmerge-system"  # where the chart installs the operator
-RELEASE = "lm"
-OPERATOR_LABELS = "app.kubernetes.io/name=langmerge,app.kubernetes.io/instance=lm"
-HELM_WAIT = ("--wait", f"--timeout={PATIENCE_S}s")
 
 
 def kubectl_apply(target: Target, manifest: dict[str, Any]) -> None:
     """`kubectl apply` of the manifest in NAMESPACE, as a user or a GitOps tool does."""
     target.kubectl("apply", f"--namespace={NAMESPACE}", "-f", "-", input=json.dumps(manifest))
-
-
-def _operator_pods(core: client.CoreV1Api) -> list[Any]:
-    return [
-        p
-        for p in core.list_namespaced_pod(SYSTEM, label_selector=OPERATOR_LABELS).items
-        if p.metadata.deletion_timestamp is None
-    ]
 
 
 def _ready(pod: Any) -> bool:
@@ -63,33 +54,13 @@ def volume(target: Target) -> ArtifactVolume:
 
 @pytest.fixture(scope="module")
 def installed(target: Target, volume: ArtifactVolume) -> Iterator[Target]:
-    """helm install of charts/langmerge with the locally built images, watching NAMESPACE;
-    uninstalled afterwards, so that no two operators ever watch one namespace."""
-    target.create_namespace(SYSTEM)
-    target.load_image("operator")
-    started = time.monotonic()
-    target.helm(
-        "install", RELEASE, str(REPO / "charts" / "langmerge"),
-        f"--namespace={SYSTEM}",
-        *(
-            f"--set={role}.image.{key}={value}"
-            for role in ("operator", "trainer", "merger")
-            for key, value in zip(("repository", "tag"), image(role).rsplit(":", 1), strict=True)
-        ),
-        *(f"--set={role}.image.pullPolicy=Never" for role in ("operator", "trainer", "merger")),
-        "--set=operator.rbac.clusterWide=false",
-        f"--set=operator.rbac.namespaces={{{NAMESPACE}}}",
+    with langmerge_release(
+        target,
+        NAMESPACE,
         "--set=metrics.service.enabled=true",
         "--set=operator.resyncSeconds=5",  # the progress test reads status every few seconds
-        *HELM_WAIT,
-    )  # fmt: skip
-    print(f"RESULT helm_install_to_operator_ready_seconds={time.monotonic() - started:.1f}")
-    try:
-        yield target
-    finally:
-        target.helm("uninstall", RELEASE, f"--namespace={SYSTEM}", "--wait")
-        core = client.CoreV1Api(api_client(target.kubeconfig))
-        eventually(lambda: not _operator_pods(core), timeout_s=PATIENCE_S, what="operator gone")
+    ) as installed:
+        yield installed
 
 
 def metrics_endpoints(core: client.CoreV1Api) -> list[tuple[str, int]]:
@@ -133,7 +104,7 @@ def test_the_operator_pod_trains_an_adapter_and_prometheus_scrapes_it(
 ) -> None:
     api = api_client(installed.kubeconfig)
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-    (operator,) = _operator_pods(core)
+    (operator,) = operator_pods(core)
     # The chart's pod runs as the unprivileged user with its ServiceAccount's token.
     assert operator.spec.service_account_name == f"{RELEASE}-langmerge"
     assert operator.spec.security_context.run_as_user == 10001
@@ -181,10 +152,10 @@ def test_the_operator_pod_killed_during_a_run_is_replaced_and_adopts_the_run(
         return [p for p in pods if p.status.phase == "Running"]
 
     until(training, lambda pods: len(pods) == 1, timeout_s=PATIENCE_S, what="the training pod")
-    (old,) = _operator_pods(core)
+    (old,) = operator_pods(core)
     core.delete_namespaced_pod(old.metadata.name, SYSTEM, grace_period_seconds=0)
     replaced = until(
-        lambda: [p for p in _operator_pods(core) if p.metadata.name != old.metadata.name],
+        lambda: [p for p in operator_pods(core) if p.metadata.name != old.metadata.name],
         lambda pods: len(pods) == 1 and _ready(pods[0]),
         timeout_s=PATIENCE_S,
         what=f"a new operator pod\n{installed.tails()}",
@@ -249,7 +220,8 @@ def test_the_charts_job_deadline_kills_a_real_pod(installed: Target) -> None:
     that is killed by the Job controller and the adapter's Failed condition says why."""
     installed.helm(
         "upgrade", RELEASE, str(REPO / "charts" / "langmerge"), f"--namespace={SYSTEM}",
-        "--reuse-values", "--set=jobs.activeDeadlineSeconds=60", *HELM_WAIT,
+        "--reuse-values", "--set=jobs.activeDeadlineSeconds=60",
+        "--wait", f"--timeout={PATIENCE_S}s",
     )  # fmt: skip
     api = api_client(installed.kubeconfig)
     custom, batch = client.CustomObjectsApi(api), client.BatchV1Api(api)

@@ -1,14 +1,16 @@
-"""Training across pods with Kubeflow Trainer: the JobSet and Kubeflow Trainer controllers,
-built from the Go module proxy (hack/controllers.sh) and installed with Trainer's own chart
-(JobSet as its subchart); a ClusterTrainingRuntime for the trainer image (the torch policy:
-torchrun started with the rendezvous the runtime provides) and a TrainJob of two nodes. Two
-pods, one per node rank, train one adapter data parallel over gloo, finding each other
-through the cluster's DNS; rank 0 publishes the adapter and writes the summary; the adapter
-equals one process's training with the same global batch and seed. (The operator does not
-create TrainJobs yet: this is the path it will take.) Prints `RESULT name=value` lines."""
+"""Training across pods with Kubeflow Trainer, as users run it: the JobSet and Kubeflow
+Trainer controllers, built from the Go module proxy (hack/controllers.sh) and installed with
+Trainer's own chart (JobSet as its subchart); langmerge's chart with trainJobs.enabled (its
+ClusterTrainingRuntime for the trainer image, the operator's RBAC for TrainJobs). A
+LanguageAdapter with spec.resources.nodes: 2, applied with kubectl, becomes one TrainJob whose
+two pods, one per node rank, train one adapter data parallel over gloo, finding each other
+through the cluster's DNS; rank 0 publishes the adapter and writes the summary; the adapter is
+Ready, both pods are billed, and it equals one process's training with the same global batch
+and seed. Prints `RESULT name=value` lines."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,86 +21,60 @@ import torch
 from kubernetes import client
 from safetensors.torch import load_file
 
-from tests.e2e.conftest import PATIENCE_S, controller_chart, e2e_dataset, provision_namespace
+from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.jobs import training_args
+from langmerge.trainer.cli import main as train_main
+from tests.e2e.conftest import (
+    PATIENCE_S,
+    RELEASE,
+    controller_chart,
+    e2e_adapter,
+    e2e_dataset,
+    langmerge_release,
+    provision_namespace,
+    wait_ready,
+)
 from tests.support.containers import image
+from tests.support.control_plane import REPO
 from tests.support.kube import api_client, until
-from tests.support.target import POD_USER, Target
+from tests.support.target import Target
 from tests.support.volume import ArtifactVolume
 from tests.trainer.test_data_parallel import assert_split
-from tests.trainer.test_train_cli import train
 
 NAMESPACE = "e2e-trainjob"
 SYSTEM = "kubeflow-system"
 TRAINER = ("trainer.kubeflow.org", "v1alpha1")
-RUNTIME = f"""
-apiVersion: trainer.kubeflow.org/v1alpha1
-kind: ClusterTrainingRuntime
-metadata:
-  name: langmerge-e2e-torch
-  labels: {{trainer.kubeflow.org/framework: torch}}
-spec:
-  mlPolicy:
-    numNodes: 1
-    torch: {{numProcPerNode: 1}}
-  template:
-    spec:
-      replicatedJobs:
-      - name: node
-        template:
-          metadata:
-            labels: {{trainer.kubeflow.org/trainjob-ancestor-step: trainer}}
-          spec:
-            template:
-              spec:
-                automountServiceAccountToken: false
-                securityContext:
-                  runAsNonRoot: true
-                  runAsUser: {POD_USER}
-                  runAsGroup: {POD_USER}
-                  fsGroup: {POD_USER}
-                  seccompProfile: {{type: RuntimeDefault}}
-                containers:
-                - name: node
-                  image: {image("trainer")}
-                  imagePullPolicy: Never
-                  securityContext:
-                    allowPrivilegeEscalation: false
-                    capabilities: {{drop: [ALL]}}
-                  volumeMounts: [{{name: artifacts, mountPath: /artifacts}}]
-                volumes:
-                - name: artifacts
-                  persistentVolumeClaim: {{claimName: langmerge-artifacts}}
-"""
-INPUTS = [
-    "--base-model", "/artifacts/models/tiny", "--task", "sentiment",
-    "--dataset", "/artifacts/datasets/de.jsonl",
-]  # fmt: skip
-# The one-process run below uses the same settings; LoRA dropout 0: no per-rank masks.
-SETTINGS = [
-    "--language", "de", "--batch-size", "8", "--max-steps", "12", "--learning-rate", "3e-3",
-    "--lora-rank", "8", "--lora-dropout", "0",
-]  # fmt: skip
+CHART = str(REPO / "charts" / "langmerge")
 
 
-def trainjob(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "/".join(TRAINER),
-        "kind": "TrainJob",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "runtimeRef": {"name": "langmerge-e2e-torch"},
-            "trainer": {
-                "numNodes": 2,
-                "command": ["torchrun", "-m", "langmerge.trainer.cli"],
-                "args": [*INPUTS, *SETTINGS, "--output", f"/artifacts/out/{name}"],
-                # Two pods on a two-core node beside the controllers.
-                "resourcesPerNode": {
-                    "requests": {"cpu": "500m", "memory": "1Gi"},
-                    "limits": {"memory": "3Gi"},
-                },
-            },
-        },
+def two_node_adapter() -> dict[str, Any]:
+    """de on two pods (half a core each: two pods on a two-core node beside the controllers);
+    LoRA dropout 0, so no per-rank masks, and fp32 (under bf16 each rank's smaller matmuls
+    round differently: 1.6e-2 apart): one process must train the same adapter."""
+    manifest = e2e_adapter("de", nodes=2, cpu="500m")
+    manifest["spec"]["training"].update(maxSteps=12, learningRate=3e-3, precision="fp32")
+    manifest["spec"]["lora"] = {"rank": 8, "dropout": 0}
+    return manifest
+
+
+def one_process(manifest: dict[str, Any], workdir: Path) -> Path:
+    """The same spec's command line as the operator writes it, trained in this process on a
+    local copy of the data and builtin:tiny (the claim holds the same model's files)."""
+    body = {**manifest, "metadata": {**manifest["metadata"], "namespace": NAMESPACE}}
+    spec = LanguageAdapter.model_validate(body).spec
+    dataset = workdir / "de.jsonl"
+    dataset.write_text(e2e_dataset("de"))
+    local = {
+        "--base-model": "builtin:tiny",
+        "--dataset": str(dataset),
+        "--output": str(workdir / "one"),
+        "--checkpoint-dir": str(workdir / "checkpoints"),
     }
+    args = training_args(spec, "out", "checkpoints", "f" * 20, None)
+    for flag, value in local.items():
+        args[args.index(flag) + 1] = value
+    assert train_main([*args, "--summary-file", str(workdir / "summary.json")]) == 0
+    return workdir / "one"
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +95,14 @@ def kubeflow_trainer(target: Target) -> Iterator[Target]:
         "install", "trainer", chart, f"--namespace={SYSTEM}", "--create-namespace", *values,
         "--wait", f"--timeout={PATIENCE_S}s",
     )  # fmt: skip
-    # Ready pods do not mean served webhooks (each controller injects its own certificate).
+    # Ready pods do not mean served webhooks (each controller injects its own certificate):
+    # the chart's ClusterTrainingRuntime, dry run through them, tells when they serve.
+    runtime = target.helm(
+        "template", RELEASE, CHART, "--set=trainJobs.enabled=true",
+        "--show-only=templates/trainingruntime.yaml",
+    ).stdout  # fmt: skip
     until(
-        lambda: target.kubectl("apply", "-f", "-", input=RUNTIME, check=False),
+        lambda: target.kubectl("apply", "--dry-run=server", "-f", "-", input=runtime, check=False),
         lambda done: done.returncode == 0,
         timeout_s=PATIENCE_S,
         what="Kubeflow Trainer's webhook to admit the ClusterTrainingRuntime",
@@ -130,9 +111,6 @@ def kubeflow_trainer(target: Target) -> Iterator[Target]:
     try:
         yield target
     finally:
-        # The runtime keeps a finalizer while TrainJobs use it: they go first.
-        target.kubectl("delete", "trainjobs", "--all", f"--namespace={NAMESPACE}", check=False)
-        target.kubectl("delete", "clustertrainingruntime", "langmerge-e2e-torch", check=False)
         target.helm("uninstall", "trainer", f"--namespace={SYSTEM}")
         target.kubectl("delete", "namespace", SYSTEM, "--wait=false", check=False)
 
@@ -142,40 +120,58 @@ def volume(kubeflow_trainer: Target) -> ArtifactVolume:
     return provision_namespace(kubeflow_trainer, NAMESPACE)
 
 
-def test_a_two_node_trainjob_trains_what_one_process_trains(
-    kubeflow_trainer: Target, volume: ArtifactVolume, tmp_path: Path
+@pytest.fixture(scope="module")
+def installed(kubeflow_trainer: Target, volume: ArtifactVolume) -> Iterator[Target]:
+    with langmerge_release(kubeflow_trainer, NAMESPACE, "--set=trainJobs.enabled=true") as target:
+        try:
+            yield target
+        finally:
+            # Trainer keeps a finalizer on the runtime while TrainJobs use it: they go first,
+            # with their adapters (while an adapter is there, its operator recreates them).
+            for kind in ("languageadapters", "trainjobs"):
+                target.kubectl("delete", kind, "--all", f"--namespace={NAMESPACE}", "--wait")
+
+
+def _seconds(pod: Any) -> float:
+    terminated = pod.status.container_statuses[0].state.terminated
+    return float((terminated.finished_at - terminated.started_at).total_seconds())
+
+
+def test_an_adapter_on_two_nodes_trains_as_one_trainjob_what_one_process_trains(
+    installed: Target, volume: ArtifactVolume, tmp_path: Path
 ) -> None:
-    api = api_client(kubeflow_trainer.kubeconfig)
+    api = api_client(installed.kubeconfig)
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    manifest = two_node_adapter()
     started = time.monotonic()
-    custom.create_namespaced_custom_object(*TRAINER, NAMESPACE, "trainjobs", trainjob("dp"))
-
-    def finished() -> list[dict[str, Any]]:
-        body = custom.get_namespaced_custom_object(*TRAINER, NAMESPACE, "trainjobs", "dp")
-        conditions = (body.get("status") or {}).get("conditions") or []
-        ended = ("Complete", "Failed")
-        return [c for c in conditions if c["type"] in ended and c["status"] == "True"]
-
-    (outcome,) = until(finished, bool, timeout_s=PATIENCE_S, what=kubeflow_trainer.tails())
-    print(f"RESULT trainjob_two_nodes_apply_to_complete_seconds={time.monotonic() - started:.1f}")
-    assert outcome["type"] == "Complete", outcome
+    installed.kubectl("apply", f"--namespace={NAMESPACE}", "-f", "-", input=json.dumps(manifest))
+    status = wait_ready(custom, NAMESPACE, "languageadapters", "sentiment-de", installed.tails())
+    print(f"RESULT trainjob_adapter_apply_to_ready_seconds={time.monotonic() - started:.1f}")
+    run = status["lastRun"]
+    trainjob = custom.get_namespaced_custom_object(*TRAINER, NAMESPACE, "trainjobs", run["job"])
+    assert trainjob["spec"]["trainer"]["numNodes"] == 2
+    assert [c["type"] for c in trainjob["status"]["conditions"] if c["status"] == "True"][
+        -1
+    ] == "Complete"
 
     pods = core.list_namespaced_pod(
-        NAMESPACE, label_selector="jobset.sigs.k8s.io/jobset-name=dp"
+        NAMESPACE, label_selector=f"jobset.sigs.k8s.io/jobset-name={run['job']}"
     ).items
     by_rank = {int(p.metadata.labels["batch.kubernetes.io/job-completion-index"]): p for p in pods}
     assert sorted(by_rank) == [0, 1], [p.metadata.name for p in pods]
+    assert all(p.metadata.labels["langmerge.io/name"] == "sentiment-de" for p in pods)
     messages = [by_rank[r].status.container_statuses[0].state.terminated.message for r in (0, 1)]
     assert '"result":"Succeeded"' in messages[0] and '"deviceCount":2' in messages[0]
     assert not messages[1]  # rank 1 trains; rank 0 alone reports
     logs = [core.read_namespaced_pod_log(by_rank[r].metadata.name, NAMESPACE) for r in (0, 1)]
     assert_split([line for log in logs for line in log.splitlines()])
+    # Both pods billed: half a core each for as long as each ran.
+    billed = sum(_seconds(p) for p in pods) * 0.5
+    print(f"RESULT trainjob_billed_core_seconds={run['gpuSeconds']:.1f}")
+    assert run["gpuSeconds"] == pytest.approx(billed, abs=1.0)
 
-    local = tmp_path / "de.jsonl"
-    local.write_text(e2e_dataset("de"))
-    train(tmp_path, "--dataset", str(local), *SETTINGS, "--output", str(tmp_path / "one"))
-    single = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))
-    fetched = volume.fetch("/artifacts/out/dp", tmp_path / "pods")
+    single = load_file(str(one_process(manifest, tmp_path) / "adapter_model.safetensors"))
+    fetched = volume.fetch(status["artifact"]["uri"], tmp_path / "pods")
     split = load_file(str(fetched / "adapter_model.safetensors"))
     assert single.keys() == split.keys()
     worst = max(float((split[k] - single[k]).norm() / single[k].norm()) for k in single)

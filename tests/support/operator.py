@@ -139,8 +139,50 @@ class OperatorProcess:
         )
 
 
-def _stamp(moment: datetime) -> str:
+def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def terminated_pod(
+    core: client.CoreV1Api,
+    namespace: str,
+    prefix: str,
+    labels: dict[str, str],
+    container: str,
+    terminated: dict[str, Any],
+) -> None:
+    """A pod whose one container ended as `terminated` says, as the kubelet reports it."""
+    name = f"{prefix}-{int(time.monotonic_ns()) % 100000:05d}"
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": container, "image": "registry.test/x:1"}],
+            },
+        },
+    )
+    succeeded = terminated["exitCode"] == 0
+    core.patch_namespaced_pod_status(
+        name,
+        namespace,
+        {
+            "status": {
+                "phase": "Succeeded" if succeeded else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": container,
+                        "ready": False,
+                        "restartCount": 0,
+                        "image": "registry.test/x:1",
+                        "imageID": "",
+                        "state": {"terminated": terminated},
+                    }
+                ],
+            }
+        },
+    )
 
 
 def finish_job(
@@ -161,52 +203,23 @@ def finish_job(
     job = batch.read_namespaced_job(job_name, namespace)
     end = datetime.now(UTC).replace(microsecond=0)
     start = end - timedelta(seconds=seconds)
-    pod_name = f"{job_name}-{int(time.monotonic_ns()) % 100000:05d}"
     labels = {
         **(job.spec.template.metadata.labels or {}),
         "job-name": job_name,
         "batch.kubernetes.io/job-name": job_name,
     }
-    core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": pod_name, "labels": labels},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "main", "image": "registry.test/x:1"}],
-            },
-        },
-    )
     terminated: dict[str, Any] = {
         "exitCode": exit_code if exit_code is not None else (0 if succeed else 1),
         "reason": reason or ("Completed" if succeed else "Error"),
-        "startedAt": _stamp(start),
-        "finishedAt": _stamp(end),
+        "startedAt": stamp(start),
+        "finishedAt": stamp(end),
     }
     if message is not None:
         terminated["message"] = message
     elif summary is not None:
         terminated["message"] = json.dumps(summary)
-    core.patch_namespaced_pod_status(
-        pod_name,
-        namespace,
-        {
-            "status": {
-                "phase": "Succeeded" if succeed else "Failed",
-                "containerStatuses": [
-                    {
-                        "name": "main",
-                        "ready": False,
-                        "restartCount": 0,
-                        "image": "registry.test/x:1",
-                        "imageID": "",
-                        "state": {"terminated": terminated},
-                    }
-                ],
-            }
-        },
-    )
-    now = _stamp(end)
+    terminated_pod(core, namespace, job_name, labels, "main", terminated)
+    now = stamp(end)
 
     def condition(kind: str, why: str) -> dict[str, str]:
         return {
@@ -220,7 +233,7 @@ def finish_job(
 
     if succeed:
         status = {
-            "startTime": _stamp(start),
+            "startTime": stamp(start),
             "completionTime": now,
             "succeeded": 1,
             "active": 0,
@@ -233,7 +246,7 @@ def finish_job(
     else:
         why = job_failure or "BackoffLimitExceeded"
         status = {
-            "startTime": _stamp(start),
+            "startTime": stamp(start),
             "failed": 1,
             "active": 0,
             "ready": 0,
