@@ -120,6 +120,8 @@ INVALID: list[tuple[str, dict[str, Any], str, Any, str]] = [
     ("batch size zero", VALID_ADAPTER, "spec.training.batchSize", 0, "spec.training.batchSize"),
     ("zero epochs", VALID_ADAPTER, "spec.training.epochs", 0, "spec.training.epochs"),
     ("negative gpus", VALID_ADAPTER, "spec.resources.gpus", -1, "spec.resources.gpus"),
+    ("zero nodes", VALID_ADAPTER, "spec.resources.nodes", 0, "spec.resources.nodes"),
+    ("65 nodes", VALID_ADAPTER, "spec.resources.nodes", 65, "spec.resources.nodes"),
     ("cpu not a quantity", VALID_ADAPTER, "spec.resources.cpu", "lots", "spec.resources.cpu"),
     ("suspend not a bool", VALID_ADAPTER, "spec.suspend", "yes", "spec.suspend"),
     (

@@ -78,3 +78,11 @@ def test_version_and_help_answer_quietly(program: str, module: str) -> None:
     assert version.stderr == ""
     shown = _answer(module, "--help")
     assert shown.stdout.startswith(f"usage: {program}") and shown.stderr == ""
+
+
+def test_the_operator_refuses_a_bad_configuration_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LANGMERGE_TRAIN_JOBS", "perhaps")
+    assert operator_cli.main(["operator"]) == 2  # before kopf starts
+    assert "LANGMERGE_TRAIN_JOBS" in capsys.readouterr().err

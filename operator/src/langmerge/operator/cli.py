@@ -30,9 +30,14 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     from langmerge.operator import handlers  # registers the handlers
-    from langmerge.operator.config import OperatorConfig
+    from langmerge.operator.config import ConfigError, OperatorConfig
 
-    if OperatorConfig.from_env().train_jobs:
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as error:  # before kopf starts: one line naming the variable
+        print(f"langmerge operator: {error}", file=sys.stderr)
+        return 2
+    if config.train_jobs:
         handlers.watch_trainjobs()
 
     logging.basicConfig(
