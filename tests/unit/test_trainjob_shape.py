@@ -83,8 +83,10 @@ def test_s3_credentials_reach_a_trainjobs_pods_key_by_key() -> None:
     assert job_gpus(trainjob) == 2 and job_cpus(trainjob) == 1
 
 
-def _pod(rank: int, start: str, end: str, message: str | None = None) -> dict[str, Any]:
-    terminated: dict[str, Any] = {"exitCode": 0, "startedAt": start, "finishedAt": end}
+def _pod(
+    rank: int, start: str, end: str, message: str | None = None, **state: Any
+) -> dict[str, Any]:
+    terminated: dict[str, Any] = {"exitCode": 0, "startedAt": start, "finishedAt": end, **state}
     if message is not None:
         terminated["message"] = message
     return {
@@ -124,3 +126,20 @@ def test_a_finished_trainjob_bills_every_pod_and_reports_rank_0s_summary() -> No
     assert job_started(complete)
     assert not job_started(_trainjob([], ready=0, succeeded=0, failed=0, active=2))
     assert job_started(_trainjob([], ready=2, active=2))
+
+
+def test_a_failed_trainjob_names_the_rank_that_failed_first() -> None:
+    failed = _trainjob([{"type": "Failed", "status": "True", "reason": "JobSetFailed"}])
+    pods = [
+        # rank 0 is stopped after rank 1 ran out of memory
+        _pod(0, "2026-11-30T10:00:00Z", "2026-11-30T10:05:09Z", "", exitCode=143),
+        _pod(1, "2026-11-30T10:00:00Z", "2026-11-30T10:05:00Z", reason="OOMKilled", exitCode=137),
+    ]
+    outcome = read_outcome(failed, pods, TrainingSummary)
+    assert outcome is not None and not outcome.succeeded
+    assert outcome.reason == "rank 1: OOMKilled (exit code 137)"
+    # rank 0's own refusal (its summary's reason) still wins
+    refused = {"result": "Failed", "reason": "dataset: no rows"}
+    pods[0] = _pod(0, "2026-11-30T10:00:00Z", "2026-11-30T10:04:00Z", json.dumps(refused))
+    outcome = read_outcome(failed, pods, TrainingSummary)
+    assert outcome is not None and outcome.reason == "dataset: no rows"

@@ -116,6 +116,11 @@ def reports_summary(pod: dict[str, Any]) -> bool:
     return all(labels.get(key, "0") == "0" for key in RANK_LABELS)
 
 
+def _rank(pod: dict[str, Any]) -> str:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return str(labels.get(RANK_LABELS[1], "?"))
+
+
 def job_finished(job: dict[str, Any]) -> bool:
     return _condition(job, "Complete") is not None or _condition(job, "Failed") is not None
 
@@ -148,8 +153,11 @@ def read_outcome(
     succeeded = _condition(job, "Complete") is not None
     seconds, first, last, reported = 0.0, None, None, None
     latest_state: dict[str, Any] | None = None
+    # Another rank's failure that ended first: what stopped a TrainJob's run (rank 0 is then
+    # only stopped with the rest), as (end, rank, state)
+    other_failure: tuple[datetime, str, dict[str, Any]] | None = None
     for pod in pods:
-        # Every pod's time is billed; the summary and the failure come from the reporting pod.
+        # Every pod's time is billed; the summary comes from the reporting pod.
         reporting = reports_summary(pod)
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated") or (
@@ -167,8 +175,15 @@ def read_outcome(
                 last = end if last is None or end >= last else last
                 if reporting and (reported is None or end >= reported):
                     reported, latest_state = end, terminated
+                failed = terminated.get("exitCode") not in (None, 0)
+                if not reporting and failed and (other_failure is None or end < other_failure[0]):
+                    other_failure = (end, _rank(pod), terminated)
     summary = parse_summary((latest_state or {}).get("message"), summary_model)
     failed_condition = _condition(job, "Failed") or {}
+    cause, rank = latest_state, ""
+    if other_failure is not None and (reported is None or other_failure[0] <= reported):
+        _, failed_rank, cause = other_failure
+        rank = f"rank {failed_rank}: "
     if succeeded:
         reason = ""
     elif summary is not None and summary.reason:
@@ -176,15 +191,11 @@ def read_outcome(
     elif failed_condition.get("reason") == "DeadlineExceeded":
         detail = failed_condition.get("message", "the Job ran past activeDeadlineSeconds")
         reason = f"DeadlineExceeded: {detail}"
-    elif latest_state is not None and latest_state.get("reason") not in (
-        None,
-        "Completed",
-        "Error",
-    ):
-        reason = f"{latest_state['reason']} (exit code {latest_state.get('exitCode')})"
-    elif latest_state is not None:
-        reason = f"exit code {latest_state.get('exitCode')}"
-        message = (latest_state.get("message") or "").strip()
+    elif cause is not None and cause.get("reason") not in (None, "Completed", "Error"):
+        reason = f"{rank}{cause['reason']} (exit code {cause.get('exitCode')})"
+    elif cause is not None:
+        reason = f"{rank}exit code {cause.get('exitCode')}"
+        message = (cause.get("message") or "").strip()
         if message:
             reason += f": {message.splitlines()[-1][:500]}"
     else:
