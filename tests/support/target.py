@@ -100,10 +100,17 @@ class Target:
         finally:
             stop_process(process, grace_s=10)
 
-    def create_namespace(self, name: str) -> None:
-        """A namespace under the restricted Pod Security Standard, enforced by admission."""
-        self.kubectl("create", "namespace", name)
-        self.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    def create_namespace(self, name: str) -> bool:
+        """A namespace under the restricted Pod Security Standard, enforced by admission;
+        False when it was there already (an earlier module's: the chart's, say)."""
+        exists = self.kubectl("get", "namespace", name, check=False).returncode == 0
+        if not exists:
+            self.kubectl("create", "namespace", name)
+        self.kubectl(
+            "label", "namespace", name, "--overwrite",
+            "pod-security.kubernetes.io/enforce=restricted",
+        )  # fmt: skip
+        return not exists
 
     def load_image(self, role: str) -> str:
         raise NotImplementedError
@@ -175,9 +182,11 @@ class ExternalTarget(Target):
         super().__init__(kubeconfig, binaries, workdir)
         self.namespaces: list[str] = []
 
-    def create_namespace(self, name: str) -> None:
-        super().create_namespace(name)
-        self.namespaces.append(name)
+    def create_namespace(self, name: str) -> bool:
+        created = super().create_namespace(name)
+        if created:  # deleted at the end, once
+            self.namespaces.append(name)
+        return created
 
     def load_image(self, role: str) -> str:
         name = image(role)
