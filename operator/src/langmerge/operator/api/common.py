@@ -148,8 +148,9 @@ class Phase(StrEnum):
 
 PHASE_DESCRIPTION = (
     "Pending (waiting for inputs), Queued (Job created, no pod running yet), Training or "
-    "Merging, Ready, Suspended, Blocked (a budget, the evaluation gate or incompatible "
-    "inputs hold it back) or Failed (change the spec to retry). Summarises the conditions; "
+    "Merging, Ready, Suspended, Blocked (a budget, the evaluation gate, incompatible "
+    "inputs or a missing Kubeflow Trainer hold it back) or Failed (change the spec to "
+    "retry). Summarises the conditions; "
     "the Ready condition's reason says why."
 )
 
