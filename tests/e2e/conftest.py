@@ -101,6 +101,18 @@ def controller_chart(name: str) -> str:
     return built.stdout.strip().splitlines()[-1].removeprefix("CHART=")
 
 
+def until_admitted(target: Target, manifest: str, what: str, *flags: str) -> None:
+    """Applies the manifest (with flags such as --dry-run=server) until the admission
+    webhooks accept it: ready controller pods do not mean served webhooks (each controller
+    injects its own certificate after it starts)."""
+    until(
+        lambda: target.kubectl("apply", *flags, "-f", "-", input=manifest, check=False),
+        lambda done: done.returncode == 0,
+        timeout_s=PATIENCE_S,
+        what=what,
+    )
+
+
 @contextmanager
 def host_operator(target: Target, namespace: str, workdir: Path) -> Iterator[OperatorProcess]:
     """`langmerge operator` on the host for one namespace, with the CRDs installed and the

@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     e2e_adapter,
     host_operator,
     provision_namespace,
+    until_admitted,
     wait_ready,
 )
 from tests.support.containers import image
@@ -79,15 +80,8 @@ def kueue(target: Target) -> Iterator[Target]:
         f"{manager}.repository={repository}", f"{manager}.tag={tag}",
         f"{manager}.pullPolicy=Never", "--wait", f"--timeout={PATIENCE_S}s",
     )  # fmt: skip
-    # Ready pods do not mean served webhooks: Kueue injects its own certificate first. Its
-    # webhooks (pods' among them) answer once the ClusterQueue passes them.
-    eventually(
-        lambda: (
-            target.kubectl("apply", "-f", "-", input=CLUSTER_QUEUE, check=False).returncode == 0
-        ),
-        timeout_s=PATIENCE_S,
-        what="Kueue's webhooks to admit the ClusterQueue",
-    )
+    # Kueue's webhooks (pods' among them) answer once the ClusterQueue passes them.
+    until_admitted(target, CLUSTER_QUEUE, "Kueue's webhooks to admit the ClusterQueue")
     print(f"RESULT kueue_install_to_ready_seconds={time.monotonic() - started:.1f}")
     try:
         yield target

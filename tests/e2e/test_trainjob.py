@@ -32,11 +32,12 @@ from tests.e2e.conftest import (
     e2e_dataset,
     langmerge_release,
     provision_namespace,
+    until_admitted,
     wait_ready,
 )
 from tests.support.containers import image
 from tests.support.control_plane import REPO
-from tests.support.kube import api_client, until
+from tests.support.kube import api_client
 from tests.support.target import Target
 from tests.support.volume import ArtifactVolume
 from tests.trainer.test_data_parallel import assert_split
@@ -50,7 +51,8 @@ CHART = str(REPO / "charts" / "langmerge")
 def two_node_adapter() -> dict[str, Any]:
     """de on two pods (half a core each: two pods on a two-core node beside the controllers);
     LoRA dropout 0, so no per-rank masks, and fp32 (under bf16 each rank's smaller matmuls
-    round differently: 1.6e-2 apart): one process must train the same adapter."""
+    round differently, agreeing only to bf16's precision): one process must train the same
+    adapter."""
     manifest = e2e_adapter("de", nodes=2, cpu="500m")
     manifest["spec"]["training"].update(maxSteps=12, learningRate=3e-3, precision="fp32")
     manifest["spec"]["lora"] = {"rank": 8, "dropout": 0}
@@ -95,17 +97,13 @@ def kubeflow_trainer(target: Target) -> Iterator[Target]:
         "install", "trainer", chart, f"--namespace={SYSTEM}", "--create-namespace", *values,
         "--wait", f"--timeout={PATIENCE_S}s",
     )  # fmt: skip
-    # Ready pods do not mean served webhooks (each controller injects its own certificate):
-    # the chart's ClusterTrainingRuntime, dry run through them, tells when they serve.
+    # The chart's ClusterTrainingRuntime, dry run through the webhooks, tells when they serve.
     runtime = target.helm(
         "template", RELEASE, CHART, "--set=trainJobs.enabled=true",
         "--show-only=templates/trainingruntime.yaml",
     ).stdout  # fmt: skip
-    until(
-        lambda: target.kubectl("apply", "--dry-run=server", "-f", "-", input=runtime, check=False),
-        lambda done: done.returncode == 0,
-        timeout_s=PATIENCE_S,
-        what="Kubeflow Trainer's webhook to admit the ClusterTrainingRuntime",
+    until_admitted(
+        target, runtime, "Kubeflow Trainer's webhook to admit the runtime", "--dry-run=server"
     )
     print(f"RESULT kubeflow_trainer_install_to_ready_seconds={time.monotonic() - started:.1f}")
     try:

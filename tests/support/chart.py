@@ -9,15 +9,11 @@ from typing import Any
 import yaml
 
 from tests.conftest import REPO
-from tests.support.control_plane import ControlPlane
+from tests.support.control_plane import ControlPlane, pinned
 
 CHART = REPO / "charts" / "langmerge"
 # `helm template` assumes Kubernetes v1.20 unless told; `helm install` asks the cluster.
-KUBE_VERSION = next(
-    line.split("=", 1)[1]
-    for line in (REPO / "hack" / "versions.env").read_text().splitlines()
-    if line.startswith("KUBERNETES_VERSION=")
-)
+KUBE_VERSION = pinned("KUBERNETES_VERSION")
 ALL_TOGGLES = ["-f", str(REPO / "tests" / "chart" / "every-toggle.yaml")]
 
 

@@ -43,6 +43,15 @@ def _tool_dir_from_assets(tool: str) -> Path | None:
     return None
 
 
+def pinned(name: str) -> str:
+    """A version pinned in hack/versions.env."""
+    for line in (REPO / "hack" / "versions.env").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == name:
+            return value.strip()
+    raise KeyError(f"{name} is not pinned in hack/versions.env")
+
+
 def find_binaries() -> dict[str, Path]:
     """Paths of the control-plane tools: KUBEBUILDER_ASSETS first (envtest's convention), then
     the pinned builds in the cache (built by hack/control-plane.sh when missing)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.support.control_plane import REPO
+from tests.support.control_plane import pinned
 from tests.support.kube import until
 from tests.support.operator import stamp, terminated_pod
 
@@ -26,15 +26,6 @@ TRAINER_CRDS = (
     "clustertrainingruntimes.trainer.kubeflow.org",
     "trainingruntimes.trainer.kubeflow.org",
 )
-
-
-def pinned(name: str) -> str:
-    """A version from hack/versions.env."""
-    for line in (REPO / "hack" / "versions.env").read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key == name:
-            return value.strip()
-    raise KeyError(name)
 
 
 @cache

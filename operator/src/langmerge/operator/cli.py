@@ -48,7 +48,7 @@ def _operator(args: argparse.Namespace) -> int:
         namespaces=args.namespace or (),
         standalone=True,
         liveness_endpoint=args.liveness,
-        memo=handlers.operator_memo(args.namespace or []),
+        memo=handlers.operator_memo(args.namespace or [], config),
     )
     return 0
 

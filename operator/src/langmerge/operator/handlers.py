@@ -46,12 +46,12 @@ def _api() -> client.ApiClient:
         return config.new_client_from_config()  # type: ignore[no-untyped-call, no-any-return]
 
 
-def operator_memo(namespaces: list[str]) -> kopf.Memo:
+def operator_memo(namespaces: list[str], operator_config: OperatorConfig) -> kopf.Memo:
     """What the handlers share, through kopf's memo: the namespaces the operator was given
     (none: the whole cluster; everything it reads or writes stays inside them, the periodic
-    resync included); startup adds the metrics, the reconciler, the adapter-change batcher
-    and the stop signal of its threads."""
-    return kopf.Memo(namespaces=tuple(namespaces))
+    resync included) and its configuration (read once, before kopf starts); startup adds the
+    metrics, the reconciler, the adapter-change batcher and the stop signal of its threads."""
+    return kopf.Memo(namespaces=tuple(namespaces), config=operator_config)
 
 
 def _safely(rec: Reconciler, plural: str, action: Callable[[], None]) -> None:
@@ -113,7 +113,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     # The CRDs exist before the operator starts (the chart installs them first), so kopf need
     # not watch CustomResourceDefinitions or Namespaces: no RBAC for them.
     settings.scanning.disabled = True
-    operator_config = OperatorConfig.from_env()
+    operator_config: OperatorConfig = memo.config
     prices = PriceBook(Path(operator_config.price_table) if operator_config.price_table else None)
     if "metrics" not in memo:  # served once, also while the listing below is retried
         memo.metrics = Metrics()
