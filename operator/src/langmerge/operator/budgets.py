@@ -23,6 +23,7 @@ class BudgetVerdict:
     limit_usd: float
     owner: str  # what the budget belongs to, for messages
     message: str
+    merged_model: str | None = None  # the MergedModel whose budget this is; None: namespace
 
 
 def budget_verdict(
@@ -39,7 +40,7 @@ def budget_verdict(
     spend = {
         a.metadata.name: month_cost(a.status.totals if a.status else None, period) for a in adapters
     }
-    checks: list[tuple[str, float, float]] = []
+    checks: list[tuple[str, float, float, str | None]] = []
     for model in merged_models:
         if model.spec.budget is None:
             continue
@@ -57,16 +58,17 @@ def budget_verdict(
                     f"MergedModel {model.metadata.namespace}/{model.metadata.name}",
                     spent,
                     model.spec.budget.monthly_usd,
+                    model.metadata.name,
                 )
             )
     if namespace_limit_usd is not None:
         spent = sum(spend.values()) + sum(
             month_cost(m.status.totals if m.status else None, period) for m in merged_models
         )
-        checks.append((f"namespace {run_for.metadata.namespace}", spent, namespace_limit_usd))
+        checks.append((f"namespace {run_for.metadata.namespace}", spent, namespace_limit_usd, None))
     if not checks:
         return None
-    for owner, spent, limit in checks:
+    for owner, spent, limit, model_name in checks:
         if spent + estimate_usd > limit:
             return BudgetVerdict(
                 False,
@@ -78,10 +80,16 @@ def budget_verdict(
                     f"this run (about ${estimate_usd:.2f}) would exceed it; "
                     "raise the budget or wait for next month"
                 ),
+                model_name,
             )
-    owner, spent, limit = min(checks, key=lambda c: c[2] - c[1])
+    owner, spent, limit, model_name = min(checks, key=lambda c: c[2] - c[1])
     return BudgetVerdict(
-        True, spent, limit, owner, f"{owner}: ${spent:.2f} of ${limit:.2f} spent in {period}"
+        True,
+        spent,
+        limit,
+        owner,
+        f"{owner}: ${spent:.2f} of ${limit:.2f} spent in {period}",
+        model_name,
     )
 
 
@@ -91,14 +99,14 @@ def refusal(
     merged_models: list[MergedModel],
     adapters: list[LanguageAdapter],
     namespace_limit_usd: float | None,
-) -> str | None:
-    """Why a new run of run_for may not start (a budget it would exceed), or None. The run's
-    cost is estimated by the object's last run."""
+) -> BudgetVerdict | None:
+    """The budget a new run of run_for would exceed (its message says why the run may not
+    start), or None. The run's cost is estimated by the object's last run."""
     estimate = (last_run.cost_usd or 0.0) if last_run else 0.0
     verdict = budget_verdict(
         merged_models, adapters, run_for, estimate, namespace_limit_usd, period_of(None)
     )
-    return None if verdict is None or verdict.allowed else verdict.message
+    return None if verdict is None or verdict.allowed else verdict
 
 
 def budget_status(

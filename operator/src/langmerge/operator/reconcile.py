@@ -71,7 +71,7 @@ ADAPTERS, MERGED = "languageadapters", "mergedmodels"
 
 class Acted(NamedTuple):
     pending: bool = False  # the plan's Job has no running pod yet
-    blocked: str | None = None  # why a budget holds the run back
+    blocked: budgets.BudgetVerdict | None = None  # the budget that holds the run back
     refused: bool = False  # the API server refused the Job: a failed run, plan again
 
 
@@ -171,8 +171,11 @@ class Reconciler:
             current = plan()
         if status.active_job is not None and not acted.pending and progress_due(status):
             apply_progress(status, work.progress(status.active_job.name))
-        settle_adapter(status, current, meta.generation, acted.blocked, acted.pending)
+        blocked = acted.blocked.message if acted.blocked else None
+        settle_adapter(status, current, meta.generation, blocked, acted.pending)
         self.metrics.observe_adapter(adapter, status, acted.pending)
+        if acted.blocked and acted.blocked.merged_model:
+            self._refresh_budget(meta.namespace, acted.blocked.merged_model)
         self._write(ADAPTERS, body, before, status.to_wire(), work.events)
 
     def _multi_node_missing(self) -> str | None:
@@ -222,14 +225,36 @@ class Reconciler:
         )
         if acted.refused:
             current = plan()
+        self._count_budget(merged, status, adapters)
+        blocked = acted.blocked.message if acted.blocked else None
+        settle_merged(status, current, meta.generation, blocked, acted.pending)
+        self.metrics.observe_merged(merged, status, acted.pending)
+        self._write(MERGED, body, before, status.to_wire(), work.events)
+
+    def _count_budget(
+        self, merged: MergedModel, status: MergedModelStatus, adapters: list[LanguageAdapter]
+    ) -> None:
         status.budget = budgets.budget_status(merged, status.totals, adapters)
         if status.budget is not None:
             self.metrics.record_budget(
                 merged, status.budget.limit_usd - status.budget.spent_usd, status.budget.limit_usd
             )
-        settle_merged(status, current, meta.generation, acted.blocked, acted.pending)
-        self.metrics.observe_merged(merged, status, acted.pending)
-        self._write(MERGED, body, before, status.to_wire(), work.events)
+
+    def _refresh_budget(self, namespace: str, name: str) -> None:
+        """Brings a MergedModel's status.budget to the spend that a refusal of one of its
+        adapters has just named, before the adapter says so. The model's own reconcile
+        follows adapter changes in batches (AdapterChanges, a moment later), so without this
+        the adapter's BudgetExceeded could name a spend the model's status does not show yet
+        (an adapter's lock is held here: locks go adapter, then model, never the reverse)."""
+        with self._lock(f"{MERGED}/{namespace}/{name}"):
+            body = self.kube.get(MERGED, namespace, name)
+            model = self._parsed(MERGED, body, MergedModel) if body is not None else None
+            if body is None or model is None:
+                return
+            before = (model.status or MergedModelStatus()).to_wire()
+            status = MergedModelStatus.model_validate(before)
+            self._count_budget(model, status, self._selected(model))
+            self._write(MERGED, body, before, status.to_wire(), [])
 
     # --- shared -----------------------------------------------------------------------------
     def _act(
@@ -250,7 +275,7 @@ class Reconciler:
         if work.job(plan.job) is None:
             blocked = self._budget_refusal(resource, status.last_run, adapters)
             if blocked is not None:
-                work.events.append(Event("Warning", EventReason.BUDGET_EXCEEDED, blocked))
+                work.events.append(Event("Warning", EventReason.BUDGET_EXCEEDED, blocked.message))
                 return Acted(blocked=blocked)
         launch = work.start(status, plan, build, started)
         return Acted(pending=launch == Launch.QUEUED, refused=launch == Launch.REFUSED)
@@ -260,7 +285,7 @@ class Reconciler:
         resource: LanguageAdapter | MergedModel,
         last_run: RunRecord | None,
         adapters: list[LanguageAdapter] | None,
-    ) -> str | None:
+    ) -> budgets.BudgetVerdict | None:
         namespace = resource.metadata.namespace
         models = self._valid(MERGED, namespace, MergedModel)
         limit = self.config.namespace_budget(namespace)
