@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane prometheus images lint format crds chart-docs test test-fast demo reliability bench bench-operator bench-merge
+.PHONY: help uv sync control-plane prometheus images e2e-prepare lint format crds chart-docs test test-fast demo reliability bench bench-operator bench-merge
 
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
@@ -25,6 +25,8 @@ help:
 	@echo "make chart-docs     regenerate the chart's README.md and schema descriptions (helm-docs)"
 	@echo "make control-plane  build kube-apiserver, etcd, kubectl, helm into the cache"
 	@echo "make images         build the operator, trainer and merger images (buildah)"
+	@echo "make e2e-prepare    the e2e's one-time set-up: node binaries, images, controllers,"
+	@echo "                    all imported into the node's containerd (a step of make test)"
 
 uv:
 	@[ -x "$(UV)" ] || python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -40,6 +42,9 @@ prometheus:
 
 images:
 	bash hack/images.sh
+
+e2e-prepare: sync control-plane
+	$(PY) -m tests.support.prepare
 
 lint: sync
 	.venv/bin/ruff check .
@@ -57,7 +62,7 @@ crds: sync
 chart-docs: sync
 	$(PY) hack/chart_docs.py
 
-test: sync control-plane prometheus lint
+test: sync control-plane prometheus lint e2e-prepare
 	$(PY) -m pytest
 
 test-fast: sync control-plane prometheus lint

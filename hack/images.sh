@@ -3,7 +3,8 @@
 # base image made here from Debian packages (no container registry is reachable here).
 #
 #   hack/images.sh            build what changed (buildah's layer cache: seconds when nothing
-#                             did), print `RESULT image_size_mb_<name>=N` lines
+#                             did), print `RESULT image_size_mb_<name>=N` lines, and prune
+#                             the versions the builds superseded
 #
 # Images land in the machine's container storage as localhost/langmerge-<name>:dev; the base
 # image is keyed by its package list, suite and the machine's extra CA certificates. Needs
@@ -77,3 +78,5 @@ for name in operator trainer merger; do
   bytes=$(podman image inspect --format '{{.Size}}' "localhost/langmerge-$name:dev")
   echo "RESULT image_size_mb_$name=$((bytes / 1000000))"
 done
+# The versions these builds superseded (untagged, no image built on them): gigabytes each.
+podman image prune --force >/dev/null

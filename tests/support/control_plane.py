@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from tests.support import processes
+
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("kube-apiserver", "etcd", "kubectl", "helm")
 SERVICE_CIDR = "10.96.0.0/24"
@@ -92,8 +94,12 @@ def free_port() -> int:
 
 
 def stop_process(process: subprocess.Popen[bytes] | None, grace_s: float) -> None:
-    """SIGTERM, then SIGKILL after grace_s; nothing for a process already gone."""
-    if process is None or process.poll() is not None:
+    """SIGTERM, then SIGKILL after grace_s; nothing for a process already gone. Either way it
+    leaves the registry of running test processes (processes.py)."""
+    if process is None:
+        return
+    processes.forget(process)
+    if process.poll() is not None:
         return
     process.terminate()
     try:
@@ -279,15 +285,10 @@ class ControlPlane:
 
     # --- processes ----------------------------------------------------------------------
     def _spawn(self, component: str, args: list[str]) -> None:
-        log = self.log(component).open("ab")
-        self._processes[component] = subprocess.Popen(
-            [str(self.binaries[component]), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
+        with self.log(component).open("ab") as log:
+            self._processes[component] = processes.spawn(
+                component, [str(self.binaries[component]), *args], log
+            )
 
     def start_etcd(self) -> None:
         self._spawn(
@@ -373,6 +374,7 @@ class ControlPlane:
         return "\n".join(out)
 
     def start(self, ready_timeout_s: float = 60) -> ControlPlane:
+        processes.sweep()  # what a killed earlier run left, before it can get in the way
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.etcd_port, self._etcd_peer_port, self.apiserver_port = (
             free_port(),

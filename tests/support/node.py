@@ -12,14 +12,20 @@ imported into containerd from podman's storage. Needs root.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 
+from tests.support import processes
 from tests.support.containers import image
 from tests.support.control_plane import REPO, ControlPlane, free_port, stop_process
 from tests.support.kube import eventually
@@ -35,6 +41,9 @@ PAUSE = "localhost/langmerge-pause:1"
 API_LINK = "lmapi0"
 API_ADDRESS = "192.0.2.2"
 CLUSTER_DNS = "10.96.0.10"  # the kube-dns Service, in the control plane's Service range
+# What the e2e runs beside langmerge, each built by hack/controllers.sh with an image of its
+# own: CoreDNS (the node's), Kueue, and JobSet with Kubeflow Trainer (their modules' tests).
+CONTROLLERS = ("coredns", "kueue", "jobset", "kubeflow-trainer")
 
 CONTAINERD_CONFIG = """version = 2
 root = "{state}/containerd"
@@ -157,9 +166,12 @@ class Node:
     def socket(self) -> str:
         return str(RUNTIME / "containerd" / "containerd.sock")
 
-    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def ctr(
+        self, *args: str, check: bool = True, stdin: IO[bytes] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ctr", "--address", self.socket, "--namespace", "k8s.io", *args],
+            stdin=stdin,
             capture_output=True,
             text=True,
             check=check,
@@ -167,22 +179,33 @@ class Node:
 
     def _spawn(self, name: str, command: list[str]) -> None:
         with (self.workdir / f"{name}.log").open("ab") as log:
-            self._processes[name] = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            self._processes[name] = processes.spawn(name, command, log)
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.workdir / f"{name}.log"
         text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
         return f"--- {name} ({path}) ---\n" + "\n".join(text)
 
+    @classmethod
+    @contextlib.contextmanager
+    def store(cls, workdir: Path) -> Iterator[Node]:
+        """The node's containerd alone, with the sandbox image: where images are imported
+        before the node runs (tests/support/prepare.py). Nothing here needs the API server."""
+        ensure_packages()
+        node = cls(cast(ControlPlane, None), workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            node._start_containerd()
+            node._import_pause()
+            yield node
+        finally:
+            node._terminate("containerd")
+            release_host()
+
     # --- start -------------------------------------------------------------------------------
     def start(self) -> Node:
         ensure_packages()
+        clean_stale_node()
         self.workdir.mkdir(parents=True, exist_ok=True)
         built = subprocess.run(
             ["bash", str(REPO / "hack" / "control-plane.sh"), "node"],
@@ -332,34 +355,63 @@ class Node:
             subprocess.run(["buildah", "rm", working], capture_output=True, check=False)
         self._import(PAUSE)
 
-    def _import(self, name: str) -> None:
-        archive = self.workdir / "image.tar"
-        subprocess.run(
-            ["podman", "save", "--quiet", "--format", "oci-archive", "-o", str(archive), name],
-            check=True,
-        )
+    def _import(self, *names: str) -> None:
+        """Streams the images from podman's storage into containerd as one archive on a pipe,
+        so a layer they share (the trainer's and the merger's dependencies) goes once and no
+        archive of the images is written. podman still buffers each layer whose size it does
+        not know in a file under /var/tmp while it writes that layer: one layer at a time."""
+        save = subprocess.Popen(
+            ["podman", "save", "--quiet", "--format", "docker-archive", "--multi-image-archive",
+             *names],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert save.stdout is not None
         try:
-            self.ctr("images", "import", "--base-name", name.rsplit(":", 1)[0], str(archive))
+            imported = self.ctr("images", "import", "-", check=False, stdin=save.stdout)
         finally:
-            archive.unlink(missing_ok=True)
+            save.stdout.close()
+            saved = save.wait()
+        if saved != 0 or imported.returncode != 0:
+            stderr = save.stderr.read().decode(errors="replace") if save.stderr else ""
+            raise RuntimeError(
+                f"importing {', '.join(names)} into containerd failed: podman save exited "
+                f"{saved} ({stderr.strip()}), ctr import {imported.returncode} "
+                f"({imported.stderr.strip()})"
+            )
+        # Unpacked, a layer lives on as its snapshot: its archive in the content store is a
+        # second copy (6 GB for the trainer's and merger's shared layer). Dropping the layers'
+        # references lets containerd's garbage collector free them, and with them whatever
+        # the superseded versions of these images held.
+        self.ctr("content", "prune", "references")
 
     def load_image(self, short_name: str) -> str:
         """Imports localhost/langmerge-<short_name>:dev into containerd when podman's copy
         changed since the last import (a marker keeps the podman image id)."""
-        name = image(short_name)
-        identity = subprocess.run(
-            ["podman", "image", "inspect", "--format", "{{.Id}}", name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        marker = STATE / "imported" / short_name
-        present = name in self.ctr("images", "list", "--quiet").stdout.split()
-        if not (present and marker.exists() and marker.read_text() == identity):
-            self._import(name)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(identity)
-        return name
+        return self.load_images(short_name)[0]
+
+    def load_images(self, *short_names: str) -> list[str]:
+        """load_image for several images, the changed ones in one stream (_import)."""
+        present = set(self.ctr("images", "list", "--quiet").stdout.split())
+        stale: dict[str, str] = {}
+        for short_name in short_names:
+            name = image(short_name)
+            identity = subprocess.run(
+                ["podman", "image", "inspect", "--format", "{{.Id}}", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            marker = STATE / "imported" / short_name
+            if not (name in present and marker.exists() and marker.read_text() == identity):
+                stale[short_name] = identity
+        if stale:
+            self._import(*(image(short_name) for short_name in stale))
+            for short_name, identity in stale.items():
+                marker = STATE / "imported" / short_name
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(identity)
+        return [image(short_name) for short_name in short_names]
 
     def _node_ready(self) -> bool:
         for name, process in self._processes.items():
@@ -400,30 +452,83 @@ class Node:
             self.ctr("tasks", "delete", container, check=False)
             self.ctr("containers", "delete", container, check=False)
         self._terminate("containerd")
-        self._unmount_under(RUNTIME)
-        self._unmount_under(STATE / "kubelet")
-        for namespace in subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, check=False
-        ).stdout.splitlines():
-            if namespace.startswith("cni-"):
-                subprocess.run(["ip", "netns", "delete", namespace.split()[0]], check=False)
-        for link in (BRIDGE, API_LINK):
-            subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
-        shutil.rmtree(STATE / "kubelet", ignore_errors=True)
-        shutil.rmtree("/var/lib/cni/networks/langmerge", ignore_errors=True)
+        release_host()
 
     def _terminate(self, name: str) -> None:
         stop_process(self._processes.pop(name, None), grace_s=30)
 
-    @staticmethod
-    def _unmount_under(root: Path) -> None:
-        mounts = [
-            line.split()[1]
-            for line in Path("/proc/self/mounts").read_text().splitlines()
-            if line.split()[1].startswith(str(root))
-        ]
-        for mount in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
+
+def release_host() -> None:
+    """Leaves no mount, network namespace, bridge or address lease of a node behind."""
+    _unmount_under(RUNTIME)
+    _unmount_under(STATE / "kubelet")
+    for namespace in subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout.splitlines():
+        if namespace.startswith("cni-"):
+            subprocess.run(["ip", "netns", "delete", namespace.split()[0]], check=False)
+    for link in (BRIDGE, API_LINK):
+        subprocess.run(["ip", "link", "delete", link], capture_output=True, check=False)
+    shutil.rmtree(STATE / "kubelet", ignore_errors=True)
+    shutil.rmtree("/var/lib/cni/networks/langmerge", ignore_errors=True)
+
+
+def _unmount_under(root: Path) -> None:
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+        if line.split()[1].startswith(str(root))
+    ]
+    for mount in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", mount], capture_output=True, check=False)
+
+
+def _leftovers() -> dict[int, str]:
+    """Processes of a node that no test run owns any more, by pid: containerd's shims (they
+    outlive containerd by design) and what runs in the pods' cgroups (kubepods)."""
+    found: dict[int, str] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(RUNTIME) in command or str(STATE) in command:
+            found[int(proc.name)] = command.strip()[:80]
+    for tasks in Path("/sys/fs/cgroup").glob("*/kubepods/**/cgroup.procs"):
+        with contextlib.suppress(OSError):
+            for pid in tasks.read_text().split():
+                found.setdefault(int(pid), f"a pod's process ({tasks.parent.name})")
+    return found
+
+
+def clean_stale_node() -> None:
+    """Before a node starts: kills what an earlier test run's node left running (its test
+    process killed outright, say) and releases its mounts and links, saying so. Refuses while
+    another test run's node is still running: they would share STATE, RUNTIME and BRIDGE."""
+    holder = processes.live_owner("containerd")
+    if holder is not None:
+        raise RuntimeError(
+            f"test run {holder} (still running) has this machine's e2e node; wait for it to end"
+        )
+    swept = processes.sweep()
+    leftovers = _leftovers()
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    stale = leftovers or any(name in ("containerd", "kubelet") for name in swept)
+    if stale or (RUNTIME / "containerd").exists():
+        if leftovers:
+            print(
+                f"stale e2e node: killed {len(leftovers)} processes an earlier run left: "
+                + "; ".join(sorted(set(leftovers.values()))[:5]),
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(1)  # the killed shims' mounts are released once they are reaped
+        release_host()
+        shutil.rmtree(RUNTIME / "containerd", ignore_errors=True)
 
 
 def serve(workdir: Path, storage_class: str = "langmerge-local", volumes: int = 4) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
+from tests.support import processes
 from tests.support.control_plane import free_port
 from tests.support.kube import eventually
 
@@ -67,7 +68,8 @@ class OperatorProcess:
         self.starts += 1
         with self.log.open("ab") as out:
             out.write(f"\n--- start {self.starts} ---\n".encode())
-            self.process = subprocess.Popen(
+            self.process = processes.spawn(
+                "langmerge-operator",
                 [
                     sys.executable,
                     "-m",
@@ -77,10 +79,8 @@ class OperatorProcess:
                     f"http://127.0.0.1:{self.liveness_port}/healthz",
                     *(arg for n in self.namespaces for arg in ("--namespace", n)),
                 ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
+                out,
                 env=self.env,
-                start_new_session=True,
             )
         try:
             eventually(self._serving, timeout_s=60, what="the operator to serve metrics")
@@ -115,6 +115,8 @@ class OperatorProcess:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=30)
+        if self.process:
+            processes.forget(self.process)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -123,6 +125,8 @@ class OperatorProcess:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.process:
+            processes.forget(self.process)
 
     def resync_passes(self) -> int:
         """How many periodic resync passes this operator has logged (its one line per pass):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,8 @@ from typing import Any
 import yaml
 
 from tests.conftest import require
-from tests.support.control_plane import REPO, free_port
+from tests.support import processes
+from tests.support.control_plane import REPO, free_port, stop_process
 
 FILES = REPO / "charts" / "langmerge" / "files"
 
@@ -56,15 +56,15 @@ class Prometheus:
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log_path = workdir / "prometheus.log"
         self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
+        self.process = processes.spawn(
+            "prometheus",
             [
                 binary("prometheus"),
                 f"--config.file={workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
             ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            self.log,
         )
 
     def query(self, expr: str) -> dict[str, Any]:
@@ -88,6 +88,5 @@ class Prometheus:
             return False
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        stop_process(self.process, grace_s=30)
         self.log.close()

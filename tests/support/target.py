@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support import processes
 from tests.support.containers import image
 from tests.support.control_plane import install_crds, stop_process
 from tests.support.kube import eventually
@@ -79,14 +80,13 @@ class Target:
         """`kubectl port-forward` to the pod's port (through the API server and the kubelet,
         so it reaches pods on any cluster); yields the local port."""
         log = self.workdir / f"port-forward-{pod}-{port}.log"
-        with log.open("w") as out:
-            process = subprocess.Popen(
+        with log.open("wb") as out:
+            process = processes.spawn(
+                "kubectl port-forward",
                 self.kubectl_command(
                     "port-forward", f"--namespace={namespace}", f"pod/{pod}", f":{port}"
                 ),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                out,
             )
         try:
 
