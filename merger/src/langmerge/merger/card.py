@@ -48,6 +48,8 @@ def model_card(metadata: dict[str, Any]) -> str:
     evaluation = metadata.get("evaluation")
     if evaluation:
         lines += _evaluation(evaluation)
+    if metadata.get("baseModelTerms"):  # the adapters' base model's terms travel with it
+        lines += ["", "## Terms of the base model", "", str(metadata["baseModelTerms"])]
     lines += [
         "",
         "`langmerge.json` beside this file holds the same facts, machine-readable.",

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from langmerge.common import storage
+from langmerge.common import models, storage
 from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.summary import (
     MergeSummary,
@@ -390,8 +390,8 @@ def run(args: argparse.Namespace) -> MergeSummary:
                 rank = settings.rank or sum(int(a.config.get("r", 0)) for a in adapters) or None
                 figures = write_lora(merger, adapters[0], staged, rank)
             else:
-                storage.check_under_root(args.base_model, args.artifact_root, "--base-model")
-                figures = write_full(merger, storage.fetch_dir(args.base_model, scratch), staged)
+                base = models.resolve(args.base_model, scratch, artifact_root=args.artifact_root)
+                figures = write_full(merger, base, staged)
             inputs = [
                 {"uri": a.name, "sha256": digest, "language": a.language}
                 for a, digest in zip(adapters, digests, strict=True)
@@ -401,6 +401,7 @@ def run(args: argparse.Namespace) -> MergeSummary:
                 "method": settings.method.name,
                 "format": args.output_format,
                 "baseModel": adapters[0].base_model[0],
+                "baseModelTerms": adapters[0].metadata.get("baseModelTerms"),
                 "inputs": inputs,
                 "parameters": _parameters(settings),
             }

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from langmerge.common import builtin, storage
+from langmerge.common import models as base_models
+from langmerge.common import storage
 from langmerge.common.cli import add_version, quiet_library_warnings
+from langmerge.common.logits import logits_at, supported
 from langmerge.common.prompts import prompt_ids, response_ids
 from langmerge.common.summary import (
     EvaluationSummary,
@@ -56,7 +58,8 @@ BATCH = 64
 
 def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
     """Summed log-probability of each tail after its head, in right-padded batches (a causal
-    model never looks right, so the padding changes nothing before it)."""
+    model never looks right, so the padding changes nothing before it). The output layer runs
+    only at the positions that predict a tail's tokens (langmerge.common.logits)."""
     import torch
 
     out: list[float] = []
@@ -65,16 +68,19 @@ def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]])
         width = max(len(h) + len(t) for h, t in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        keep = torch.zeros((len(chunk), width), dtype=torch.bool)
         for row, (head, tail) in enumerate(chunk):
             ids[row, : len(head) + len(tail)] = torch.tensor(head + tail)
             mask[row, : len(head) + len(tail)] = 1
+            keep[row, len(head) - 1 : len(head) + len(tail) - 1] = True
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        for row, (head, tail) in enumerate(chunk):
-            positions = torch.arange(len(head) - 1, len(head) + len(tail) - 1)
-            picked = logprobs[row, positions].gather(1, torch.tensor(tail).unsqueeze(1))
-            out.append(float(picked.sum()))
+            if supported(model):
+                logits = logits_at(model, ids, mask, keep).float()
+            else:
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()[keep]
+        targets = torch.tensor([token for _, tail in chunk for token in tail])
+        picked = torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+        out += [float(part.sum()) for part in picked.split([len(t) for _, t in chunk])]
     return out
 
 
@@ -191,9 +197,8 @@ def load_records(uri: str, scratch: Path, flag: str) -> list[dict[str, str]]:
 
 
 def load_base(name_or_uri: str, scratch: Path) -> Path:
-    return (
-        builtin.path() if name_or_uri == builtin.NAME else storage.fetch_dir(name_or_uri, scratch)
-    )
+    """The base model's folder (langmerge.common.models: built-ins, GGUF, folders)."""
+    return base_models.resolve(name_or_uri, scratch)
 
 
 def score_models(

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from langmerge.common import builtin, storage
+from langmerge.common import models, storage
 from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.prompts import Fields, PromptError, encode
 from langmerge.common.summary import (
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--base-model",
         required=True,
-        help="builtin:tiny, a model-hub id, or a folder: path, file:// or s3://",
+        help="builtin:tiny, builtin:gemma-3-270m, a folder (path, file:// or s3://), a .gguf "
+        "file or a folder holding one (converted once, cached), or a model-hub id",
     )
     model.add_argument(
         "--base-model-revision", default="main", help="hub revision (branch, tag or commit)"
@@ -121,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         choices=["bf16", "fp16", "fp32"],
         help="mixed precision of the forward/backward pass",
+    )
+    run.add_argument(
+        "--logits",
+        choices=["response", "all"],
+        default="response",
+        help="where the output layer runs: only at the trained (response) positions, or at "
+        "every position as the model's own forward does (the same loss, slower on a large "
+        "vocabulary; for comparison)",
     )
     run.add_argument(
         "--gradient-checkpointing", action="store_true", help="trade compute for memory"
@@ -217,6 +226,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         max_seq_length=args.max_seq_length,
         packing=args.packing,
         precision=args.precision,
+        logits=args.logits,
         gradient_checkpointing=args.gradient_checkpointing,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
@@ -231,26 +241,12 @@ def _fields(args: argparse.Namespace) -> Fields:
 
 
 def _model_dir(args: argparse.Namespace, scratch: Path) -> Path:
-    if args.base_model == builtin.NAME:
-        return builtin.path()
-    if "://" in args.base_model or Path(args.base_model).exists():
-        storage.check_under_root(args.base_model, args.artifact_root, "--base-model")
-        folder = storage.fetch_dir(args.base_model, scratch)
-        if not (folder / "config.json").is_file():
-            raise UsageError(
-                f"--base-model {args.base_model}: no config.json there; "
-                "is it a transformers model folder?"
-            )
-        return folder
-    from huggingface_hub import snapshot_download  # a hub id: needs network in the cluster
-
     try:
-        return Path(snapshot_download(args.base_model, revision=args.base_model_revision))
-    except Exception as error:
-        raise UsageError(
-            f"--base-model {args.base_model}: cannot download ({error}); "
-            "give a local folder or s3:// URI where the cluster has no network"
-        ) from error
+        return models.resolve(
+            args.base_model, scratch, args.base_model_revision, args.artifact_root
+        )
+    except models.ModelError as error:
+        raise UsageError(str(error)) from error
 
 
 def run(args: argparse.Namespace) -> TrainingSummary:
@@ -310,8 +306,12 @@ def run(args: argparse.Namespace) -> TrainingSummary:
                 "fingerprint": args.fingerprint,
                 "settings": asdict(config),
                 "fields": asdict(fields),
+                "baseModelTerms": models.notice(args.base_model, model_dir),
             }
             (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
+            if metadata["baseModelTerms"] and (staged / "README.md").is_file():  # peft's card
+                with (staged / "README.md").open("a") as card:
+                    card.write(f"\n## Terms of the base model\n\n{metadata['baseModelTerms']}\n")
             digest = storage.publish_dir(staged, args.output)
     return _summary(args, figures, output=Output(uri=args.output, sha256=digest))
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from langmerge.common.logits import response_loss, supported
 from langmerge.common.prompts import Example
 from langmerge.common.summary import peak_rss_bytes
 from langmerge.trainer import distributed
@@ -46,6 +47,9 @@ class TrainConfig:
     max_seq_length: int = 1024
     packing: bool = False
     precision: str = "fp32"
+    # "response": the output layer only at the trained positions (langmerge.common.logits);
+    # "all": the model's own forward, logits at every position (the same loss, slower)
+    logits: str = "response"
     gradient_checkpointing: bool = False
     seed: int = 42
     checkpoint_every: int = 50
@@ -75,6 +79,31 @@ def _batches(
             mask[row, :n] = 1
         batches.append({"input_ids": ids, "labels": labels, "attention_mask": mask})
     return batches
+
+
+class CausalLoss(torch.nn.Module):
+    """The training loss as one module, so that accelerate's wrappers (DDP across processes,
+    autocast) go round the whole computation, the output layer applied only where the loss
+    needs it (response_only) or everywhere, as the model's own forward does."""
+
+    def __init__(self, model: Any, response_only: bool) -> None:
+        super().__init__()
+        self.model, self.response_only = model, response_only
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        num_items_in_batch: float | None = None,
+    ) -> torch.Tensor:
+        if self.response_only:
+            return response_loss(self.model, input_ids, attention_mask, labels, num_items_in_batch)
+        scale = {} if num_items_in_batch is None else {"num_items_in_batch": num_items_in_batch}
+        output = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, labels=labels, **scale
+        )
+        return output.loss  # type: ignore[no-any-return]
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -220,6 +249,7 @@ def train(
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
+    loss_of = CausalLoss(model, response_only=config.logits == "response" and supported(model))
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
     )
@@ -255,8 +285,8 @@ def train(
             state["step"],
         )
         emit({"event": "resumed", "step": step})
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    model.train()
+    loss_of, optimizer, scheduler = accelerator.prepare(loss_of, optimizer, scheduler)
+    loss_of.train()
     progress = Progress(total_steps, config.log_every, shown=accelerator.is_main_process)
     run_tokens, loop_started = 0, time.monotonic()
     own_trained, all_trained = 0, 0  # label tokens this rank trained on, of the global batches
@@ -269,8 +299,8 @@ def train(
             own_trained += int((rows["labels"] != distributed.IGNORED).sum())
             all_trained += int((cpu_batch["labels"] != distributed.IGNORED).sum())
             batch = {k: v.to(accelerator.device) for k, v in rows.items()}
-            with accelerator.accumulate(model):
-                loss = model(**batch, **scale).loss
+            with accelerator.accumulate(loss_of):
+                loss = loss_of(**batch, **scale)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -293,7 +323,7 @@ def train(
                             checkpoint_dir,
                             key,
                             step,
-                            accelerator.unwrap_model(model),
+                            accelerator.unwrap_model(loss_of).model,
                             optimizer,
                             scheduler,
                             loss_value,
@@ -308,12 +338,12 @@ def train(
         share = {"rank": rank, "world": world, "trainedTokens": own_trained}
         emit({"event": "share", **share, "ofTrainedTokens": all_trained})
     eval_loss = (
-        _evaluate(model, eval_examples, config, pad_id, accelerator.device)
+        _evaluate(loss_of, eval_examples, config, pad_id, accelerator.device)
         if eval_examples
         else None
     )
     accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(loss_of).model
     if accelerator.is_main_process:
         unwrapped.save_pretrained(out_dir, safe_serialization=True)
     device = accelerator.device
@@ -335,14 +365,14 @@ def train(
 
 
 def _evaluate(
-    model: Any, examples: list[Example], config: TrainConfig, pad_id: int, device: torch.device
+    loss_of: Any, examples: list[Example], config: TrainConfig, pad_id: int, device: torch.device
 ) -> float:
-    model.eval()
+    loss_of.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for cpu_batch in _batches(examples, config.batch_size, pad_id, list(range(len(examples)))):
             batch = {k: v.to(device) for k, v in cpu_batch.items()}
-            total += float(model(**batch).loss) * len(batch["input_ids"])
+            total += float(loss_of(**batch)) * len(batch["input_ids"])
             count += len(batch["input_ids"])
-    model.train()
+    loss_of.train()
     return round(total / max(count, 1), 6)

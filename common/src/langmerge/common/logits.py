@@ -1,0 +1,72 @@
+"""Logits only where they are used. A causal LM's output layer maps every position to the
+whole vocabulary: on Gemma 3 (262,144 tokens over a hidden size of 640) that is most of a
+training step and of a scoring pass, while the loss needs the response's positions only and a
+label's score the label's. These run the model's decoder, pick the positions, and apply the
+output layer (with the model's final soft-capping, where it has one) to those alone: the same
+numbers as the model's own forward at those positions, up to float summation order.
+
+Torch is imported by the callers (the trainer and the evaluator), never at import time here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+IGNORED = -100  # the label of a position that is not trained on (padding, the prompt)
+
+
+def _causal_lm(model: Any) -> Any:
+    """The transformers model under a peft wrapper (LoRA layers are injected in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def supported(model: Any) -> bool:
+    """Whether the model splits into a decoder and an output layer this module can drive."""
+    lm = _causal_lm(model)
+    return callable(getattr(lm, "get_decoder", None)) and lm.get_output_embeddings() is not None
+
+
+def logits_at(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: torch.Tensor
+) -> torch.Tensor:
+    """The logits of the positions where keep (bool, [batch, length]) is True, in row-major
+    order: [kept, vocabulary]."""
+    import torch
+
+    lm = _causal_lm(model)
+    hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask)
+    logits = lm.get_output_embeddings()(hidden.last_hidden_state[keep])
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits  # type: ignore[no-any-return]
+
+
+def response_loss(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: float | None = None,
+) -> torch.Tensor:
+    """The causal LM loss of transformers' models (each position predicts the next token's
+    label; float32 cross-entropy summed over the trained tokens, divided by
+    num_items_in_batch, else their count), from the logits of the trained positions only."""
+    from torch.nn.functional import cross_entropy
+
+    targets = labels[:, 1:]
+    keep = torch_pad_right(targets != IGNORED)
+    logits = logits_at(model, input_ids, attention_mask, keep)
+    summed = cross_entropy(logits.float(), targets[keep[:, :-1]], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else max(int(keep.sum()), 1)
+    return summed / count
+
+
+def torch_pad_right(shifted: torch.Tensor) -> torch.Tensor:
+    """A [batch, length - 1] mask of the predicting positions, as [batch, length] (the last
+    position predicts nothing)."""
+    import torch
+
+    return torch.cat([shifted, shifted.new_zeros((shifted.shape[0], 1))], dim=1)

@@ -1,0 +1,147 @@
+"""The output layer only where it is used (langmerge.common.logits): the trainer's loss from
+the trained positions' logits equals the model's own loss from logits at every position, in
+value and in every LoRA gradient, for builtin:tiny (a Llama) and a small Gemma 3 with final
+logit soft-capping; the trainer trains the same adapter either way; bf16 autocast trains too
+and stays near fp32; the evaluator's label scores equal the full computation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+
+from langmerge.common import builtin
+from langmerge.common.logits import IGNORED, logits_at, response_loss
+from langmerge.merger import evaluate
+from tests.trainer.test_train_cli import FAST, sentiment_rows, train, write_jsonl
+
+
+def gemma(seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(
+        vocab_size=512,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        final_logit_softcapping=30.0,  # Gemma 2 caps; Gemma 3 270M does not: both paths
+    )
+    return Gemma3ForCausalLM(config)
+
+
+def llama() -> Any:
+    return AutoModelForCausalLM.from_pretrained(builtin.path(), dtype=torch.float32)
+
+
+def batch(vocab: int, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Right-padded rows of several lengths, each with a prompt and a response."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths, prompts = [23, 17, 30, 9], [15, 12, 20, 5]
+    width = max(lengths)
+    ids = torch.randint(5, vocab, (len(lengths), width), generator=generator)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, IGNORED)
+    for row, (length, prompt) in enumerate(zip(lengths, prompts, strict=True)):
+        mask[row, :length] = 1
+        labels[row, prompt:length] = ids[row, prompt:length]
+        ids[row, length:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def lora(model: Any) -> Any:
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    return get_peft_model(model, config).eval()  # eval: no dropout between the two passes
+
+
+def grads(model: Any) -> dict[str, torch.Tensor]:
+    found = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    return found
+
+
+@pytest.mark.parametrize("build", [llama, gemma], ids=["builtin-tiny", "gemma3-softcapped"])
+@pytest.mark.parametrize("items", [None, 37.0], ids=["mean", "num-items-in-batch"])
+def test_the_response_only_loss_equals_the_full_computation(build: Any, items: Any) -> None:
+    model = lora(build())
+    rows = batch(model.config.vocab_size)
+    scale = {} if items is None else {"num_items_in_batch": items}
+    full = model(**rows, **scale).loss
+    full.backward()
+    expected = grads(model)
+    mine = response_loss(model, **rows, **scale)
+    mine.backward()
+    got = grads(model)
+    assert torch.allclose(mine, full, rtol=1e-6, atol=1e-7), (mine.item(), full.item())
+    assert got.keys() == expected.keys() and len(got) > 0
+    for name, gradient in expected.items():
+        assert torch.allclose(got[name], gradient, rtol=1e-5, atol=1e-8), name
+
+
+def test_the_logits_at_kept_positions_are_the_models_own() -> None:
+    model = gemma().eval()
+    rows = batch(model.config.vocab_size)
+    keep = rows["attention_mask"].bool()
+    with torch.no_grad():
+        full = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"]).logits
+        picked = logits_at(model, rows["input_ids"], rows["attention_mask"], keep)
+    assert torch.allclose(picked, full[keep], rtol=1e-5, atol=1e-6)
+
+
+def test_the_trainer_trains_the_same_adapter_with_either_logits(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows())
+    adapters = {}
+    for logits in ("response", "all"):
+        out = tmp_path / logits
+        _, _, summary = train(
+            tmp_path, "--dataset", str(data), "--language", "de", *FAST, "--lora-dropout", "0",
+            "--logits", logits, "--output", str(out),
+        )  # fmt: skip
+        assert summary["result"] == "Succeeded"
+        adapters[logits] = load_file(out / "adapter_model.safetensors")
+    for name, tensor in adapters["all"].items():
+        assert torch.allclose(adapters["response"][name], tensor, rtol=1e-4, atol=1e-6), name
+
+
+def test_bf16_autocast_trains_and_stays_near_fp32(tmp_path: Path) -> None:
+    """Each precision in a process of its own (accelerate's state is one per process)."""
+    data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows())
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        out, summary = tmp_path / precision, tmp_path / f"{precision}.json"
+        subprocess.run(
+            [sys.executable, "-m", "langmerge.trainer.cli", "--base-model", "builtin:tiny",
+             "--task", "sentiment", "--dataset", str(data), "--language", "de", *FAST,
+             "--lora-dropout", "0", "--precision", precision, "--output", str(out),
+             "--summary-file", str(summary)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        losses[precision] = json.loads(summary.read_text())["finalLoss"]
+        saved = load_file(out / "adapter_model.safetensors")
+        assert all(t.dtype == torch.float32 for t in saved.values())  # fp32 master weights
+    assert losses["bf16"] != losses["fp32"]  # autocast ran: bf16 rounds differently
+    assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * losses["fp32"], losses
+
+
+def test_label_scores_come_from_the_label_positions_alone() -> None:
+    model = lora(llama())
+    pairs = [([5, 9, 17, 30], [41, 7]), ([8, 3], [99]), ([12, 14, 16, 18, 20, 22], [5, 6, 7])]
+    got = evaluate._logprobs(model, 0, pairs)
+    for (head, tail), value in zip(pairs, got, strict=True):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([head + tail])).logits[0].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        expected = sum(logprobs[len(head) - 1 + i, t].item() for i, t in enumerate(tail))
+        assert value == pytest.approx(expected, rel=1e-5, abs=1e-5)
