@@ -379,11 +379,6 @@ class Node:
                 f"{saved} ({stderr.strip()}), ctr import {imported.returncode} "
                 f"({imported.stderr.strip()})"
             )
-        # Unpacked, a layer lives on as its snapshot: its archive in the content store is a
-        # second copy (6 GB for the trainer's and merger's shared layer). Dropping the layers'
-        # references lets containerd's garbage collector free them, and with them whatever
-        # the superseded versions of these images held.
-        self.ctr("content", "prune", "references")
 
     def load_image(self, short_name: str) -> str:
         """Imports localhost/langmerge-<short_name>:dev into containerd when podman's copy
@@ -411,7 +406,27 @@ class Node:
                 marker = STATE / "imported" / short_name
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(identity)
+            self._prune()
         return [image(short_name) for short_name in short_names]
+
+    def _prune(self) -> None:
+        """Frees what superseded versions of our images hold. An import records each image
+        under its tag and under its id (`sha256:<id>`), and the id's record keeps a version
+        alive after its tag moved on: records of ids that no current tag has are removed.
+        Then the layers' archives go too (unpacked, a layer lives on as its snapshot, so the
+        archive is a second copy: 6 GB for the trainer's and merger's shared layer)."""
+        current = set()
+        for reference in self.ctr("images", "list", "--quiet").stdout.split():
+            if not reference.startswith("sha256:"):
+                found = subprocess.run(
+                    ["podman", "image", "inspect", "--format", "{{.Id}}", reference],
+                    capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                current.add(f"sha256:{found.stdout.strip()}")
+        for reference in self.ctr("images", "list", "--quiet").stdout.split():
+            if reference.startswith("sha256:") and reference not in current:
+                self.ctr("images", "remove", reference, check=False)
+        self.ctr("content", "prune", "references")
 
     def _node_ready(self) -> bool:
         for name, process in self._processes.items():
