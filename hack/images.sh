@@ -5,6 +5,7 @@
 #   hack/images.sh            build what changed (buildah's layer cache: seconds when nothing
 #                             did), print `RESULT image_size_mb_<name>=N` lines, and prune
 #                             the versions the builds superseded
+#   hack/images.sh --tools    only install the tools (what hack/controllers.sh needs too)
 #
 # Images land in the machine's container storage as localhost/langmerge-<name>:dev; the base
 # image is keyed by its package list, suite and the machine's extra CA certificates. Needs
@@ -68,6 +69,7 @@ base_image() {
 }
 
 ensure_tools
+[ "${1:-}" = --tools ] && exit 0
 base=$(base_image)
 for name in operator trainer merger; do
   log "building localhost/langmerge-$name:dev"
