@@ -6,10 +6,7 @@ but the refusal's own reconcile can bring the model's status up to date."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from kubernetes import client
 
 from langmerge.operator.accounting import period_of
 from langmerge.operator.cache import ObjectCache
@@ -20,7 +17,6 @@ from langmerge.operator.metrics import Metrics
 from langmerge.operator.reconcile import ADAPTERS, MERGED, Reconciler
 from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import api_client
 from tests.support.objects import GROUP, VERSION, adapter_manifest, merged_manifest
 
 
@@ -50,11 +46,8 @@ def spent_this_month(cluster: Cluster, name: str, usd: float) -> None:
 def test_a_budget_refusal_and_the_models_budget_status_show_the_same_spend(
     control_plane: ControlPlane,
 ) -> None:
-    control_plane.install_crds()
-    api = api_client(control_plane.kubeconfig)
-    namespace = f"budget-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
-    cluster = Cluster(api, namespace)
+    cluster = Cluster.in_new_namespace(control_plane, "budget")
+    api, namespace = cluster.api, cluster.ns
     names = ["sentiment-de", "sentiment-fr"]
     cluster.apply(merged_manifest(adapters={"names": names}, budget={"monthlyUsd": 8}))
     for language, name in zip(("de", "fr"), names, strict=True):

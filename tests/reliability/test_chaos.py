@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from kubernetes import client, watch
 
 from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import api_client, eventually
+from tests.support.kube import eventually
 from tests.support.objects import LANGUAGES, adapter_manifest, merged_manifest
 from tests.support.operator import OperatorProcess, finish_job, success_summary
 
@@ -52,11 +51,8 @@ class JobAudit(threading.Thread):
 def test_random_sigkills_during_a_five_language_update(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    control_plane.install_crds()
-    api = api_client(control_plane.kubeconfig)
-    namespace = f"chaos-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
-    cluster = Cluster(api, namespace)
+    cluster = Cluster.in_new_namespace(control_plane, "chaos")
+    api, namespace = cluster.api, cluster.ns
     audit = JobAudit(api, namespace)
     audit.start()
     operator = OperatorProcess(control_plane, tmp_path).start()

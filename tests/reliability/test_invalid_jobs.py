@@ -7,14 +7,13 @@ can see: the safety net must catch what admission does not."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from kubernetes import client
 
 from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
-from tests.support.kube import api_client, eventually
+from tests.support.kube import eventually
 from tests.support.objects import adapter_manifest
 from tests.support.operator import OperatorProcess
 
@@ -24,11 +23,8 @@ PATIENCE_S = 300  # waits for events, never for a fixed time; generous for a bus
 def test_a_refused_job_fails_the_adapter_once_with_the_apis_reason(
     control_plane: ControlPlane, tmp_path: Path
 ) -> None:
-    control_plane.install_crds()
-    api = api_client(control_plane.kubeconfig)
-    namespace = f"invalid-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
-    cluster = Cluster(api, namespace)
+    cluster = Cluster.in_new_namespace(control_plane, "invalid")
+    api, namespace = cluster.api, cluster.ns
     operator = OperatorProcess(
         control_plane,
         tmp_path,

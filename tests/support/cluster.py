@@ -4,11 +4,13 @@ training Job the way the Job controller and kubelet report it."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from kubernetes import client
 
-from tests.support.kube import eventually, until
+from tests.support.control_plane import ControlPlane
+from tests.support.kube import api_client, eventually, until
 from tests.support.objects import GROUP, VERSION
 from tests.support.operator import finish_job, success_summary
 
@@ -29,6 +31,15 @@ class Cluster:
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
+
+    @classmethod
+    def in_new_namespace(cls, plane: ControlPlane, prefix: str) -> Cluster:
+        """The CRDs installed on the plane and a namespace of its own, named prefix-<random>."""
+        plane.install_crds()
+        api = api_client(plane.kubeconfig)
+        namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+        return cls(api, namespace)
 
     def apply(self, body: dict[str, Any]) -> None:
         plural = PLURAL[body["kind"]]

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
 from langmerge.common import builtin
-from langmerge.common.logits import IGNORED, logits_at, response_loss
+from langmerge.common.logits import IGNORED, logits_at, response_loss, supported
 from langmerge.merger import evaluate
 from tests.trainer.test_train_cli import FAST, sentiment_rows, train, write_jsonl
 
@@ -101,6 +101,9 @@ def test_the_logits_at_kept_positions_are_the_models_own() -> None:
 
 
 def test_the_trainer_trains_the_same_adapter_with_either_logits(tmp_path: Path) -> None:
+    # what the trainer checks before it takes the response-only path (else both runs below
+    # would take the model's own forward and agree trivially)
+    assert supported(lora(llama()))
     data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows())
     adapters = {}
     for logits in ("response", "all"):

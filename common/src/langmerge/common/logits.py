@@ -54,19 +54,13 @@ def response_loss(
     """The causal LM loss of transformers' models (each position predicts the next token's
     label; float32 cross-entropy summed over the trained tokens, divided by
     num_items_in_batch, else their count), from the logits of the trained positions only."""
+    import torch
     from torch.nn.functional import cross_entropy
 
     targets = labels[:, 1:]
-    keep = torch_pad_right(targets != IGNORED)
+    keep = torch.zeros_like(labels, dtype=torch.bool)  # the positions predicting a label
+    keep[:, :-1] = targets != IGNORED
     logits = logits_at(model, input_ids, attention_mask, keep)
     summed = cross_entropy(logits.float(), targets[keep[:, :-1]], reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else max(int(keep.sum()), 1)
     return summed / count
-
-
-def torch_pad_right(shifted: torch.Tensor) -> torch.Tensor:
-    """A [batch, length - 1] mask of the predicting positions, as [batch, length] (the last
-    position predicts nothing)."""
-    import torch
-
-    return torch.cat([shifted, shifted.new_zeros((shifted.shape[0], 1))], dim=1)

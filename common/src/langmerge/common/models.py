@@ -151,20 +151,19 @@ def resolve(
         raise ModelError(f"{flag} {name_or_uri}: no such built-in; use one of {known}")
     if "://" in name_or_uri or Path(name_or_uri).exists():
         storage.check_under_root(name_or_uri, artifact_root, flag)
-        if storage.is_local(name_or_uri):
-            gguf = find_gguf(storage.local_path(name_or_uri))
-            if gguf is not None:
-                return converted(gguf)
-        folder = storage.fetch_dir(name_or_uri, scratch)
-        gguf = find_gguf(folder)
+        local = storage.is_local(name_or_uri)
+        found = (
+            storage.local_path(name_or_uri) if local else storage.fetch_dir(name_or_uri, scratch)
+        )
+        gguf = find_gguf(found)
         if gguf is not None:
             return converted(gguf)
-        if not (folder / "config.json").is_file():
+        if not (found / "config.json").is_file():
             raise ModelError(
                 f"{flag} {name_or_uri}: no config.json and no .gguf there; "
                 "is it a transformers model folder or a GGUF?"
             )
-        return folder
+        return found
     from huggingface_hub import snapshot_download  # a hub id: needs network in the cluster
 
     try:
