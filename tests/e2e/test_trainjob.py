@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from kubernetes import client
 from safetensors.torch import load_file
 
@@ -35,6 +34,7 @@ from tests.e2e.conftest import (
     until_admitted,
     wait_ready,
 )
+from tests.support.adapters import worst_relative_error
 from tests.support.containers import image
 from tests.support.control_plane import REPO
 from tests.support.kube import api_client
@@ -171,8 +171,6 @@ def test_an_adapter_on_two_nodes_trains_as_one_trainjob_what_one_process_trains(
     single = load_file(str(one_process(manifest, tmp_path) / "adapter_model.safetensors"))
     fetched = volume.fetch(status["artifact"]["uri"], tmp_path / "pods")
     split = load_file(str(fetched / "adapter_model.safetensors"))
-    assert single.keys() == split.keys()
-    worst = max(float((split[k] - single[k]).norm() / single[k].norm()) for k in single)
+    worst = worst_relative_error(split, single)
     print(f"RESULT trainjob_vs_one_process_worst_relative_error={worst:.2e}")
-    for key in single:  # the same update, up to float summation order
-        torch.testing.assert_close(split[key], single[key], rtol=1e-4, atol=1e-6)
+    assert worst < 1e-4

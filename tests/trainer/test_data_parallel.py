@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.support.adapters import worst_relative_error
 from tests.trainer.test_train_cli import sentiment_rows, train, write_jsonl
 
 TWO_PROCESSES = [
@@ -97,11 +98,9 @@ def test_two_processes_train_what_one_process_trains(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".staging")) == []
 
     single, split = adapter(tmp_path / "one"), adapter(tmp_path / "two")
-    assert single.keys() == split.keys()
-    worst = max(float((split[k] - single[k]).norm() / single[k].norm()) for k in single)
+    worst = worst_relative_error(split, single)
     print(f"RESULT data_parallel_worst_relative_error={worst:.2e}")
-    for key in single:  # the same update, up to float summation order
-        torch.testing.assert_close(split[key], single[key], rtol=1e-4, atol=1e-6)
+    assert worst < 1e-4
 
 
 def test_a_killed_two_process_run_resumes_exactly(tmp_path: Path) -> None:
