@@ -38,6 +38,7 @@ PRELOAD = (
 )
 COMMANDS = ("langmerge-train", "langmerge-merge", "langmerge-eval")
 MAX_REQUEST = 1 << 20
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def entry_point(command: str) -> Any:
@@ -46,6 +47,18 @@ def entry_point(command: str) -> Any:
     if not found:
         raise LookupError(f"{command} is not installed in this environment")
     return next(iter(found)).load()
+
+
+def _die_with_parent(signal_number: int) -> bool:
+    """Linux: have the kernel send signal_number to this process when its parent ends, so
+    that a `langmerge up` killed outright (no chance to close its launcher) leaves no warm
+    server and no run behind. False when the parent has already gone."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0)
+    return os.getppid() == parent and parent != 1
 
 
 def _child(request: dict[str, Any], stdout: int, stderr: int) -> int:
@@ -88,7 +101,8 @@ def _serve_one(connection: socket.socket) -> None:
         code = 1
         try:
             connection.close()
-            code = _child(request, *fds)
+            if _die_with_parent(signal.SIGKILL):  # a run never outlives its server
+                code = _child(request, *fds)
         finally:
             os._exit(code)
     for fd in fds:  # the caller sees EOF on stdout once the child exits
@@ -98,6 +112,8 @@ def _serve_one(connection: socket.socket) -> None:
 
 
 def serve(path: str) -> None:
+    if not _die_with_parent(signal.SIGTERM):
+        return
     for module in PRELOAD:
         importlib.import_module(module)
     for command in COMMANDS:
