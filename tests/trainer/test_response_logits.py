@@ -148,3 +148,24 @@ def test_label_scores_come_from_the_label_positions_alone() -> None:
         logprobs = torch.log_softmax(logits, dim=-1)
         expected = sum(logprobs[len(head) - 1 + i, t].item() for i, t in enumerate(tail))
         assert value == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("build", [llama, gemma], ids=["llama", "gemma3-softcapped"])
+def test_options_scored_after_one_cached_pass_equal_each_scored_in_full(build: Any) -> None:
+    """Heads of different lengths (left-padded together), options of different counts and
+    lengths, single-token ones among them: the cached continuation gives each option the
+    score it has when its head and it run through the model in one sequence."""
+    model = lora(build())
+    heads = [[5, 9, 17, 30], [8, 3], [12, 14, 16, 18, 20, 22, 24], [40]]
+    options = [
+        [[41, 7], [99]],
+        [[5, 6, 7], [8], [9, 10]],
+        [[3], [4]],
+        [[11, 12, 13, 14], [15, 16]],
+    ]
+    got = evaluate._option_logprobs(model, 0, heads, options)
+    pairs = [(h, o) for h, opts in zip(heads, options, strict=True) for o in opts]
+    expected = evaluate._logprobs(model, 0, pairs)
+    flat = [value for per_head in got for value in per_head]
+    assert [len(g) for g in got] == [len(o) for o in options]
+    assert flat == pytest.approx(expected, rel=1e-4, abs=1e-4)

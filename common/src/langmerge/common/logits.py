@@ -28,20 +28,33 @@ def supported(model: Any) -> bool:
     return callable(getattr(lm, "get_decoder", None)) and lm.get_output_embeddings() is not None
 
 
+def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
+    """The decoder's output (last_hidden_state, and past_key_values when use_cache=True):
+    the model without its output layer."""
+    return _causal_lm(model).get_decoder()(
+        input_ids=input_ids, attention_mask=attention_mask, **kwargs
+    )
+
+
+def output_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """The output layer (and the model's final soft-capping) applied to hidden states."""
+    import torch
+
+    lm = _causal_lm(model)
+    logits = lm.get_output_embeddings()(hidden)
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    return logits  # type: ignore[no-any-return]
+
+
 def logits_at(
     model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: torch.Tensor
 ) -> torch.Tensor:
     """The logits of the positions where keep (bool, [batch, length]) is True, in row-major
     order: [kept, vocabulary]."""
-    import torch
-
-    lm = _causal_lm(model)
-    hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask)
-    logits = lm.get_output_embeddings()(hidden.last_hidden_state[keep])
-    cap = getattr(lm.config, "final_logit_softcapping", None)
-    if cap is not None:
-        logits = torch.tanh(logits / cap) * cap
-    return logits  # type: ignore[no-any-return]
+    hidden = decode(model, input_ids, attention_mask).last_hidden_state
+    return output_logits(model, hidden[keep])
 
 
 def response_loss(

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from langmerge.common import models, storage
 from langmerge.common.cli import add_version, quiet_library_warnings
+from langmerge.common.scoring import GENERATION_METRICS
 from langmerge.common.summary import (
     MergeSummary,
     Output,
@@ -82,7 +83,9 @@ def _evaluate(
         models.update({f"individual {a.language}": a.path for a in adapters if a.language})
     elif args.gate_baseline:
         models["baseline"] = storage.fetch_dir(args.gate_baseline, scratch)
-    scored = evaluate.score_models(base, models, datasets)
+    scored = evaluate.score_models(
+        base, models, datasets, generation=args.gate_metric in GENERATION_METRICS
+    )
     candidate = scored.pop("candidate")
     if args.gate_against == "individual":
         baseline = {
@@ -217,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument(
         "--gate-metric",
         default="f1",
-        help="f1, accuracy, precision, recall or loss (default: f1)",
+        help="f1, accuracy, precision, recall, rouge1, rougeL (scored by generation) or loss "
+        "(default: f1)",
     )
     gate.add_argument(
         "--gate-max-drop",

@@ -1,9 +1,15 @@
 """`langmerge-eval`: per-language evaluation of models (the base, LoRA adapters, merged
 adapters or merged full weights) on held-out prompt/response data.
 
-Classification (few distinct responses): each label is scored by its log-likelihood after the
-prompt, formatted exactly as in training; accuracy and macro precision/recall/F1. Generation:
-greedy decoding and ROUGE-1/ROUGE-L F1 (characters for scripts written without spaces).
+Three kinds of task, told apart by the data and one flag:
+- classification (few distinct responses): each label is scored by its log-likelihood after
+  the prompt, formatted exactly as in training; accuracy and macro precision/recall/F1;
+- multiple choice (records with a `choices` list holding the response, e.g. COPA): each
+  record's alternatives scored the same way, the likeliest chosen; accuracy (and macro
+  F1 over the answer positions);
+- generation (`--generation`): greedy decoding, in left-padded batches, of the text up to
+  the first line break or the end of sequence; ROUGE-1/ROUGE-L F1 (characters for scripts
+  written without spaces), each with a bootstrap 95 % interval over the examples.
 Always: the mean token loss of the reference response. Writes one JSON report."""
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 from langmerge.common import models as base_models
 from langmerge.common import storage
 from langmerge.common.cli import add_version, quiet_library_warnings
-from langmerge.common.logits import logits_at, supported
+from langmerge.common.logits import decode, logits_at, output_logits, supported
 from langmerge.common.prompts import prompt_ids, response_ids
 from langmerge.common.summary import (
     EvaluationSummary,
@@ -84,6 +90,86 @@ def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]])
     return out
 
 
+def _left_padded(heads: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """Token ids and attention mask of heads padded on the left, so that they end together
+    (where a continuation or a generation starts)."""
+    import torch
+
+    width = max(map(len, heads))
+    ids = torch.full((len(heads), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(heads), width), dtype=torch.long)
+    for row, head in enumerate(heads):
+        ids[row, width - len(head) :] = torch.tensor(head)
+        mask[row, width - len(head) :] = 1
+    return ids, mask
+
+
+def is_multiple_choice(records: list[dict[str, Any]], choices_field: str) -> bool:
+    """Every record names its own alternatives."""
+    return all(isinstance(r.get(choices_field), list) for r in records)
+
+
+def _option_logprobs(
+    model: Any, pad_id: int, heads: list[list[int]], options: list[list[list[int]]]
+) -> list[list[float]]:
+    """Summed log-probability of each of a head's options (labels, or a record's
+    alternatives) after it. Each head is read once: the batch of heads, left-padded so they
+    end together, runs through the decoder with its cache kept; every option then continues
+    from a copy of that cache. Labels after a 40-token review cost their own tokens, not the
+    review again per label."""
+    import copy
+
+    import torch
+
+    if not supported(model):  # no decoder to drive: each option with its head, in full
+        pairs = [(h, o) for h, opts in zip(heads, options, strict=True) for o in opts]
+        flat = iter(_logprobs(model, pad_id, pairs))
+        return [[next(flat) for _ in opts] for opts in options]
+    out: list[list[float]] = []
+    for start in range(0, len(heads), BATCH):
+        chunk, choices = heads[start : start + BATCH], options[start : start + BATCH]
+        ids, mask = _left_padded(chunk, pad_id)
+        rows = len(chunk)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        scores = [[0.0] * len(c) for c in choices]
+        with torch.no_grad():
+            prefix = decode(model, ids, mask, position_ids=positions, use_cache=True)
+            after_head = torch.log_softmax(
+                output_logits(model, prefix.last_hidden_state[:, -1]).float(), dim=-1
+            )
+            for k in range(max(map(len, choices))):
+                here = [(row, c[k]) for row, c in enumerate(choices) if k < len(c)]
+                for row, tail in here:
+                    scores[row][k] = float(after_head[row, tail[0]])
+                length = max(len(tail) for _, tail in here) - 1
+                if length == 0:
+                    continue
+                tokens = torch.full((rows, length), pad_id, dtype=torch.long)
+                keep = torch.zeros((rows, length), dtype=torch.long)
+                for row, tail in here:
+                    tokens[row, : len(tail) - 1] = torch.tensor(tail[:-1])
+                    keep[row, : len(tail) - 1] = 1
+                rest = decode(
+                    model,
+                    tokens,
+                    torch.cat([mask, keep], dim=1),
+                    position_ids=positions[:, -1:] + 1 + torch.arange(length),
+                    cache=copy.deepcopy(prefix.past_key_values),
+                    use_cache=True,
+                )
+                logprobs = torch.log_softmax(
+                    output_logits(model, rest.last_hidden_state[keep.bool()]).float(), dim=-1
+                )
+                targets = torch.tensor([t for _, tail in here for t in tail[1:]])
+                picked = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
+                at = 0
+                for row, tail in here:
+                    scores[row][k] += float(picked[at : at + len(tail) - 1].sum())
+                    at += len(tail) - 1
+        out += scores
+    return out
+
+
 def _units(text: str) -> list[str]:
     words = text.split()
     return (
@@ -122,60 +208,102 @@ def rouge(prediction: str, reference: str) -> tuple[float, float]:
 
 @dataclass
 class Scored:
-    """One model on one language: the metrics, and for classification the per-example gold
-    and predicted labels (the gate's paired comparison needs them)."""
+    """One model on one language: the metrics, for classification and multiple choice the
+    per-example gold and predicted labels, for generation the per-example scores (the gate's
+    paired comparison needs them)."""
 
     metrics: dict[str, float]
     gold: list[str] = field(default_factory=list)
     predicted: list[str] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=dict)  # metric -> per example
+
+
+GENERATION_BATCH = 16
+GENERATION_SLACK = 16  # new tokens beyond the longest reference of a batch
+
+
+def generate(model: Any, tokenizer: Any, heads: list[list[int]], budgets: list[int]) -> list[str]:
+    """Greedy continuations of each head, in left-padded batches, each cut at its first line
+    break: a summary is one line, and a model that does not stop (the base) is read the same
+    way as one that does."""
+    import torch
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    texts: list[str] = []
+    for start in range(0, len(heads), GENERATION_BATCH):
+        ids, mask = _left_padded(heads[start : start + GENERATION_BATCH], pad_id)
+        width = ids.shape[1]
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max(budgets[start : start + GENERATION_BATCH]) + GENERATION_SLACK,
+                do_sample=False,
+                pad_token_id=pad_id,
+            )
+        for row in out[:, width:]:
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            texts.append(text.strip().split("\n", 1)[0].strip())
+    return texts
 
 
 def evaluate(
     model: Any,
     tokenizer: Any,
-    records: list[dict[str, str]],
+    records: list[dict[str, Any]],
     prompt_field: str,
     response_field: str,
     generation: bool,
+    choices_field: str = "choices",
 ) -> Scored:
     labels = sorted({r[response_field] for r in records})
-    classify = not generation and len(labels) <= CLASSIFICATION_MAX_LABELS
+    choose = not generation and is_multiple_choice(records, choices_field)
+    classify = not generation and not choose and len(labels) <= CLASSIFICATION_MAX_LABELS
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     heads = [prompt_ids(r[prompt_field], tokenizer) for r in records]
     references = [r[response_field] for r in records]
     tails = [response_ids(reference, tokenizer) for reference in references]
-    if classify:  # the reference is one of the labels: one batched pass per label
-        label_ids = {label: response_ids(label, tokenizer) for label in labels}
-        scores = {
-            label: _logprobs(model, pad_id, [(head, ids) for head in heads])
-            for label, ids in label_ids.items()
-        }
-        reference_logprobs = [scores[ref][i] for i, ref in enumerate(references)]
-        predicted = [max(labels, key=lambda label: scores[label][i]) for i in range(len(heads))]
+    gold: list[str] = []
+    predicted: list[str] = []
+    if classify or choose:
+        # Classification: every record's options are the labels; multiple choice: its own.
+        options = [list(r[choices_field]) if choose else labels for r in records]
+        for record, choices in zip(records, options, strict=True):
+            if record[response_field] not in choices:
+                raise ValueError(
+                    f"a record's {response_field!r} is not one of its {choices_field!r}: "
+                    f"{record[response_field]!r}"
+                )
+        encoded = {c: response_ids(c, tokenizer) for c in {c for cs in options for c in cs}}
+        scores = _option_logprobs(
+            model, pad_id, heads, [[encoded[c] for c in choices] for choices in options]
+        )
+        reference_logprobs = []
+        for choices, reference, here in zip(options, references, scores, strict=True):
+            best = max(range(len(choices)), key=lambda k: here[k])
+            right = choices.index(reference)
+            reference_logprobs.append(here[right])
+            if choose:  # answer positions: the metrics read them as labels
+                gold.append(str(right + 1))
+                predicted.append(str(best + 1))
+            else:
+                gold.append(reference)
+                predicted.append(choices[best])
     else:
         reference_logprobs = _logprobs(model, pad_id, list(zip(heads, tails, strict=True)))
     tokens = sum(len(t) for t in tails)
     metrics = {"loss": -sum(reference_logprobs) / max(tokens, 1), "examples": float(len(records))}
-    if classify:
-        metrics.update(statistics.classification_metrics(references, predicted))
-        return Scored({k: round(v, 6) for k, v in metrics.items()}, references, predicted)
-    import torch
-
-    rouges = []
-    for head, reference in zip(heads, references, strict=True):
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=torch.tensor([head]),
-                max_new_tokens=len(response_ids(reference, tokenizer)) + 32,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        text = tokenizer.decode(out[0, len(head) :], skip_special_tokens=True)
-        rouges.append(rouge(text, reference))
-    if rouges:
-        metrics["rouge1"] = sum(r[0] for r in rouges) / len(rouges)
-        metrics["rougeL"] = sum(r[1] for r in rouges) / len(rouges)
-    return Scored({k: round(v, 6) for k, v in metrics.items()})
+    if classify or choose:
+        metrics.update(statistics.classification_metrics(gold, predicted))
+        return Scored({k: round(v, 6) for k, v in metrics.items()}, gold, predicted)
+    values: dict[str, list[float]] = {}
+    if generation:
+        texts = generate(model, tokenizer, heads, [len(t) for t in tails])
+        pairs = [rouge(text, reference) for text, reference in zip(texts, references, strict=True)]
+        values = {"rouge1": [p[0] for p in pairs], "rougeL": [p[1] for p in pairs]}
+        for metric, per_example in values.items():
+            metrics.update(statistics.mean_with_interval(metric, per_example))
+    return Scored({k: round(v, 6) for k, v in metrics.items()}, values=values)
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -188,7 +316,7 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def load_records(uri: str, scratch: Path, flag: str) -> list[dict[str, str]]:
+def load_records(uri: str, scratch: Path, flag: str) -> list[dict[str, Any]]:
     text = storage.fetch_file(uri, scratch).read_text(encoding="utf-8")
     records = [json.loads(line) for line in text.splitlines() if line.strip()]
     if not records:
@@ -204,10 +332,11 @@ def load_base(name_or_uri: str, scratch: Path) -> Path:
 def score_models(
     base: Path,
     models: dict[str, Path | None],
-    datasets: dict[str, list[dict[str, str]]],
+    datasets: dict[str, list[dict[str, Any]]],
     generation: bool = False,
     prompt_field: str = "prompt",
     response_field: str = "response",
+    choices_field: str = "choices",
 ) -> dict[str, dict[str, Scored]]:
     """model name -> language -> Scored; a model of None is the base model alone."""
     from transformers import AutoTokenizer
@@ -220,10 +349,20 @@ def score_models(
     for name, path in models.items():
         model = _load(base, path)
         scored[name] = {
-            language: evaluate(model, tokenizer, records, prompt_field, response_field, generation)
+            language: evaluate(
+                model, tokenizer, records, prompt_field, response_field, generation, choices_field
+            )
             for language, records in datasets.items()
         }
     return scored
+
+
+def _gold_labels(records: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    """What a uniform guess is scored against: the labels, or the answer positions of
+    multiple-choice records."""
+    if is_multiple_choice(records, args.choices_field):
+        return [str(r[args.choices_field].index(r[args.response_field]) + 1) for r in records]
+    return [r[args.response_field] for r in records]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +394,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="field holding the reference answer (default: response)",
     )
     parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score the first N records of each dataset (a quick look; the report's n says "
+        "so) (default: all)",
+    )
+    parser.add_argument(
+        "--choices-field",
+        default="choices",
+        help="field holding a record's alternatives (multiple choice: the response is one "
+        "of them) (default: choices)",
+    )
+    parser.add_argument(
         "--generation", action="store_true", help="score by generation (ROUGE) (default: off)"
     )
     parser.add_argument(
@@ -283,8 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="langmerge-eval-") as scratch_name:
             scratch = Path(scratch_name)
             base = load_base(args.base_model, scratch)
+            if args.limit is not None and args.limit < 1:
+                raise ValueError(f"--limit {args.limit}: give at least 1, or leave it out")
             data = {
-                language: load_records(uri, scratch, f"--dataset {language}=")
+                language: load_records(uri, scratch, f"--dataset {language}=")[: args.limit]
                 for language, uri in datasets.items()
             }
             paths = {
@@ -292,7 +447,13 @@ def main(argv: list[str] | None = None) -> int:
                 for name, uri in models.items()
             }
             scored = score_models(
-                base, paths, data, args.generation, args.prompt_field, args.response_field
+                base,
+                paths,
+                data,
+                args.generation,
+                args.prompt_field,
+                args.response_field,
+                args.choices_field,
             )
     except (ValueError, KeyError, storage.StorageError) as error:
         print(f"langmerge-eval: {error}", file=sys.stderr)
@@ -306,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         "chance": {}
         if args.generation
         else {
-            language: statistics.chance([r[args.response_field] for r in records])
+            language: statistics.chance(_gold_labels(records, args))
             for language, records in data.items()
         },
     }

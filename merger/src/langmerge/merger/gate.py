@@ -4,7 +4,8 @@ language, by more than the evaluation's own uncertainty can explain?
 Baselines: `combined` (the COMB model trained on every language: the research's claim is
 parity with it), `individual` (each language's own adapter, on its own language) or
 `current` (the merged model served now). For a classification metric the gate takes the
-paired bootstrap 95 % interval of (merged - baseline) over the same held-out examples and
+paired bootstrap 95 % interval of (merged - baseline) over the same held-out examples (for
+ROUGE, of the mean per-example difference) and
 blocks the merge when the whole interval lies below -max_drop: the evidence says the merge
 lost more than the margin. A difference that the interval cannot tell from the margin
 passes, so the gate does not flap on evaluation noise. For `loss` (no per-example labels)
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langmerge.merger.evaluate import Scored
-from langmerge.merger.statistics import paired_difference
+from langmerge.merger.statistics import paired_difference, paired_mean_difference
 
 AGAINST = ("combined", "individual", "current")
 WHO = {
@@ -64,9 +65,14 @@ def decide(
                 f"{theirs.metrics['loss']:.3f}"
             )
         else:
-            difference, low, high = paired_difference(
-                ours.gold, ours.predicted, theirs.predicted, metric
-            )
+            if metric in ours.values and metric in theirs.values:  # per-example means (ROUGE)
+                difference, low, high = paired_mean_difference(
+                    ours.values[metric], theirs.values[metric]
+                )
+            else:
+                difference, low, high = paired_difference(
+                    ours.gold, ours.predicted, theirs.predicted, metric
+                )
             verdict.comparisons[language] = {
                 "difference": round(difference, 6),
                 "low": round(low, 6),

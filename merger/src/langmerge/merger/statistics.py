@@ -1,5 +1,6 @@
-"""Classification metrics with bootstrap 95 % intervals, and the paired interval of a
-difference between two models on the same examples (what the evaluation gate decides on).
+"""Classification metrics and per-example means (ROUGE) with bootstrap 95 % intervals, and
+the paired interval of a difference between two models on the same examples (what the
+evaluation gate decides on).
 
 Everything is vectorised over resamples with numpy and seeded, so the same predictions give
 the same intervals on every run."""
@@ -93,6 +94,27 @@ def paired_difference(
     samples = _scores(g[idx], c[idx], classes)[metric] - _scores(g[idx], b[idx], classes)[metric]
     low, high = _bounds(samples)
     return point, low, high
+
+
+def mean_with_interval(metric: str, values: Sequence[float], seed: int = SEED) -> dict[str, float]:
+    """The mean of per-example scores (ROUGE) with its bootstrap 95 % interval."""
+    if not values:
+        raise ValueError("no examples to score")
+    v = np.asarray(values, dtype=np.float64)
+    low, high = _bounds(v[_resample(len(v), seed)].mean(axis=1))
+    return {metric: float(v.mean()), f"{metric}Low": low, f"{metric}High": high}
+
+
+def paired_mean_difference(
+    candidate: Sequence[float], baseline: Sequence[float], seed: int = SEED
+) -> tuple[float, float, float]:
+    """mean(candidate - baseline) of per-example scores on the same examples, and its
+    paired bootstrap 95 % interval."""
+    if len(candidate) != len(baseline) or not candidate:
+        raise ValueError("paired scores need the same, non-empty examples")
+    d = np.asarray(candidate, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    low, high = _bounds(d[_resample(len(d), seed)].mean(axis=1))
+    return float(d.mean()), low, high
 
 
 def chance(gold: Sequence[str]) -> dict[str, float]:

@@ -1,0 +1,121 @@
+"""The evaluator's three kinds of task on a real model (builtin:tiny): multiple choice scores
+each record's own alternatives, batched greedy generation decodes what one-at-a-time
+decoding does, and ROUGE carries intervals the gate can compare pairwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from langmerge.common import builtin
+from langmerge.common.prompts import prompt_ids, response_ids
+from langmerge.merger import evaluate, statistics
+from langmerge.merger.gate import decide
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer() -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = builtin.path()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def _logprob(model: Any, head: list[int], tail: list[int]) -> float:
+    """Summed log-probability of tail after head, from the model's own full forward."""
+    ids = torch.tensor([head + tail])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].float()
+    picked = torch.log_softmax(logits[len(head) - 1 : -1], dim=-1)
+    return float(picked.gather(1, torch.tensor(tail).unsqueeze(1)).sum())
+
+
+def test_multiple_choice_picks_each_records_likeliest_alternative(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    records = [
+        {"prompt": "The glass fell. What happened?", "choices": ["It broke.", "It sang."]},
+        {"prompt": "Review: the food was cold.", "choices": ["positive", "negative", "meh"]},
+        {"prompt": "Das Essen war gut.", "choices": ["Ja.", "Nein, gar nicht."]},
+        {"prompt": "It rained.", "choices": ["The street was dry.", "The street was wet."]},
+    ]
+    for record, right in zip(records, (0, 1, 1, 1), strict=True):
+        record["response"] = record["choices"][right]
+    scored = evaluate.evaluate(model, tokenizer, records, "prompt", "response", False)
+    expected = []
+    for record in records:
+        head = prompt_ids(record["prompt"], tokenizer)
+        scores = [_logprob(model, head, response_ids(c, tokenizer)) for c in record["choices"]]
+        expected.append(str(max(range(len(scores)), key=scores.__getitem__) + 1))
+    assert scored.predicted == expected
+    assert scored.gold == ["1", "2", "2", "2"]
+    hits = sum(p == g for p, g in zip(expected, scored.gold, strict=True))
+    assert scored.metrics["accuracy"] == pytest.approx(hits / 4)
+    assert scored.metrics["examples"] == 4
+
+
+def test_a_response_outside_its_choices_is_refused(model_and_tokenizer: tuple[Any, Any]) -> None:
+    model, tokenizer = model_and_tokenizer
+    records = [{"prompt": "x", "response": "c", "choices": ["a", "b"]}]
+    with pytest.raises(ValueError, match="'response' is not one of its 'choices'"):
+        evaluate.evaluate(model, tokenizer, records, "prompt", "response", False)
+
+
+def test_batched_generation_decodes_what_one_at_a_time_does(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    """Left padding must change nothing: each row of a batch of prompts of different lengths
+    decodes as that prompt alone."""
+    model, tokenizer = model_and_tokenizer
+    prompts = [
+        "Review: the hotel",
+        "Das Essen war",
+        "Le film",
+        "这部电影很",
+        "Review: this phone was",
+    ]
+    heads = [prompt_ids(p, tokenizer) for p in prompts]
+    assert len({len(h) for h in heads}) > 1
+    batched = evaluate.generate(model, tokenizer, heads, [8] * len(heads))
+    alone = [evaluate.generate(model, tokenizer, [h], [8])[0] for h in heads]
+    assert batched == alone
+    assert all("\n" not in text for text in batched)
+
+
+def test_generation_scores_rouge_with_intervals(model_and_tokenizer: tuple[Any, Any]) -> None:
+    model, tokenizer = model_and_tokenizer
+    records = [{"prompt": f"Review: the food {i}", "response": "was good"} for i in range(6)]
+    scored = evaluate.evaluate(model, tokenizer, records, "prompt", "response", True)
+    for metric in ("rouge1", "rougeL"):
+        assert len(scored.values[metric]) == 6
+        assert scored.metrics[f"{metric}Low"] <= scored.metrics[metric]
+        assert scored.metrics[metric] <= scored.metrics[f"{metric}High"]
+        assert scored.metrics[metric] == pytest.approx(sum(scored.values[metric]) / 6, abs=1e-6)
+
+
+def test_mean_interval_and_paired_mean_difference() -> None:
+    values = [0.2, 0.4, 0.6, 0.8] * 25
+    out = statistics.mean_with_interval("rougeL", values)
+    assert out["rougeL"] == pytest.approx(0.5)
+    assert out["rougeLLow"] < 0.5 < out["rougeLHigh"]
+    shifted = [v - 0.1 for v in values]
+    difference, low, high = statistics.paired_mean_difference(shifted, values)
+    # Every example is 0.1 lower: the paired interval has no width left to doubt it.
+    assert difference == pytest.approx(-0.1)
+    assert low == pytest.approx(-0.1) and high == pytest.approx(-0.1)
+    with pytest.raises(ValueError, match="same, non-empty"):
+        statistics.paired_mean_difference([0.1], [0.1, 0.2])
+
+
+def test_gate_on_rouge_compares_per_example_scores() -> None:
+    values = [0.2, 0.4, 0.6, 0.8] * 25
+    theirs = evaluate.Scored({"rougeL": 0.5}, values={"rougeL": values})
+    worse = [v - 0.1 for v in values]
+    ours = evaluate.Scored({"rougeL": 0.4}, values={"rougeL": worse})
+    verdict = decide({"de": ours}, {"de": theirs}, "rougeL", 0.05, "combined")
+    assert not verdict.passed and "rougeL 0.400 is 0.100 below" in verdict.reason
+    assert decide({"de": ours}, {"de": theirs}, "rougeL", 0.15, "combined").passed
