@@ -68,6 +68,7 @@ def _up(args: argparse.Namespace) -> int:
             args.compare_combined,
             metrics,
             warm=False if args.cold else None,
+            eval_limit=args.eval_limit,
         )
     except ManifestError as error:
         print(f"langmerge up: {error}", file=sys.stderr)
@@ -145,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-combined",
         action="store_true",
         help="also train and evaluate the combined (COMB) baseline, for the research table",
+    )
+    run_up.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate on the first N held-out examples of each language: a quick look, "
+        "with wider intervals (default: all)",
     )
     run_up.add_argument(
         "--cold",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Generic, NamedTuple, TypeVar
 
 from langmerge.common.reproducible import THREADS_VARIABLE
+from langmerge.common.scoring import GENERATION_METRICS
 from langmerge.common.summary import (
     EvaluationSummary,
     MergeSummary,
@@ -27,7 +28,7 @@ from langmerge.common.summary import (
     parse_summary,
 )
 from langmerge.operator.api.adapter import LanguageAdapter, LanguageAdapterStatus
-from langmerge.operator.api.common import ActiveJob, RunRecord
+from langmerge.operator.api.common import ActiveJob, BaseModelRef, RunRecord
 from langmerge.operator.api.merged import GateBaseline, MergedModel, MergedModelStatus
 from langmerge.operator.clock import now
 from langmerge.operator.cost import DEFAULT_PRICES, cost_usd
@@ -87,6 +88,7 @@ class LocalRunner:
     compare_combined: bool = False
     metrics: Metrics | None = None
     out: IO[str] = field(default=sys.stdout)
+    eval_limit: int | None = None  # the first N held-out examples per language
     # Intra-op threads of every run (LANGMERGE_TORCH_THREADS where set, else every core). On a
     # machine busy with other work, 1 avoids threads that spin waiting for a descheduled peer.
     cores: int = field(
@@ -420,10 +422,15 @@ class LocalRunner:
 
     # --- evaluation -----------------------------------------------------------------------------
     def evaluate(
-        self, task: str, adapters: list[LanguageAdapter], candidates: dict[str, str]
+        self,
+        task: str,
+        adapters: list[LanguageAdapter],
+        candidates: dict[str, str],
+        generation: bool = False,
     ) -> TaskEvaluation | None:
         """BASE, each INDV adapter, COMB and the merged candidates on every language's
-        held-out split (so INDV rows are also the transfer matrix)."""
+        held-out split (so INDV rows are also the transfer matrix); by generation (ROUGE)
+        when the task's merged models are measured so."""
         members = sorted(
             (a for a in adapters if a.spec.task == task and a.spec.dataset.eval_uri),
             key=lambda a: a.spec.language,
@@ -439,6 +446,46 @@ class LocalRunner:
             models["COMB"] = self.state.combined[task].uri
         models.update(candidates)
         base = members[0].spec.base_model
+        datasets = {}
+        for adapter in members:
+            assert adapter.spec.dataset.eval_uri is not None
+            datasets[adapter.spec.language] = self._path(adapter.spec.dataset.eval_uri)
+        # Scores of the same model on the same data carry over: an update re-scores only the
+        # models it changed (artifact URIs carry their fingerprints).
+        inputs: dict[str, Any] = {
+            "baseModel": base.uri or base.name,
+            "datasets": datasets,
+            "limit": self.eval_limit,
+        }
+        earlier = self.state.evaluation.get(task)
+        kept = {}
+        if earlier and earlier.inputs == inputs:
+            kept = {
+                name: earlier.models[name]
+                for name, uri in models.items()
+                if earlier.uris.get(name) == uri and name in earlier.models
+            }
+        to_score = {name: uri for name, uri in models.items() if name not in kept}
+        evaluation = TaskEvaluation(inputs=inputs, uris=models)
+        if earlier and kept:
+            evaluation.chance = earlier.chance
+        if to_score:
+            scored = self._score(task, base, to_score, datasets, generation, len(kept))
+            if scored is None:
+                return None
+            evaluation.models, evaluation.chance = scored.models, scored.chance
+        evaluation.models = {name: (kept | evaluation.models)[name] for name in models}
+        return evaluation
+
+    def _score(
+        self,
+        task: str,
+        base: BaseModelRef,
+        models: dict[str, str],
+        datasets: dict[str, str],
+        generation: bool,
+        kept: int,
+    ) -> TaskEvaluation | None:
         output = self.state_dir / f"evaluation-{task}.json"
         args = [
             "langmerge-eval",
@@ -446,21 +493,33 @@ class LocalRunner:
             self._path(base.uri) if base.uri else base.name,
             "--output",
             str(output),
+            *(["--generation"] if generation else []),
+            *(["--limit", str(self.eval_limit)] if self.eval_limit else []),
         ]
         for name, uri in models.items():
             args += ["--model", f"{name}={uri}"]
-        for adapter in members:
-            assert adapter.spec.dataset.eval_uri is not None
-            args += [
-                "--dataset",
-                f"{adapter.spec.language}={self._path(adapter.spec.dataset.eval_uri)}",
-            ]
-        self.say(f"  evaluate {len(models)} models on {len(members)} languages ({task}) ...")
+        for language, uri in datasets.items():
+            args += ["--dataset", f"{language}={uri}"]
+        self.say(
+            f"  evaluate {len(models)} models on {len(datasets)} languages ({task})"
+            + (f"; {kept} unchanged keep their scores" if kept else "")
+            + " ..."
+        )
         execution = self._execute(f"evaluate-{task}", args, EvaluationSummary)
         if not execution.ok:
             self.say(f"  FAILED evaluation: {execution.reason}")
             return None
         return TaskEvaluation.model_validate_json(output.read_text())
+
+
+def _by_generation(merged: list[MergedModel]) -> bool:
+    """A task whose merged models are measured by ROUGE is scored by generation."""
+    return any(
+        metric in GENERATION_METRICS
+        for m in merged
+        if m.spec.evaluation
+        for metric in m.spec.evaluation.metrics or []
+    )
 
 
 def _gated_against_combined(merged: list[MergedModel]) -> set[str]:
@@ -482,6 +541,7 @@ def up(
     metrics: Metrics | None = None,
     out: IO[str] = sys.stdout,
     warm: bool | None = None,
+    eval_limit: int | None = None,
 ) -> int:
     """One pass of the loop: train what changed, merge what is stale, evaluate, report."""
     from langmerge.operator.local.report import render_report, report_data
@@ -490,7 +550,13 @@ def up(
     processes = launcher(warm)
     try:
         runner = LocalRunner(
-            directory.resolve(), state_dir, processes, compare_combined, metrics, out
+            directory.resolve(),
+            state_dir,
+            processes,
+            compare_combined,
+            metrics,
+            out,
+            eval_limit=eval_limit,
         )
         phase = Phase(started_at=now().isoformat(), launcher=processes.kind)
         adapters = [runner.with_status(a) for a in adapters]
@@ -522,8 +588,13 @@ def up(
                     if latest.gated_out:
                         gated.append(model.metadata.name)
             wanted = compare_combined or any(m.spec.evaluation for m in models)
-            if wanted and (phase.ran_for(task) or task not in runner.state.evaluation):
-                evaluation = runner.evaluate(task, adapters, candidates) or TaskEvaluation()
+            earlier = runner.state.evaluation.get(task)
+            stale = earlier is None or earlier.inputs.get("limit") != eval_limit
+            if wanted and (phase.ran_for(task) or stale):
+                evaluation = (
+                    runner.evaluate(task, adapters, candidates, _by_generation(models))
+                    or TaskEvaluation()
+                )
                 evaluation.gated_out = gated
                 runner.state.evaluation[task] = evaluation
             for model in models:

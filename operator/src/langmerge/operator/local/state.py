@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -72,6 +73,8 @@ class TaskEvaluation(StateModel):
     models: dict[str, dict[str, Metrics]] = {}  # model -> language -> metrics
     chance: dict[str, Metrics] = {}  # language -> a uniform guess's metrics
     gated_out: list[str] = []  # the candidates their gate refused
+    uris: dict[str, str] = {}  # model -> the artifact scored ("" the base model)
+    inputs: dict[str, Any] = {}  # base model, datasets and limit the scores are on
 
 
 class Candidate(StateModel):
