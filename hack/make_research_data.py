@@ -1,0 +1,304 @@
+"""Generates examples/research/datasets deterministically: python hack/make_research_data.py
+
+The research's three tasks in five languages (EN, DE, FR, JA, ZH), composed from the
+vocabularies and templates in hack/research_data/ (each language in its own words):
+
+- sentiment: reviews; the response is `positive` or `negative`, carried only by the meaning
+  of the language's words (no marker, score or word shared across languages that tells it);
+- reasoning: COPA-style cause / effect questions with two alternatives (`choices`); the
+  response is the right alternative, scored by the alternatives' likelihood;
+- summarisation: three-sentence news texts and a one-sentence summary.
+
+It also writes the manifests beside them (examples/research/*.yaml). Train and eval are
+drawn from disjoint templates (forms, scenarios, frames), so no template
+and no sentence is shared between them. Per language: eval 200 / 200 / 100 examples, a v1
+training set and a v2 (v1 plus new examples: "new data for one language")."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "hack"))
+
+from research_data import copa, sentiment, summaries  # noqa: E402
+
+OUT = ROOT / "examples" / "research" / "datasets"
+LANGUAGES = ("en", "de", "fr", "ja", "zh")
+TASKS = ("sentiment", "reasoning", "summarisation")
+# task -> (eval, train v1, extra in v2)
+SIZES = {"sentiment": (200, 160, 40), "reasoning": (200, 150, 30), "summarisation": (100, 120, 30)}
+
+Record = dict[str, object]
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _subject(language: str, text: str) -> str:
+    """A subject written as at a sentence's start, placed inside one. German nouns keep their
+    capital; the article does not."""
+    return _lower_first(text) if language in ("en", "de", "fr") else text
+
+
+def sentiment_reviews(language: str, split: str, label: str) -> list[Record]:
+    """Every review `split`'s forms make for `label`, grouped by subject."""
+    spec = sentiment.LANGUAGES[language]
+    pairs = [
+        (subject, predicate)
+        for domain in spec["domains"]
+        for subject in domain["subjects"]
+        for predicate in domain[label] + spec["generic"][label]
+    ]
+    texts: dict[str, str] = {}
+    for form in spec[f"{split}_forms"]:
+        contexts = spec["contexts"] if "{c" in form.lower() else [""]
+        for (subject, predicate), context in itertools.product(pairs, contexts):
+            text = form.format(
+                S=subject,
+                s=_subject(language, subject),
+                p=predicate,
+                C=_upper_first(context),
+                c=context,
+            )
+            texts[text] = subject
+    return [{"text": text, "_group": subject} for text, subject in sorted(texts.items())]
+
+
+def sentiment_records(language: str, split: str, count: int, rng: random.Random) -> list[Record]:
+    """`count` reviews of `split`'s forms per label, every subject as often under each label
+    (a subject such as "hotel" may be a word of two languages: it must not tell the label)."""
+    prompt = sentiment.LANGUAGES[language]["prompt"]
+    rows: list[Record] = []
+    for label in sentiment.LABELS:
+        picked = _spread(sentiment_reviews(language, split, label), count, rng)
+        rows += [{"prompt": prompt.format(text=r["text"]), "response": label} for r in picked]
+    return rows
+
+
+def copa_items(language: str, scenario: dict[str, tuple[str, str, str, str]]) -> list[Record]:
+    """Each question of a scenario once per name, the right alternative first (`_alternate`
+    places it)."""
+    cause, effect, wrong_cause, wrong_effect = scenario[language]
+    items = []
+    for name in copa.NAMES[language]:
+        fill = [s.format(n=name) for s in (cause, effect, wrong_cause, wrong_effect)]
+        for kind, premise, right, wrong in (
+            ("cause", fill[1], fill[0], fill[2]),
+            ("effect", fill[0], fill[1], fill[3]),
+        ):
+            items.append({"kind": kind, "premise": premise, "choices": [right, wrong]})
+    unique = {json.dumps(i, ensure_ascii=False, sort_keys=True): i for i in items}
+    return [unique[k] for k in sorted(unique)]
+
+
+def _alternate(language: str, items: list[Record]) -> list[Record]:
+    """COPA records with the right alternative first in every other one: its place tells
+    nothing."""
+    rows = []
+    for i, item in enumerate(items):
+        right, wrong = item["choices"]
+        choices = [right, wrong] if i % 2 == 0 else [wrong, right]
+        prompt = copa.PROMPTS[language][item["kind"]].format(
+            premise=item["premise"], a=choices[0], b=choices[1]
+        )
+        rows.append({"prompt": prompt, "response": right, "choices": choices})
+    return rows
+
+
+def summary_items(language: str, frames: list[dict[str, tuple[str, str]]]) -> list[Record]:
+    prompt = summaries.PROMPTS[language]
+    items = []
+    for frame in frames:
+        text, summary = frame[language]
+        for town, person, day in itertools.product(
+            summaries.TOWNS[language], summaries.PEOPLE[language], summaries.DAYS[language]
+        ):
+            slots = {"town": town, "person": person, "day": day}
+            items.append(
+                {
+                    "prompt": prompt.format(text=text.format(**slots)),
+                    "response": summary.format(**slots),
+                }
+            )
+    return items
+
+
+def _spread(items: list[Record], count: int, rng: random.Random) -> list[Record]:
+    """`count` distinct items, spread as evenly as can be over the templates they come from
+    (items arrive grouped by template): a round robin over the shuffled groups."""
+    groups: dict[str, list[Record]] = {}
+    for item in items:
+        groups.setdefault(str(item.get("_group", "")), []).append(item)
+    for group in groups.values():
+        rng.shuffle(group)
+    order: Iterator[Record] = (
+        g[i] for i in range(max(map(len, groups.values()))) for g in groups.values() if i < len(g)
+    )
+    picked = list(itertools.islice(order, count))
+    if len(picked) < count:
+        raise ValueError(f"only {len(picked)} distinct items, {count} wanted")
+    return [{k: v for k, v in item.items() if k != "_group"} for item in picked]
+
+
+def _grouped(items_by_group: list[list[Record]]) -> list[Record]:
+    return [{**item, "_group": i} for i, group in enumerate(items_by_group) for item in group]
+
+
+def task_splits(task: str, language: str, seed: int) -> dict[str, list[Record]]:
+    """split (eval, train, train-v2) -> records. train-v2 is train plus new examples."""
+    rng = random.Random(f"{seed}-{task}")
+    n_eval, n_train, n_extra = SIZES[task]
+    if task == "sentiment":
+        evaluation = sentiment_records(language, "eval", n_eval // 2, rng)
+        training = sentiment_records(language, "train", (n_train + n_extra) // 2, rng)
+        half, extra = n_train // 2, n_extra // 2
+        per_label = [training[: len(training) // 2], training[len(training) // 2 :]]
+        v1 = [r for rows in per_label for r in rows[:half]]
+        new = [r for rows in per_label for r in rows[half : half + extra]]
+    else:
+        if task == "reasoning":
+            cut = copa.TRAIN_SCENARIOS
+            train_groups = [copa_items(language, s) for s in copa.SCENARIOS[:cut]]
+            eval_groups = [copa_items(language, s) for s in copa.SCENARIOS[cut:]]
+        else:
+            cut = summaries.TRAIN_FRAMES
+            train_groups = [summary_items(language, [f]) for f in summaries.FRAMES[:cut]]
+            eval_groups = [summary_items(language, [f]) for f in summaries.FRAMES[cut:]]
+        evaluation = _spread(_grouped(eval_groups), n_eval, rng)
+        training = _spread(_grouped(train_groups), n_train + n_extra, rng)
+        v1, new = training[:n_train], training[n_train:]
+    for rows in (evaluation, v1, new):
+        rng.shuffle(rows)
+    if task == "reasoning":
+        evaluation, v1, new = (_alternate(language, rows) for rows in (evaluation, v1, new))
+    return {"eval": evaluation, "train": v1, "train-v2": v1 + new}
+
+
+# Training per task on Gemma 3 270M (the same for every language and for COMB): LoRA r8 on
+# every linear layer, one pass over the data; the longest record of a task fits its
+# maxSeqLength.
+TRAINING = {
+    "sentiment": {"maxSeqLength": 64},
+    "reasoning": {"maxSeqLength": 128},
+    "summarisation": {"maxSeqLength": 128},
+}
+METRICS = {
+    "sentiment": ["f1", "precision", "recall", "accuracy"],
+    "reasoning": ["accuracy"],
+    "summarisation": ["rougeL", "rouge1"],
+}
+# Three merge methods per task: the research's TIES and KnOTS, and linear, the mean of the
+# updates.
+MERGES = {
+    "knots": ("knots-ties", "density: 0.7\n    lambda: 1.0"),
+    "ties": ("ties", "density: 0.7\n    lambda: 1.0"),
+    "linear": ("linear", "weightNormalization: sum-to-one"),
+}
+BASE_MODEL = "builtin:gemma-3-270m"
+
+
+def adapter_manifest(task: str, language: str) -> str:
+    return f"""apiVersion: langmerge.io/v1alpha1
+kind: LanguageAdapter
+metadata:
+  name: {task}-{language}
+  labels:
+    langmerge.io/task: {task}
+spec:
+  baseModel:
+    name: {BASE_MODEL}
+  task: {task}
+  language: {language}
+  dataset:
+    uri: datasets/{task}/{language}-train.jsonl
+    revision: v1
+    evalUri: datasets/{task}/{language}-eval.jsonl
+  lora:
+    rank: 8
+    alpha: 16
+    dropout: 0.0
+    targetModules: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]
+  training:
+    epochs: 1
+    learningRate: 0.001
+    batchSize: 8
+    maxSeqLength: {TRAINING[task]["maxSeqLength"]}
+    precision: fp32
+  resources:
+    gpus: 0
+    cpu: 2
+"""
+
+
+def merged_manifests(task: str) -> str:
+    parts = []
+    for suffix, (method, parameters) in MERGES.items():
+        parts.append(f"""apiVersion: langmerge.io/v1alpha1
+kind: MergedModel
+metadata:
+  name: {task}-{suffix}
+spec:
+  baseModel:
+    name: {BASE_MODEL}
+  task: {task}
+  adapters:
+    selector:
+      matchLabels:
+        langmerge.io/task: {task}
+  method: {method}
+  parameters:
+    {parameters}
+  output:
+    format: lora
+  # Scored by the local loop on each adapter's evalUri (BASE, INDV, COMB and every merge);
+  # add datasets and a gate to have the merge Job refuse a merge that loses quality.
+  evaluation:
+    metrics: [{", ".join(METRICS[task])}]
+  resources:
+    gpus: 0
+    cpu: 2
+""")
+    return "---\n".join(parts)
+
+
+def manifests() -> dict[str, str]:
+    """file name -> text: one LanguageAdapter per task and language (an update edits one
+    file), and each task's merged models."""
+    header = "# Written by hack/make_research_data.py.\n"
+    out = {}
+    for task in TASKS:
+        for language in LANGUAGES:
+            out[f"{task}-{language}.yaml"] = header + adapter_manifest(task, language)
+        out[f"{task}-merged.yaml"] = header + merged_manifests(task)
+    return out
+
+
+def write(path: Path, rows: list[Record]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+
+
+def main() -> None:
+    for index, language in enumerate(LANGUAGES):
+        for task in TASKS:
+            for split, rows in task_splits(task, language, 2000 + index).items():
+                write(OUT / task / f"{language}-{split}.jsonl", rows)
+    for name, text in manifests().items():
+        (OUT.parent / name).write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

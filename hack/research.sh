@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# `make research`: the research in miniature on a real multilingual LLM (Gemma 3 270M), with
+# `langmerge up` on this machine: three tasks x five languages (examples/research/),
+# BASE / INDV / COMB / three merges per task, then the update of one language (new German
+# data in every task: only German retrains, every merged model re-merges).
+# LANGMERGE_RESEARCH_EVAL_LIMIT=N scores the first N held-out examples per language (a
+# quick look with wider intervals); unset, all of them (200 / 200 / 100).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+work=${LANGMERGE_RESEARCH_DIR:-.langmerge-research}
+limit=${LANGMERGE_RESEARCH_EVAL_LIMIT:-}
+rm -rf "$work"
+mkdir -p "$work"
+cp -r examples/research "$work/manifests"
+langmerge=.venv/bin/langmerge
+flags=(--state-dir "$work/state" --compare-combined ${limit:+--eval-limit "$limit"})
+
+echo "== 1/2 initial setup: langmerge up -f $work/manifests ${limit:+(eval limit $limit)}"
+start=$SECONDS
+"$langmerge" up -f "$work/manifests" "${flags[@]}" > "$work/initial.txt"
+echo "initial setup: $((SECONDS - start)) s"
+echo
+echo "== 2/2 update one language: new German data in every task (dataset.uri and revision)"
+sed -i 's#de-train.jsonl#de-train-v2.jsonl#; s#revision: v1#revision: v2#' "$work"/manifests/*-de.yaml
+start=$SECONDS
+"$langmerge" up -f "$work/manifests" "${flags[@]}" > "$work/update.txt"
+echo "update: $((SECONDS - start)) s"
+echo
+.venv/bin/python hack/research_report.py "$work/state"
+echo
+echo "report: $work/state/report.md, report.json, research.md, figures/*.png"

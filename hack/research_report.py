@@ -1,0 +1,154 @@
+"""The research run's reading: from `langmerge up`'s report.json, per task the research's
+quality table (every model's mean over the five languages with a 95 % interval), the
+targets of issue 27 met or missed, and the cost of the two paths; research.md,
+research.json and figures/*.png (hack/research_figures.py) beside report.json.
+
+    python hack/research_report.py .langmerge-research/state
+
+The interval of a mean over languages combines the per-language bootstrap intervals as
+independent (half-width sqrt(sum of squared half-widths) / languages): the languages are
+scored on disjoint examples."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from research_figures import write as write_figures  # hack/, beside this script
+
+PARITY = 0.02  # the research's parity: the best merge within 2 points of COMB
+UPDATE_SHARE = 0.30  # an update's training compute at most 30 % of retraining COMB
+
+
+def mean_interval(row: dict[str, Any], metric: str) -> tuple[float, float, float] | None:
+    cells = [c for c in row["perLanguage"].values() if metric in c]
+    if not cells:
+        return None
+    mean = sum(c[metric] for c in cells) / len(cells)
+    halves = [(c[f"{metric}High"] - c[f"{metric}Low"]) / 2 for c in cells if f"{metric}Low" in c]
+    half = math.sqrt(sum(h * h for h in halves)) / len(cells) if halves else 0.0
+    return mean, mean - half, mean + half
+
+
+def task_reading(task: str, section: dict[str, Any]) -> dict[str, Any]:
+    evaluation = section["evaluation"]
+    metric = evaluation["metric"]
+    models = {}
+    for row in evaluation["rows"]:
+        if row["kind"] == "chance":
+            continue
+        interval = mean_interval(row, metric)
+        if interval:
+            models[row["name"]] = {
+                "kind": row["kind"],
+                "mean": interval[0],
+                "low": interval[1],
+                "high": interval[2],
+                "perLanguage": {
+                    language: {
+                        "value": c[metric],
+                        "low": c.get(f"{metric}Low", c[metric]),
+                        "high": c.get(f"{metric}High", c[metric]),
+                    }
+                    for language, c in row["perLanguage"].items()
+                    if metric in c
+                },
+            }
+    merges = {name: m for name, m in models.items() if m["kind"] == "merged"}
+    base = next((m for m in models.values() if m["kind"] == "base"), None)
+    comb = models.get("COMB")
+    targets: dict[str, Any] = {}
+    if merges and comb:
+        best_name = max(merges, key=lambda n: merges[n]["mean"])
+        best = merges[best_name]
+        targets["bestMergeWithinParityOfComb"] = {
+            "met": best["mean"] >= comb["mean"] - PARITY and best["high"] >= comb["low"],
+            "detail": f"best merge {best_name} {best['mean']:.3f} "
+            f"[{best['low']:.3f}-{best['high']:.3f}] vs COMB {comb['mean']:.3f} "
+            f"[{comb['low']:.3f}-{comb['high']:.3f}]; parity: >= COMB - {PARITY} with the "
+            "intervals overlapping",
+        }
+    if merges and base:
+        below = [n for n, m in merges.items() if m["low"] <= base["high"]]
+        targets["everyMergeAboveBase"] = {
+            "met": not below,
+            "detail": f"BASE {base['mean']:.3f} [{base['low']:.3f}-{base['high']:.3f}]; "
+            + (
+                f"not clear of it: {', '.join(below)}"
+                if below
+                else "every merge's interval lies above BASE's"
+            ),
+        }
+    update = section["research"].get("updateOneLanguage")
+    if update:
+        share = (
+            update["merged"]["trainingComputeSeconds"]
+            / update["combined"]["trainingComputeSeconds"]
+        )
+        targets["updateComputeShare"] = {
+            "met": share <= UPDATE_SHARE,
+            "detail": f"the update's training compute is {share:.1%} of retraining COMB "
+            f"(target <= {UPDATE_SHARE:.0%}; the research: 26.3 %)",
+        }
+    return {
+        "metric": metric,
+        "models": models,
+        "targets": targets,
+        "research": section["research"],
+        "transfer": evaluation["transfer"],
+        "languages": evaluation["languages"],
+    }
+
+
+def render(reading: dict[str, Any], n: dict[str, int]) -> str:
+    parts = ["# The research in miniature: Gemma 3 270M, three tasks, five languages"]
+    for task, r in reading.items():
+        metric = r["metric"]
+        parts.append(
+            f"\n## {task} ({metric}, mean over {len(r['languages'])} languages, "
+            f"n = {n.get(task, '?')} per language)\n"
+        )
+        parts.append("| Model | mean | 95 % interval |\n|---|---|---|")
+        for name, m in r["models"].items():
+            parts.append(f"| {name} | {m['mean']:.3f} | {m['low']:.3f}-{m['high']:.3f} |")
+        parts.append("")
+        for key, target in r["targets"].items():
+            parts.append(f"- {key}: {'met' if target['met'] else 'NOT met'}: {target['detail']}")
+        for label, key in (("initial setup", "initialSetup"), ("update", "updateOneLanguage")):
+            side = r["research"].get(key)
+            if not side:
+                continue
+            ours, theirs = side["merged"], side["combined"]
+            parts.append(
+                f"- {label}: training compute {ours['trainingComputeSeconds']:.0f} s merged "
+                f"path vs {theirs['trainingComputeSeconds']:.0f} s COMB; wall-clock with "
+                f"adapters in parallel {ours['criticalPathSeconds']:.0f} s vs "
+                f"{theirs['criticalPathSeconds']:.0f} s; whole-process cost "
+                f"${ours['costUsd']:.5f} vs ${theirs['costUsd']:.5f}"
+            )
+    return "\n".join(parts) + "\n"
+
+
+def main(state: Path) -> int:
+    report = json.loads((state / "report.json").read_text())
+    reading, n = {}, {}
+    for task, section in report["tasks"].items():
+        if not section.get("evaluation"):
+            continue
+        reading[task] = task_reading(task, section)
+        cells = [c for row in section["evaluation"]["rows"] for c in row["perLanguage"].values()]
+        n[task] = int(max((c.get("n", 0) for c in cells), default=0))
+    (state / "research.json").write_text(json.dumps(reading, indent=2))
+    text = render(reading, n)
+    (state / "research.md").write_text(text)
+    print(text)
+    for path in write_figures(reading, state / "figures"):
+        print(f"figure: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(Path(sys.argv[1])))

@@ -1,0 +1,194 @@
+"""The research quickstart scaled down: examples/research's manifests and data, on
+builtin:tiny instead of Gemma 3 270M, two languages, fewer examples, a limited evaluation.
+Its three tasks are scored their own ways (F1 by label likelihood, accuracy by alternative
+likelihood, ROUGE by generation), the report carries every row, interval and transfer
+matrix, the research reading is written, and the update of one language re-scores only the
+models it changed. `make research` is the full run."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from matplotlib.container import BarContainer
+from PIL import Image
+
+from langmerge.operator.local import State, up
+from tests.conftest import REPO
+from tests.support import hack
+
+RESEARCH = REPO / "examples" / "research"
+TASKS = ("sentiment", "reasoning", "summarisation")
+LANGUAGES = ("en", "ja")
+LINES = {"train": 24, "train-v2": 32, "eval": 16}
+MERGES = ("knots", "linear")
+EVAL_LIMIT = 8
+PRIMARY = {"sentiment": "f1", "reasoning": "accuracy", "summarisation": "rougeL"}
+
+pytestmark = pytest.mark.timeout(
+    1800 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))  # a hang guard, not a timer
+)
+
+
+def _scaled(folder: Path) -> Path:
+    for task in TASKS:
+        (folder / "datasets" / task).mkdir(parents=True)
+        for language in LANGUAGES:
+            for split, count in LINES.items():
+                name = f"{language}-{split}.jsonl"
+                lines = (RESEARCH / "datasets" / task / name).read_text("utf-8").splitlines()
+                (folder / "datasets" / task / name).write_text("\n".join(lines[:count]) + "\n")
+            text = (RESEARCH / f"{task}-{language}.yaml").read_text("utf-8")
+            (folder / f"{task}-{language}.yaml").write_text(
+                text.replace("builtin:gemma-3-270m", "builtin:tiny")
+            )
+        documents = [
+            d
+            for d in yaml.safe_load_all((RESEARCH / f"{task}-merged.yaml").read_text("utf-8"))
+            if d["metadata"]["name"].rsplit("-", 1)[1] in MERGES
+        ]
+        for document in documents:
+            document["spec"]["baseModel"]["name"] = "builtin:tiny"
+        (folder / f"{task}-merged.yaml").write_text(yaml.safe_dump_all(documents))
+    return folder
+
+
+def _run(folder: Path, state: Path) -> str:
+    out = io.StringIO()
+    code = up(folder, state, compare_combined=True, out=out, eval_limit=EVAL_LIMIT)
+    assert code == 0, out.getvalue()
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def research(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("research")
+    folder, state = _scaled(root / "manifests"), root / "state"
+    initial = _run(folder, state)
+    before = State.load(state / "state.json").evaluation
+    for task in TASKS:
+        manifest = folder / f"{task}-ja.yaml"
+        manifest.write_text(
+            manifest.read_text()
+            .replace("ja-train.jsonl", "ja-train-v2.jsonl")
+            .replace("revision: v1", "revision: v2")
+        )
+    update = _run(folder, state)
+    reading = subprocess.run(
+        [sys.executable, str(REPO / "hack" / "research_report.py"), str(state)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {
+        "initial": initial,
+        "update": update,
+        "before": before,
+        "state": State.load(state / "state.json"),
+        "report": json.loads((state / "report.json").read_text()),
+        "research": json.loads((state / "research.json").read_text()),
+        "reading": reading.stdout,
+        "figures": state / "figures",
+    }
+
+
+def test_each_task_is_scored_its_own_way(research: dict[str, Any]) -> None:
+    for task, metric in PRIMARY.items():
+        evaluation = research["report"]["tasks"][task]["evaluation"]
+        assert evaluation["metric"] == metric, task
+        assert evaluation["languages"] == sorted(LANGUAGES)
+        names = [row["name"] for row in evaluation["rows"]]
+        expected = ["BASE (no adapter)", "INDV (own language)", "COMB"]
+        expected += [f"{task}-{m}" for m in MERGES]
+        assert [n for n in names if not n.startswith("chance")] == expected, task
+        assert any(n.startswith("chance") for n in names) == (task != "summarisation")
+        for row in evaluation["rows"]:
+            for cell in row["perLanguage"].values():
+                if row["kind"] != "chance":
+                    assert cell["n"] == EVAL_LIMIT  # the limit, honoured and reported
+                    assert cell[f"{metric}Low"] <= cell[metric] <= cell[f"{metric}High"]
+        transfer = evaluation["transfer"]
+        assert sorted(transfer) == sorted(LANGUAGES)
+        assert all(sorted(per) == sorted(LANGUAGES) for per in transfer.values())
+
+
+def test_the_research_reading_names_each_target(research: dict[str, Any]) -> None:
+    for task in TASKS:
+        targets = research["research"][task]["targets"]
+        assert set(targets) == {
+            "bestMergeWithinParityOfComb",
+            "everyMergeAboveBase",
+            "updateComputeShare",
+        }, task
+        assert all(isinstance(t["met"], bool) and t["detail"] for t in targets.values())
+        assert f"## {task} ({PRIMARY[task]}" in research["reading"]
+    update = research["report"]["tasks"]["reasoning"]["research"]["updateOneLanguage"]
+    assert update["merged"]["criticalPathSeconds"] > 0
+
+
+def _bars(axes: Any) -> dict[str, BarContainer]:
+    return {c.get_label(): c for c in axes.containers if isinstance(c, BarContainer)}
+
+
+def test_the_figures_draw_what_the_report_says(research: dict[str, Any]) -> None:
+    figures = hack.load("research_figures")
+    for task, metric in PRIMARY.items():
+        rows = research["report"]["tasks"][task]["evaluation"]["rows"]
+        cells = {r["name"]: r["perLanguage"] for r in rows if r["kind"] != "chance"}
+        bars = _bars(figures.quality(task, research["research"][task]).axes[0])
+        assert list(bars) == list(cells), task  # a bar per model, in the report's order
+        for name, container in bars.items():
+            want = [cells[name][language] for language in sorted(LANGUAGES)]
+            assert [p.get_height() for p in container.patches] == [c[metric] for c in want]
+            # the error bar spans the bootstrap interval
+            segments = container.errorbar.lines[2][0].get_segments()
+            spans = [bound for s in segments for bound in (float(s[0][1]), float(s[1][1]))]
+            bounds = [bound for c in want for bound in (c[f"{metric}Low"], c[f"{metric}High"])]
+            assert spans == pytest.approx(bounds), (task, name)
+
+    grid = figures.cost(research["research"]).axes  # rows: compute, critical path
+    update = grid[1]  # training compute of the update of one language
+    for path, container in _bars(update).items():
+        key = "merged" if path.startswith("adapters") else "combined"
+        want = [
+            research["report"]["tasks"][t]["research"]["updateOneLanguage"][key]
+            for t in research["research"]
+        ]
+        assert [p.get_height() for p in container.patches] == [
+            w["trainingComputeSeconds"] for w in want
+        ]
+    written = sorted(p.name for p in research["figures"].iterdir())
+    assert written == sorted(["cost.png", *(f"{t}-quality.png" for t in TASKS)])
+    for path in research["figures"].iterdir():
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) >= 400
+
+
+def test_an_update_rescores_only_the_models_it_changed(research: dict[str, Any]) -> None:
+    phase = research["state"].phases[-1]
+    assert sorted(r.name for r in phase.trained) == [f"{t}-ja" for t in sorted(TASKS)]
+    assert "unchanged keep their scores" in research["update"]
+    after = research["state"].evaluation
+    for task in TASKS:
+        # BASE and the English adapter did not change: their scores carry over unchanged.
+        for kept in ("BASE", "INDV en"):
+            assert after[task].models[kept] == research["before"][task].models[kept]
+        assert after[task].uris["INDV ja"] != research["before"][task].uris["INDV ja"]
+
+
+def test_the_research_manifests_are_gemma_and_evaluate_every_language() -> None:
+    from langmerge.operator.local import load_manifests
+
+    adapters, merged = load_manifests(RESEARCH)
+    assert {a.spec.base_model.name for a in adapters} == {"builtin:gemma-3-270m"}
+    assert sorted({a.spec.task for a in adapters}) == sorted(TASKS)
+    assert all(a.spec.dataset.eval_uri for a in adapters)
+    by_task = {t: [m for m in merged if m.spec.task == t] for t in TASKS}
+    assert all(len(models) >= 3 for models in by_task.values())
