@@ -69,6 +69,8 @@ class MergeSummary(RunSummary):
     evaluation: dict[str, Any] | None = None
     evaluationSeconds: float | None = None  # noqa: N815 (the evaluation inside wallSeconds)
     rejectedOutput: str | None = None  # noqa: N815 (where a gated-out merge was kept)
+    # a merge search: the winner and why, the counts, the best few candidates, its seconds
+    search: dict[str, Any] | None = None
 
 
 class EvaluationSummary(RunSummary):

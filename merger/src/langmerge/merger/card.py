@@ -45,6 +45,8 @@ def model_card(metadata: dict[str, Any]) -> str:
     for key, value in parameters.items():
         if key != "weights":
             lines.append(f"| {key} | {'-' if value is None else value} |")
+    if metadata.get("search"):
+        lines += _search(metadata["search"])
     evaluation = metadata.get("evaluation")
     if evaluation:
         lines += _evaluation(evaluation)
@@ -83,3 +85,38 @@ def _evaluation(evaluation: dict[str, Any]) -> list[str]:
             f"{'-' if base is None else f'{base:.3f}'} |"
         )
     return lines
+
+
+def _search(search: dict[str, Any]) -> list[str]:
+    """The sweep table: every candidate with its validation score per language."""
+    rows = search["candidates"]
+    languages = sorted({lang for r in rows for lang in r.get("perLanguage", {})})
+    winner = search["winner"]
+    lines = [
+        "",
+        "## Search",
+        "",
+        f"{len(rows)} candidates merged and scored on validation data; chosen: "
+        f"**#{winner['index']}** ({winner['label']}), {winner['why']}.",
+        "",
+        f"| # | Method | Density | Lambda | Weights | Seed | {search['aggregate']} "
+        f"{search['metric']} | " + " | ".join(languages) + " |",
+        "|---" * (7 + len(languages)) + "|",
+    ]
+    for row in rows:
+        cells = [
+            f"**{row['index']}**" if row["index"] == winner["index"] else str(row["index"]),
+            row["method"],
+            _cell(row.get("density")),
+            _cell(row.get("lambda")),
+            str(row.get("weights", "-")),
+            _cell(row.get("seed")),
+            f"failed: {row['reason']}" if row.get("failed") else f"{row['score']:.3f}",
+            *(_cell(row.get("perLanguage", {}).get(lang), ".3f") for lang in languages),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cell(value: Any, spec: str = "g") -> str:
+    return "-" if value is None else format(value, spec)

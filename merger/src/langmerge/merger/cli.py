@@ -1,113 +1,35 @@
 """`langmerge-merge`: the merger image's entrypoint. Flags in; the merged artifact and one
-summary JSON (<= 4 KiB) out. Exits non-zero with the reason in the summary on failure."""
+summary JSON (<= 4 KiB) out. Exits non-zero with the reason in the summary on failure.
+This module is the parser and its checks; run.py does the run."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-import tempfile
-import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from langmerge.common import models, storage
+from langmerge.common import storage
 from langmerge.common.cli import add_version, quiet_library_warnings
-from langmerge.common.scoring import GENERATION_METRICS
 from langmerge.common.summary import (
     MergeSummary,
-    Output,
     default_summary_path,
     failed,
-    peak_rss_bytes,
     write_summary,
 )
-from langmerge.merger.card import model_card
+from langmerge.merger import search as grid
 from langmerge.merger.names import METHOD_NAMES
+from langmerge.merger.run import GateFailedError, UsageError, normalised, run, topk_scope
 
 # torch and the merge maths load after the flags parse: `--help` and bad flags stay instant.
 if TYPE_CHECKING:
-    from langmerge.merger.adapters import LoraAdapter
     from langmerge.merger.methods import MergeSettings
 
+__all__ = ["GateFailedError", "UsageError", "build_parser", "main"]
 
-class UsageError(ValueError):
-    """A flag value that cannot work; the message names the flag and the fix."""
-
-
-class GateFailedError(ValueError):
-    """The merge worked but failed its evaluation gate: nothing is published."""
-
-    def __init__(self, evaluation: dict[str, Any], rejected_output: str | None) -> None:
-        super().__init__(f"evaluation gate: {evaluation['gate']['reason']}")
-        self.evaluation = evaluation
-        self.rejected_output = rejected_output
-
-
-# The summary keeps, per language, the gate's metric with its interval (the artifact's
-# langmerge.json keeps every metric): five languages fit the 4 KiB termination message.
-SUMMARY_METRIC_KEYS = ("examples",)
-
-
-def _compact(evaluation: dict[str, Any]) -> dict[str, Any]:
-    metric = evaluation.get("metric", "f1")
-    keys = (metric, f"{metric}Low", f"{metric}High", *SUMMARY_METRIC_KEYS)
-    per_language = {
-        language: {k: v for k, v in metrics.items() if k in keys}
-        for language, metrics in evaluation["perLanguage"].items()
-    }
-    baseline = {
-        language: {k: v for k, v in metrics.items() if k == metric}
-        for language, metrics in evaluation["baseline"].items()
-    }
-    return {**evaluation, "perLanguage": per_language, "baseline": baseline}
-
-
-def _evaluate(
-    args: argparse.Namespace, adapters: list[LoraAdapter], staged: Path, scratch: Path
-) -> dict[str, Any]:
-    """Scores of the merged model per language, and the gate's verdict against the combined
-    model, the individual adapters (each on its own language) or the current merged model."""
-    from langmerge.merger import evaluate, gate
-
-    base = evaluate.load_base(args.base_model, scratch)
-    datasets = {}
-    for pair in args.evaluate:
-        language, _, uri = pair.partition("=")
-        datasets[language] = evaluate.load_records(uri, scratch, f"--evaluate {language}=")
-    models: dict[str, Path | None] = {"candidate": staged}
-    if args.gate_against == "individual":
-        models.update({f"individual {a.language}": a.path for a in adapters if a.language})
-    elif args.gate_baseline:
-        models["baseline"] = storage.fetch_dir(args.gate_baseline, scratch)
-    scored = evaluate.score_models(
-        base, models, datasets, generation=args.gate_metric in GENERATION_METRICS
-    )
-    candidate = scored.pop("candidate")
-    if args.gate_against == "individual":
-        baseline = {
-            language: scored[f"individual {language}"][language]
-            for language in datasets
-            if f"individual {language}" in scored
-        }
-    else:
-        baseline = scored.get("baseline", {})
-    verdict = gate.Verdict(passed=True)
-    if args.gate_max_drop is not None and baseline:
-        verdict = gate.decide(
-            candidate, baseline, args.gate_metric, args.gate_max_drop, args.gate_against
-        )
-    return {
-        "perLanguage": {language: s.metrics for language, s in candidate.items()},
-        "baseline": {language: s.metrics for language, s in baseline.items()},
-        "against": args.gate_against,
-        "metric": args.gate_metric,
-        "gate": verdict.to_summary(),
-        "comparisons": verdict.comparisons,
-    }
+# Flags a search's grid sets per candidate, and their values without one.
+CANDIDATE_DEFAULTS = {"method": "knots-ties", "density": 0.5, "lambda_": 1.0, "seed": 0}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--method",
         choices=METHOD_NAMES,
-        default="knots-ties",
+        default=None,
         help="how the adapters' updates are combined (default: knots-ties)",
     )
     parser.add_argument(
         "--density",
         type=float,
-        default=0.5,
+        default=None,
         help="fraction of entries kept by TIES trimming / DARE dropping, in (0, 1] "
         "(default: 0.5). TIES keeps, per task, every entry at least as large as the "
         "(n - int(density*n))-th smallest magnitude: int(density*n)+1 entries without ties, "
@@ -161,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="lambda_",
         metavar="LAMBDA",
         type=float,
-        default=1.0,
+        default=None,
         help="scale of the merged update (default: 1.0)",
     )
     parser.add_argument(
@@ -178,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         "default) or per module; ties always trims each module by itself",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of DARE's random drop (default: 0)"
+        "--seed", type=int, default=None, help="seed of DARE's random drop (default: 0)"
     )
     parser.add_argument(
         "--output-format",
@@ -252,6 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URI",
         help="the combined or current model the gate compares against",
     )
+    search = parser.add_argument_group("merge search (needs --base-model)")
+    search.add_argument(
+        "--search",
+        default=None,
+        metavar="JSON|@FILE",
+        help="a grid of candidate merges, each scored on --validate, the best published: "
+        '{"grid": [{"method": "knots-ties", "densities": [0.3, 0.5], "lambdas": [1, 1.5], '
+        '"weights": ["uniform", "examples", {"en": 2}]}, {"method": "knots-dare-ties", '
+        '"seeds": [0, 1]}], "metric": "f1", "aggregate": "mean"}. Each entry takes the '
+        "options of its method only (densities: the trimming and DARE methods; seeds: DARE); "
+        f"weights: uniform, examples (proportional to each adapter's training examples) or a "
+        f"map language -> weight (a language left out weighs 1); at most "
+        f"{grid.MAX_CANDIDATES} candidates; aggregate: mean over the languages or the worst "
+        "language. Replaces --method, --density, --lambda, --weights and --seed",
+    )
+    search.add_argument(
+        "--validate",
+        action="append",
+        default=[],
+        metavar="LANG=URI",
+        help="validation prompt/response JSONL per language, on which the search chooses "
+        "(repeat); must differ from every --evaluate dataset, which judges the winner",
+    )
     parser.add_argument(
         "--summary-file",
         type=Path,
@@ -279,6 +224,7 @@ def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
                     f"{flag} {target} overlaps the input --adapter {uri}: writing there would "
                     "destroy the input; choose an output outside every input"
                 )
+    _candidate_flags(args)
     if not 0 < args.density <= 1:
         raise UsageError(f"--density must be in (0, 1], got {args.density}")
     if args.lambda_ <= 0:
@@ -317,144 +263,66 @@ def _settings(args: argparse.Namespace, n: int) -> MergeSettings:
         raise UsageError(
             "--gate-against combined needs --gate-baseline URI (the combined model's adapter)"
         )
-    if args.weight_normalization == "sum-to-one":
-        total = sum(weights)
-        weights = [w / total for w in weights]
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda asked for, but no CUDA device is visible")
     return MergeSettings(
         method=METHODS[args.method],
-        weights=tuple(weights),
+        weights=normalised(tuple(weights), args.weight_normalization),
         density=args.density,
         lambda_=args.lambda_,
         majority_sign=args.majority_sign,
-        topk_scope=_topk_scope(args.method, args.topk_scope),
+        topk_scope=topk_scope(args.method, args.topk_scope),
         seed=args.seed,
         rank=args.rank,
         device=args.device,
     )
 
 
-def _topk_scope(method: str, requested: str | None) -> str | None:
-    """What the method's TIES trimming actually spans: recorded as such in the summary."""
-    if method == "knots-ties":
-        return requested or "model"
-    if method == "ties":
-        if requested == "model":
+def _candidate_flags(args: argparse.Namespace) -> None:
+    """The flags a search's grid sets per candidate are refused beside --search (one would be
+    silently overridden) and take their defaults without it."""
+    given = [name for name in (*CANDIDATE_DEFAULTS, "weights") if getattr(args, name) is not None]
+    if args.search is not None and given:
+        flags = ", ".join("--" + name.rstrip("_").replace("_", "-") for name in given)
+        raise UsageError(
+            f"{flags} cannot be given with --search: its grid sets each candidate's method "
+            "and parameters; put them in the grid"
+        )
+    for name, value in CANDIDATE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
+def _search(args: argparse.Namespace) -> grid.Search | None:
+    """The search --search describes, checked before any work, with its data flags."""
+    if args.search is None:
+        if args.validate:
+            raise UsageError("--validate is the data a --search chooses on; give --search too")
+        return None
+    search = grid.parse(grid.load(args.search))
+    if not args.validate:
+        raise UsageError(
+            "--search needs --validate LANG=URI: validation data to choose the winner on "
+            "(held apart from --evaluate's, which judges it)"
+        )
+    if not args.base_model:
+        raise UsageError("--search needs --base-model to score its candidates")
+    validation = {pair.partition("=")[2] for pair in args.validate}
+    for pair in args.evaluate:
+        if pair.partition("=")[2] in validation:
             raise UsageError(
-                "--topk-scope model applies to knots-ties; ties trims each module's dense "
-                "update by itself (omit the flag, or use knots-ties for a model-wide top-k)"
+                f"--evaluate {pair} is also a --validate dataset: the gate would judge the "
+                "winner on the data it was chosen on; give held-out data that differs"
             )
-        return "module"
-    return None  # no top-k: linear, cat and the DARE methods
-
-
-def _load_inputs(args: argparse.Namespace, scratch: Path) -> list[LoraAdapter]:
-    from langmerge.merger.adapters import AdapterError, check_compatible, load_adapter
-
-    adapters = []
-    for index, uri in enumerate(args.adapter):
-        storage.check_under_root(uri, args.artifact_root, f"--adapter {uri}")
-        path = storage.fetch_dir(uri, scratch)
-        if args.adapter_sha256:
-            actual = storage.sha256_dir(path)
-            if actual != args.adapter_sha256[index]:
-                raise AdapterError(
-                    f"adapter {uri}: sha256 is {actual}, expected {args.adapter_sha256[index]}; "
-                    "the artifact is corrupt or was changed after training"
-                )
-        adapters.append(load_adapter(uri, path))
-    check_compatible(adapters)
-    return adapters
-
-
-def run(args: argparse.Namespace) -> MergeSummary:
-    from langmerge.merger.methods import Merger
-    from langmerge.merger.output import write_full, write_lora
-
-    started = time.monotonic()
-    settings = _settings(args, len(args.adapter))
-    storage.check_under_root(args.output, args.artifact_root, "--output")
-    if args.rejected_output:
-        storage.check_under_root(args.rejected_output, args.artifact_root, "--rejected-output")
-    with tempfile.TemporaryDirectory(prefix="langmerge-merge-") as scratch_name:
-        scratch = Path(scratch_name)
-        adapters = _load_inputs(args, scratch)
-        # The inputs' digests (for the provenance record) are read while the merge computes:
-        # hashing releases the GIL, and the merge's own reads are of the same files.
-        hashing = ThreadPoolExecutor(1, thread_name_prefix="input-digests")
-        digests = hashing.map(storage.sha256_dir, [a.path for a in adapters])
-        hashing.shutdown(wait=False)
-        with storage.staging(args.output) as staged:
-            merger = Merger(adapters, settings)
-            merger.prepare()
-            if args.output_format == "lora":
-                # Dense results are compressed; by default to the inputs' summed rank (the
-                # most a sum of their updates can need), never to full rank.
-                rank = settings.rank or sum(int(a.config.get("r", 0)) for a in adapters) or None
-                figures = write_lora(merger, adapters[0], staged, rank)
-            else:
-                base = models.resolve(args.base_model, scratch, artifact_root=args.artifact_root)
-                figures = write_full(merger, base, staged)
-            inputs = [
-                {"uri": a.name, "sha256": digest, "language": a.language}
-                for a, digest in zip(adapters, digests, strict=True)
-            ]
-            metadata = {
-                "kind": "merged",
-                "method": settings.method.name,
-                "format": args.output_format,
-                "baseModel": adapters[0].base_model[0],
-                "baseModelTerms": adapters[0].metadata.get("baseModelTerms"),
-                "inputs": inputs,
-                "parameters": _parameters(settings),
-            }
-            evaluating = time.monotonic()
-            evaluation = _evaluate(args, adapters, staged, scratch) if args.evaluate else None
-            evaluation_seconds = time.monotonic() - evaluating
-            if evaluation is not None:
-                metadata["evaluation"] = evaluation
-            (staged / "langmerge.json").write_text(json.dumps(metadata, indent=2))
-            (staged / "README.md").write_text(model_card(metadata))
-            if evaluation is not None and not evaluation["gate"]["passed"]:
-                if args.rejected_output:  # kept for inspection, never served
-                    with storage.staging(args.rejected_output) as rejected:
-                        shutil.copytree(staged, rejected, dirs_exist_ok=True)
-                        storage.publish_dir(rejected, args.rejected_output)
-                raise GateFailedError(_compact(evaluation), args.rejected_output)
-            digest = storage.publish_dir(staged, args.output)
-    return MergeSummary(
-        result="Succeeded",
-        method=settings.method.name,
-        parameters=_parameters(settings),
-        inputs=[{"sha256": i["sha256"], "language": i["language"]} for i in inputs],
-        output=Output(uri=args.output, sha256=digest, format=args.output_format),
-        **{k: v for k, v in figures.items() if k != "bytes"},
-        wallSeconds=round(time.monotonic() - started, 3),
-        peakRssBytes=peak_rss_bytes(),
-        device=args.device,
-        evaluation=_compact(evaluation) if evaluation is not None else None,
-        evaluationSeconds=round(evaluation_seconds, 3),
-    )
-
-
-def _parameters(settings: MergeSettings) -> dict[str, Any]:
-    return {
-        "weights": [round(w, 6) for w in settings.weights],
-        "density": settings.density,
-        "lambda": settings.lambda_,
-        "majoritySign": settings.majority_sign,
-        "topkScope": settings.topk_scope,
-        "seed": settings.seed,
-        "rank": settings.rank,
-    }
+    return search
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_library_warnings()
     try:
-        summary = run(args)
+        settings = _settings(args, len(args.adapter))
+        summary = run(args, settings, _search(args))
     except GateFailedError as gated:
         print(f"langmerge-merge: {gated}", file=sys.stderr)
         refused = MergeSummary(

@@ -357,6 +357,42 @@ def score_models(
     return scored
 
 
+def score_adapters_in_place(
+    base: Path,
+    adapters: dict[str, Path],
+    datasets: dict[str, list[dict[str, Any]]],
+    generation: bool = False,
+) -> dict[str, dict[str, Scored]]:
+    """adapter name -> language -> Scored, with the base model loaded once: each LoRA is
+    loaded into the same model beside the one before, made active, and the one before
+    deleted (peft's load_adapter / set_adapter / delete_adapter), so a search's candidates
+    cost their own weights, not a model load each. Scores equal a fresh load's."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from langmerge.common.reproducible import deterministic
+
+    deterministic()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model: Any = None
+    previous: str | None = None
+    scored: dict[str, dict[str, Scored]] = {}
+    for name, folder in adapters.items():
+        if model is None:
+            model = PeftModel.from_pretrained(_load(base, None), folder, adapter_name=name)
+        else:
+            model.load_adapter(folder, adapter_name=name)
+            model.set_adapter(name)
+            model.delete_adapter(previous)
+        previous = name
+        model.eval()
+        scored[name] = {
+            language: evaluate(model, tokenizer, records, "prompt", "response", generation)
+            for language, records in datasets.items()
+        }
+    return scored
+
+
 def _gold_labels(records: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     """What a uniform guess is scored against: the labels, or the answer positions of
     multiple-choice records."""

@@ -18,7 +18,7 @@ import torch
 
 from langmerge.merger import steps
 from langmerge.merger.adapters import LoraAdapter
-from langmerge.merger.names import METHOD_NAMES
+from langmerge.merger.names import METHOD_NAMES, METHOD_OPTIONS
 
 Space = Literal["factors", "dense", "knots"]
 Sparsify = Literal["magnitude", "dare"] | None
@@ -55,8 +55,17 @@ METHODS: dict[str, Method] = {
 }
 
 
+def options(method: Method) -> tuple[str, ...]:
+    """The options the method takes beyond weights and lambda."""
+    return (("density",) if method.sparsify else ()) + (
+        ("seed",) if method.sparsify == "dare" else ()
+    )
+
+
 if tuple(sorted(METHODS)) != METHOD_NAMES:  # the torch-free list must name every method
     raise ImportError(f"names.METHOD_NAMES is stale: the registry has {sorted(METHODS)}")
+if {name: options(m) for name, m in METHODS.items()} != METHOD_OPTIONS:
+    raise ImportError("names.METHOD_OPTIONS is stale: it must follow each method's steps")
 
 
 @dataclass(frozen=True)

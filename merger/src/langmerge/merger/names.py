@@ -1,5 +1,6 @@
-"""The merge methods' names, importable without torch (the CLI's --help and choices);
-methods.py registers one method per name and checks the two agree at import."""
+"""The merge methods' names and the options each takes, importable without torch (the CLI's
+--help and choices, the search grid's validation); methods.py registers one method per name
+and checks at import that the registry agrees."""
 
 METHOD_NAMES = (
     "cat",
@@ -10,3 +11,15 @@ METHOD_NAMES = (
     "linear",
     "ties",
 )
+
+# The options beyond weights and lambda (which every method takes): density for the methods
+# that trim (TIES) or drop (DARE), seed for DARE's random drop.
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "cat": (),
+    "dare-linear": ("density", "seed"),
+    "dare-ties": ("density", "seed"),
+    "knots-dare-ties": ("density", "seed"),
+    "knots-ties": ("density",),
+    "linear": (),
+    "ties": ("density",),
+}

@@ -21,6 +21,7 @@ from langmerge.merger.adapters import CONFIG, WEIGHTS, LoraAdapter
 from langmerge.merger.methods import MergedModule, Merger
 
 PEFT_PREFIX = "base_model.model."
+COMPRESSION_SEED = 0  # the randomised SVD's start: a module compresses the same in any run
 _DTYPES = {
     torch.float64: "F64",
     torch.float32: "F32",
@@ -93,6 +94,58 @@ def _pattern_key(module: str) -> str:
     return module.removeprefix(PEFT_PREFIX)
 
 
+class LoraWriter:
+    """Writes a peft adapter whose B @ A per module is the merged update (scale 1), one merged
+    module at a time (a search feeds many writers from one pass over the modules).
+
+    Dense results are compressed to `rank` (default: the sum of the input ranks) by an SVD;
+    the largest relative Frobenius error is reported."""
+
+    def __init__(
+        self,
+        template: LoraAdapter,
+        out_dir: Path,
+        rank: int | None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.template, self.out_dir, self.rank, self.dtype = template, out_dir, rank, dtype
+        self._writer = SafetensorsStreamWriter(out_dir / WEIGHTS, {"format": "pt"})
+        self._ranks: dict[str, int] = {}
+        self._worst_error = 0.0
+
+    def add(self, module: MergedModule) -> None:
+        if module.delta is not None:
+            b, a, error = compress_dense(module.delta, self.rank)
+        else:
+            assert module.b is not None and module.a is not None
+            b, a, error = module.b, module.a, module.stats.get("reconstruction_error", 0.0)
+        if a.shape[0] == 0:  # nothing survived: keep a valid rank-1 zero update
+            a = torch.zeros((1, a.shape[1]), dtype=a.dtype)
+            b = torch.zeros((b.shape[0], 1), dtype=b.dtype)
+        self._worst_error = max(self._worst_error, error)
+        self._writer.add(f"{module.name}.lora_A.weight", a.to(self.dtype))
+        self._writer.add(f"{module.name}.lora_B.weight", b.to(self.dtype))
+        self._ranks[_pattern_key(module.name)] = int(a.shape[0])
+
+    def close(self) -> dict[str, float]:
+        self._writer.close()
+        ranks = self._ranks
+        top = max(ranks.values())
+        config = dict(self.template.config)
+        config.update(
+            r=top,
+            lora_alpha=top,
+            use_rslora=False,
+            lora_dropout=0.0,
+            use_dora=False,
+            rank_pattern={k: v for k, v in ranks.items() if v != top},
+            alpha_pattern={k: v for k, v in ranks.items() if v != top},
+            inference_mode=True,
+        )
+        (self.out_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+        return {"rank": float(top), "reconstruction_error": self._worst_error}
+
+
 def write_lora(
     merged: Iterable[MergedModule],
     template: LoraAdapter,
@@ -100,41 +153,11 @@ def write_lora(
     rank: int | None,
     dtype: torch.dtype = torch.float32,
 ) -> dict[str, float]:
-    """Writes a peft adapter whose B @ A per module is the merged update (scale 1).
-
-    Dense results are compressed to `rank` (default: the sum of the input ranks) by a
-    randomised SVD; the largest relative Frobenius error is reported."""
-    writer = SafetensorsStreamWriter(out_dir / WEIGHTS, {"format": "pt"})
-    ranks: dict[str, int] = {}
-    worst_error = 0.0
+    """A LoraWriter fed every merged module."""
+    writer = LoraWriter(template, out_dir, rank, dtype)
     for module in merged:
-        if module.delta is not None:
-            b, a, error = compress_dense(module.delta, rank)
-        else:
-            assert module.b is not None and module.a is not None
-            b, a, error = module.b, module.a, module.stats.get("reconstruction_error", 0.0)
-        if a.shape[0] == 0:  # nothing survived: keep a valid rank-1 zero update
-            a = torch.zeros((1, a.shape[1]), dtype=a.dtype)
-            b = torch.zeros((b.shape[0], 1), dtype=b.dtype)
-        worst_error = max(worst_error, error)
-        writer.add(f"{module.name}.lora_A.weight", a.to(dtype))
-        writer.add(f"{module.name}.lora_B.weight", b.to(dtype))
-        ranks[_pattern_key(module.name)] = int(a.shape[0])
-    writer.close()
-    top = max(ranks.values())
-    config = dict(template.config)
-    config.update(
-        r=top,
-        lora_alpha=top,
-        use_rslora=False,
-        lora_dropout=0.0,
-        use_dora=False,
-        rank_pattern={k: v for k, v in ranks.items() if v != top},
-        alpha_pattern={k: v for k, v in ranks.items() if v != top},
-        inference_mode=True,
-    )
-    (out_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-    return {"rank": float(top), "reconstruction_error": worst_error}
+        writer.add(module)
+    return writer.close()
 
 
 def compress_dense(
@@ -147,7 +170,10 @@ def compress_dense(
         u, s, vh = torch.linalg.svd(work, full_matrices=False)
         u, s, vh = u[:, :target], s[:target], vh[:target]
     else:
-        u, s, v = torch.svd_lowrank(work, q=min(target + 8, *delta.shape), niter=2)
+        # Its random start never depends on what ran before (the RNG state is restored).
+        with torch.random.fork_rng(devices=[work.device] if work.is_cuda else []):
+            torch.manual_seed(COMPRESSION_SEED)
+            u, s, v = torch.svd_lowrank(work, q=min(target + 8, *delta.shape), niter=2)
         u, s, vh = u[:, :target], s[:target], v[:, :target].T
     b, a = u * s, vh
     norm = float(torch.linalg.matrix_norm(work))

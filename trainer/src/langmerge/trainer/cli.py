@@ -277,6 +277,7 @@ def run(args: argparse.Namespace) -> TrainingSummary:
         examples = [
             encode(r, fields, tokenizer, config.max_seq_length) for rows in records for r in rows
         ]
+        trained_records = len(examples)  # before packing: a merge search weighs adapters by it
         if config.packing:
             examples = pack(examples, config.max_seq_length)
         evals = [encode(r, fields, tokenizer, config.max_seq_length) for r in eval_records]
@@ -303,6 +304,7 @@ def run(args: argparse.Namespace) -> TrainingSummary:
                 "language": args.language[0] if len(args.language) == 1 else None,
                 "languages": args.language,
                 "datasetSha256": digests,
+                "examples": trained_records,
                 "fingerprint": args.fingerprint,
                 "settings": asdict(config),
                 "fields": asdict(fields),

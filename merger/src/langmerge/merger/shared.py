@@ -1,0 +1,205 @@
+"""Merging a search's candidates with the work they share done once.
+
+Every KnOTS candidate over the same adapters starts from the same per-module alignment (the
+basis U and the blocks S V_i^T, the merge's costly part) and, for a model-wide TIES top-k,
+from thresholds that depend only on the density. SharedKnots computes each module's
+alignment once (kept in memory while it fits the cache budget, recomputed beyond it) and the
+thresholds of every density from one bucket histogram; merge_candidates then writes every
+KnOTS candidate in one pass over the modules, each module aligned once for all of them. The
+other methods' per-candidate work is the merge itself (cheap factor sums, or dense updates
+that are not worth keeping), so each runs as its own Merger. Every candidate's output is
+exactly what a separate merge with its settings writes (tests/merger/test_search.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from langmerge.merger import steps
+from langmerge.merger.adapters import LoraAdapter
+from langmerge.merger.methods import (
+    MergedModule,
+    Merger,
+    MergeSettings,
+    combine_,
+    knots_basis,
+    sparsify_,
+)
+from langmerge.merger.output import LoraWriter
+
+DEFAULT_CACHE_BYTES = 2 << 30
+
+
+class CandidateFailedError(ValueError):
+    """A candidate whose merge cannot be used (a non-finite value, a refused parameter)."""
+
+
+def _uses_global_topk(settings: MergeSettings) -> bool:
+    method = settings.method
+    return (
+        method.space == "knots"
+        and method.sparsify == "magnitude"
+        and settings.topk_scope == "model"
+        and settings.density < 1.0
+    )
+
+
+class SharedKnots:
+    """The KnOTS alignment of each module and the model-wide thresholds per density, for
+    every candidate over one set of adapters."""
+
+    def __init__(
+        self,
+        adapters: list[LoraAdapter],
+        tolerance: float,
+        device: str = "cpu",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.adapters, self.tolerance, self.device = adapters, tolerance, device
+        self.modules = sorted(adapters[0].modules)
+        self.cache_bytes = cache_bytes
+        self._aligned: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._cached = 0
+        self._thresholds: dict[float, list[float]] = {}
+        self.alignments = 0  # modules aligned (a benchmark and test figure)
+
+    def _load(self, module: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        pairs = [a.factors(module, dtype=torch.float64, device=self.device) for a in self.adapters]
+        return [a for a, _ in pairs], [b for _, b in pairs]
+
+    def aligned(self, module: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, blocks) of a module: from the cache, or computed (and cached while it fits)."""
+        found = self._aligned.get(module)
+        if found is not None:
+            return found
+        u, blocks = knots_basis(*self._load(module), self.tolerance)
+        assert u is not None
+        self.alignments += 1
+        size = u.numel() * u.element_size() + blocks.numel() * blocks.element_size()
+        if self._cached + size <= self.cache_bytes:
+            self._aligned[module] = (u, blocks)
+            self._cached += size
+        return u, blocks
+
+    def prepare(self, densities: set[float]) -> None:
+        """The model-wide TIES thresholds of every density not yet known, as StreamedThresholds
+        finds them for one merge: per adapter, the bucket of the k-th smallest magnitude from a
+        histogram over all modules, then the exact k-th value among that bucket's entries.
+        The histogram does not depend on the density, so one pass serves them all."""
+        wanted = sorted(d for d in densities if d < 1.0 and d not in self._thresholds)
+        if not wanted:
+            return
+        n = len(self.adapters)
+        counts = [torch.zeros(steps.BINS, dtype=torch.int64) for _ in range(n)]
+        for module in self.modules:
+            _, blocks = self.aligned(module)
+            for task in range(n):
+                counts[task] += steps.bucket_counts(blocks[task]).cpu()
+        targets: dict[float, list[tuple[int, int, int] | None]] = {}
+        for density in wanted:
+            per_task: list[tuple[int, int, int] | None] = []
+            for task_counts in counts:
+                size = int(task_counts.sum())
+                kth = size - int(size * density)
+                per_task.append(
+                    (kth, *steps.threshold_bucket(task_counts, kth)) if kth > 0 else None
+                )
+            targets[density] = per_task
+        found: dict[float, list[list[torch.Tensor]]] = {d: [[] for _ in range(n)] for d in wanted}
+        for module in self.modules:
+            _, blocks = self.aligned(module)
+            for task in range(n):
+                for density in wanted:
+                    target = targets[density][task]
+                    if target is not None:
+                        found[density][task].append(steps.in_bucket(blocks[task], target[1]).cpu())
+        for density in wanted:
+            self._thresholds[density] = [
+                0.0
+                if target is None
+                else steps.exact_threshold(torch.cat(found[density][task]), target[0] - target[2])
+                for task, target in enumerate(targets[density])
+            ]
+
+    def thresholds(self, settings: MergeSettings) -> list[float] | None:
+        """What Merger.prepare finds for these settings: model-wide thresholds, or None."""
+        if not _uses_global_topk(settings):
+            return None
+        self.prepare({settings.density})
+        return self._thresholds[settings.density]
+
+    def merge(
+        self, module: str, settings: MergeSettings, thresholds: list[float] | None
+    ) -> MergedModule:
+        """The candidate's merged module, from the shared alignment (methods._merge_knots's
+        steps on a copy of the blocks)."""
+        u, blocks = self.aligned(module)
+        merged = combine_(sparsify_(blocks.clone(), settings, module, thresholds), settings)
+        return MergedModule(module, b=u, a=merged, stats={"knots_rank": float(u.shape[1])})
+
+
+def _finite(module: MergedModule, dtype: torch.dtype) -> None:
+    """Refuses a merge that is not finite in the dtype it is written in (float64 sums that
+    overflow float32 included)."""
+    for tensor in (module.b, module.a, module.delta):
+        if tensor is not None and not bool(torch.isfinite(tensor.to(dtype)).all()):
+            raise CandidateFailedError(
+                f"module {module.name}: the merge is not finite in {dtype} (NaN or inf)"
+            )
+
+
+@dataclass
+class Written:
+    """A candidate's LoRA output in scratch, or why it has none."""
+
+    folder: Path
+    figures: dict[str, float] | None = None
+    failure: str | None = None
+
+
+def merge_candidates(
+    adapters: list[LoraAdapter],
+    settings: list[MergeSettings],
+    folder: Callable[[int], Path],
+    rank: int | None,
+    shared: SharedKnots,
+) -> list[Written]:
+    """Writes each candidate's LoRA to folder(i). KnOTS candidates are written together in one
+    pass over the modules; a candidate that fails is recorded and the others go on."""
+    results = [Written(folder(i)) for i in range(len(settings))]
+    for written in results:
+        written.folder.mkdir(parents=True, exist_ok=True)
+    knots = [i for i, s in enumerate(settings) if s.method.space == "knots"]
+    shared.prepare({settings[i].density for i in knots if _uses_global_topk(settings[i])})
+    writers = {i: LoraWriter(adapters[0], results[i].folder, rank) for i in knots}
+    thresholds = {i: shared.thresholds(settings[i]) for i in knots}
+    for module in shared.modules:
+        for i in knots:
+            if results[i].failure is not None:
+                continue
+            try:
+                merged = shared.merge(module, settings[i], thresholds[i])
+                _finite(merged, writers[i].dtype)
+                writers[i].add(merged)
+            except (CandidateFailedError, ValueError, RuntimeError) as error:
+                results[i].failure = str(error)
+    for i in knots:
+        if results[i].failure is None:
+            results[i].figures = writers[i].close()
+    for i, candidate in enumerate(settings):
+        if candidate.method.space == "knots":
+            continue
+        try:
+            merger = Merger(adapters, candidate)
+            merger.prepare()
+            writer = LoraWriter(adapters[0], results[i].folder, rank)
+            for merged in merger:
+                _finite(merged, writer.dtype)
+                writer.add(merged)
+            results[i].figures = writer.close()
+        except (CandidateFailedError, ValueError, RuntimeError) as error:
+            results[i].failure = str(error)
+    return results
