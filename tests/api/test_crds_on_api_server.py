@@ -15,6 +15,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from langmerge.operator.api.adapter import LanguageAdapter
+from langmerge.operator.api.merged import MergedModel
 from tests.conftest import REPO
 from tests.support.control_plane import ControlPlane
 from tests.support.kube import api_client, eventually, load_documents
@@ -58,6 +59,69 @@ def _mutated(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         node[leaf] = value
     return obj
 
+
+VALIDATION = {"de": "datasets/sentiment/de-validation.jsonl"}
+# (case, spec.search, the field the API server's message names): a merge search's bad input
+SEARCH_BAD: list[tuple[str, Any, str]] = [
+    ("search with an empty grid", {"grid": [], "validation": VALIDATION}, "spec.search.grid"),
+    (
+        "search density for linear",
+        {"grid": [{"method": "linear", "densities": [0.5]}], "validation": VALIDATION},
+        "spec.search.grid[0].densities",
+    ),
+    (
+        "search seeds for ties",
+        {"grid": [{"method": "ties", "seeds": [1]}], "validation": VALIDATION},
+        "spec.search.grid[0].seeds",
+    ),
+    (
+        "search with more than 64 candidates",
+        {
+            "grid": [
+                {
+                    "method": "knots-ties",
+                    "densities": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                    "lambdas": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
+                }
+            ],
+            "validation": VALIDATION,
+        },
+        "spec.search.grid",
+    ),
+    (
+        "search with a repeated density",
+        {"grid": [{"method": "ties", "densities": [0.5, 0.5]}], "validation": VALIDATION},
+        "spec.search.grid[0].densities",
+    ),
+    (
+        "search without validation data",
+        {"grid": [{"method": "ties"}]},
+        "spec.search.validation",
+    ),
+    (
+        "search weights both preset and languages",
+        {
+            "grid": [
+                {"method": "ties", "weights": [{"preset": "uniform", "languages": {"de": 1}}]}
+            ],
+            "validation": VALIDATION,
+        },
+        "spec.search.grid[0].weights[0]",
+    ),
+    (
+        "search weight key not a language",
+        {
+            "grid": [{"method": "ties", "weights": [{"languages": {"German": 1}}]}],
+            "validation": VALIDATION,
+        },
+        "spec.search.grid[0].weights[0].languages",
+    ),
+    (
+        "search by an unknown metric",
+        {"grid": [{"method": "ties"}], "metric": "bleu", "validation": VALIDATION},
+        "spec.search.metric",
+    ),
+]
 
 # (object, dotted path to change, new value, text the API server's message must contain)
 INVALID: list[tuple[str, dict[str, Any], str, Any, str]] = [
@@ -189,6 +253,7 @@ INVALID: list[tuple[str, dict[str, Any], str, Any, str]] = [
     ),
     ("negative budget", VALID_MERGED, "spec.budget", {"monthlyUsd": -5}, "spec.budget.monthlyUsd"),
     ("base model missing", VALID_MERGED, "spec.baseModel", _DELETE, "spec.baseModel"),
+    *[(case, VALID_MERGED, "spec.search", search, field) for case, search, field in SEARCH_BAD],
 ]
 
 
@@ -307,6 +372,42 @@ NEVER_A_VALID_JOB: list[tuple[str, str, Any, str]] = [
         "priorityClassName",
     ),
 ]
+
+
+def test_search_validation_equal_to_evaluation_data_is_refused_naming_both_fields(
+    custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    obj = _mutated(
+        VALID_MERGED, "spec.search", {"grid": [{"method": "ties"}], "validation": VALIDATION}
+    )
+    obj["spec"]["evaluation"] = {"datasets": {"de": VALIDATION["de"]}}
+    with pytest.raises(ApiException) as rejected:
+        _create(custom, namespace, obj)
+    assert rejected.value.status == 422, rejected.value.body
+    message = json.loads(rejected.value.body)["message"]
+    assert "spec.search.validation" in message and "evaluation.datasets" in message, message
+    with pytest.raises(ValidationError, match=r"evaluation\.datasets"):  # the local loop too
+        MergedModel.model_validate({**obj, "metadata": {**obj["metadata"], "namespace": "x"}})
+    obj["spec"]["evaluation"]["datasets"]["de"] = "datasets/sentiment/de-eval.jsonl"
+    _create(custom, namespace, obj)  # held apart: accepted
+
+
+@pytest.mark.parametrize(("case", "search", "field"), SEARCH_BAD, ids=[c[0] for c in SEARCH_BAD])
+def test_the_local_loop_refuses_every_bad_search_too(case: str, search: Any, field: str) -> None:
+    obj = _mutated(VALID_MERGED, "spec.search", search)
+    with pytest.raises(ValidationError):
+        MergedModel.model_validate({**obj, "metadata": {**obj["metadata"], "namespace": "x"}})
+
+
+def test_a_candidate_repeated_across_grid_entries_is_refused_by_the_models() -> None:
+    """The API server cannot compare candidates across entries; the operator's models refuse
+    the object before any work (Failed, InvalidSpec), naming the entries."""
+    grid = [{"method": "linear"}, {"method": "linear", "lambdas": [1.0]}]
+    obj = _mutated(VALID_MERGED, "spec.search", {"grid": grid, "validation": VALIDATION})
+    with pytest.raises(
+        ValidationError, match=r"grid\[1\]: the candidate .* repeats one of grid\[0\]"
+    ):
+        MergedModel.model_validate({**obj, "metadata": {**obj["metadata"], "namespace": "x"}})
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from langmerge.merger.cli import main
 from langmerge.merger.methods import METHODS, MergeSettings
 from langmerge.merger.run import candidate_settings
 from langmerge.merger.shared import SharedKnots, merge_candidates
+from langmerge.operator.ledger import search_result
 from tests.support.tiny_llama import save_peft_adapter
 
 LANGUAGES = ("de", "en", "fr")
@@ -254,6 +255,11 @@ def test_a_search_publishes_the_validation_winner_with_its_sweep(
     # the winner, then judged on the evaluation data (no gate asked: scored only)
     assert set(summary["evaluation"]["perLanguage"]) == set(LANGUAGES)
     assert len(json.dumps(summary)) <= 4096
+    # The contract: the operator's ledger reads the real summary into status.search.
+    status = search_result(summary)
+    assert status is not None and (status.evaluated, status.failed) == (6, 1)
+    assert status.winner.index == best and status.best and status.best[0].index == best
+    assert status.winner.method == rows[best]["method"] and status.why
 
 
 def test_the_choice_depends_on_the_validation_data_only(

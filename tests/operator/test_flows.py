@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cluster import Cluster
 from tests.support.control_plane import ControlPlane
@@ -376,6 +377,72 @@ def test_a_merge_that_fails_its_evaluation_gate_keeps_the_last_good_model(cluste
     assert status["evaluation"]["gate"]["passed"] is False
     assert status["evaluation"]["perLanguage"]["de"]["f1"] == 0.4
     assert status["phase"] == "Blocked"  # a policy holds it back; the last good model serves
+
+
+def test_a_search_runs_in_one_merge_job_and_its_winner_reaches_status_and_metrics(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    for language in ("de", "fr"):
+        cluster.apply(adapter_manifest(language))
+        cluster.train(f"sentiment-{language}")
+    search = {
+        "grid": [
+            {"method": "knots-ties", "densities": [0.3, 0.5], "lambdas": [1.0, 1.5]},
+            {"method": "knots-dare-ties", "seeds": [0, 1]},
+        ],
+        "metric": "f1",
+        "validation": {"de": "/artifacts/val/de.jsonl", "fr": "/artifacts/val/fr.jsonl"},
+    }
+    cluster.apply(
+        merged_manifest(adapters={"names": ["sentiment-de", "sentiment-fr"]}, search=search)
+    )
+    job = cluster.job("sentiment")
+    command = (
+        cluster.batch.read_namespaced_job(job, cluster.ns).spec.template.spec.containers[0].command
+    )
+    assert "--search" in command and "--validate=de=/artifacts/val/de.jsonl" in command
+    assert "--method" not in command
+    winner = {
+        "index": 2,
+        "method": "knots-ties",
+        "density": 0.5,
+        "lambda": 1.0,
+        "weights": "uniform",
+        "score": 0.81,
+    }
+    finish_job(
+        cluster.api,
+        cluster.ns,
+        job,
+        summary=success_summary(
+            "/artifacts/searched",
+            method="knots-ties",
+            search={
+                "metric": "f1",
+                "aggregate": "mean",
+                "evaluated": 6,
+                "failed": 1,
+                "winner": winner,
+                "why": "the best mean validation f1 of 5 scored candidates",
+                "best": [winner, {**winner, "index": 0, "density": 0.3, "score": 0.8}],
+                "seconds": {"merge": 3.1, "validate": 12.4},
+            },
+        ),
+    )
+    cluster.wait_condition("MergedModel", "sentiment", "Ready")
+    status = cluster.get("MergedModel", "sentiment")["status"]
+    assert status["artifact"]["uri"] == "/artifacts/searched"
+    assert status["search"]["winner"] == winner
+    assert (status["search"]["evaluated"], status["search"]["failed"]) == (6, 1)
+    assert [b["index"] for b in status["search"]["best"]] == [2, 0]
+    candidates = {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(operator.metrics())
+        for sample in family.samples
+        if sample.name == "langmerge_search_candidates_total"
+        and sample.labels["namespace"] == cluster.ns
+    }
+    assert candidates == {"scored": 5.0, "failed": 1.0}
 
 
 def test_a_run_that_would_exceed_the_budget_does_not_start(cluster: Cluster) -> None:

@@ -3,6 +3,7 @@ MergedModel: the weight convention and the evaluation gate reach the merger as s
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter
@@ -75,3 +76,77 @@ def test_only_knots_ties_is_given_a_top_k_scope() -> None:
         _args(method="knots-ties", parameters={"topkScope": "module"}), "--topk-scope"
     ) == ("module")
     assert "--topk-scope" not in _args(method="ties")
+
+
+SEARCH = {
+    "grid": [
+        {"method": "knots-ties", "densities": [0.3, 0.5], "weights": [{"preset": "examples"}]},
+        {"method": "ties", "lambdas": [1, 1.5]},
+        {"method": "knots-dare-ties", "seeds": [0, 7], "weights": [{"languages": {"de": 2}}]},
+    ],
+    "metric": "accuracy",
+    "aggregate": "worst",
+    "validation": {"de": "/v/de.jsonl", "fr": "/v/fr.jsonl"},
+}
+
+
+def test_a_search_reaches_the_merger_as_its_grid_and_validation_data() -> None:
+    from langmerge.merger import cli
+
+    args = _args(search=SEARCH, evaluation=EVALUATION)
+    assert json.loads(_flag(args, "--search") or "") == {
+        "grid": [
+            {"method": "knots-ties", "densities": [0.3, 0.5], "weights": ["examples"]},
+            {"method": "ties", "lambdas": [1.0, 1.5]},
+            {"method": "knots-dare-ties", "seeds": [0, 7], "weights": [{"de": 2.0}]},
+        ],
+        "metric": "accuracy",
+        "aggregate": "worst",
+    }
+    assert [a for a in args if a.startswith("--validate")] == [
+        "--validate=de=/v/de.jsonl",
+        "--validate=fr=/v/fr.jsonl",
+    ]
+    for single in ("--method", "--density", "--lambda", "--seed", "--weights"):
+        assert single not in args  # the grid sets them per candidate
+    assert _flag(args, "--topk-scope") == "model"  # a knots-ties candidate takes it
+    assert _flag(args, "--base-model") == "builtin:tiny"  # candidates are scored
+    # The merger accepts the command line as built: its checks, before any work.
+    parsed = cli.build_parser().parse_args(args)
+    cli._candidate_flags(parsed)
+    search = cli._search(parsed)
+    assert search is not None and len(search.candidates) == 6
+
+
+def test_search_weights_for_a_language_no_adapter_has_block_the_merge() -> None:
+    body = merged_manifest(adapters={"names": ["sentiment-de", "sentiment-fr"]})
+    body["metadata"]["namespace"] = "ns"
+    body["spec"]["search"] = {
+        "grid": [
+            {"method": "linear", "weights": [{"preset": "uniform"}, {"languages": {"ja": 2}}]}
+        ],
+        "validation": {"de": "/v/de.jsonl"},
+    }
+    plan = plan_merge(
+        MergedModel.model_validate(body), [_trained("de"), _trained("fr")], TRAINER, MERGER
+    )
+    assert plan.action == Action.BLOCKED
+    assert plan.message.startswith("spec.search.grid[0].weights[1].languages: no selected")
+    assert "language ja" in plan.message and "de, fr" in plan.message
+
+
+def test_a_search_is_part_of_the_merge_fingerprint_and_absent_changes_nothing() -> None:
+    from langmerge.operator.fingerprint import merge_fingerprint
+
+    body = merged_manifest(adapters={"names": ["sentiment-de"]})
+    body["metadata"]["namespace"] = "ns"
+    plain = MergedModel.model_validate(body).spec
+    body["spec"]["search"] = SEARCH
+    searched = MergedModel.model_validate(body).spec
+    inputs = {"sentiment-de": "f" * 64}
+    # What the operator computed before searches existed: an upgrade re-merges nothing.
+    assert merge_fingerprint(plain, inputs, MERGER) == "3c99640f48e7f2e95c2f"
+    assert merge_fingerprint(plain, inputs, MERGER) != merge_fingerprint(searched, inputs, MERGER)
+    body["spec"]["search"] = {**SEARCH, "aggregate": "mean"}
+    other = MergedModel.model_validate(body).spec
+    assert merge_fingerprint(other, inputs, MERGER) != merge_fingerprint(searched, inputs, MERGER)

@@ -44,7 +44,11 @@ class GateFailedError(ValueError):
 # The summary keeps, per language, the gate's metric with its interval (the artifact's
 # langmerge.json keeps every metric): five languages fit the 4 KiB termination message.
 SUMMARY_METRIC_KEYS = ("examples",)
-SUMMARY_SEARCH_ROWS = 3  # the best few candidates; langmerge.json and the card keep them all
+SUMMARY_SEARCH_ROWS = 3
+AGGREGATE_WORDS = {
+    "mean": "mean (over the languages)",
+    "worst": "worst-language",
+}  # the best few candidates; langmerge.json and the card keep them all
 
 
 def topk_scope(method: str, requested: str | None) -> str | None:
@@ -176,7 +180,11 @@ def candidate_settings(
                 weights=normalised(weights, normalization),
                 density=candidate.density if candidate.density is not None else base.density,
                 lambda_=candidate.lambda_,
-                topk_scope=topk_scope(candidate.method, requested_topk_scope),
+                # --topk-scope is knots-ties's option: ties in the same grid trims per module
+                topk_scope=topk_scope(
+                    candidate.method,
+                    requested_topk_scope if candidate.method == "knots-ties" else None,
+                ),
                 seed=candidate.seed if candidate.seed is not None else base.seed,
             )
         )
@@ -258,25 +266,27 @@ def _search_record(
             "index": best,
             "label": winner.label(),
             "score": next(r["score"] for r in rows if r["index"] == best),
-            "why": f"the best {search.aggregate} validation {search.metric} of "
-            f"{len(rows) - sum(1 for r in rows if r.get('failed'))} scored candidates",
+            "why": f"the best {AGGREGATE_WORDS[search.aggregate]} validation {search.metric} "
+            f"of {len(rows) - sum(1 for r in rows if r.get('failed'))} scored candidates",
         },
         "seconds": seconds,
     }
 
 
 def _search_summary(record: dict[str, Any], higher_is_better: bool) -> dict[str, Any]:
-    """The summary's share of the search (4 KiB in all): the winner, the counts, the best few
-    candidates by score."""
+    """The summary's share of the search (4 KiB in all): the winner and why, the counts, the
+    best few candidates with their parameters, the seconds."""
     scored = [r for r in record["candidates"] if not r.get("failed")]
     scored.sort(key=lambda r: (-r["score"] if higher_is_better else r["score"], r["index"]))
+    brief = [{k: v for k, v in r.items() if k != "perLanguage"} for r in scored]
     return {
         "metric": record["metric"],
         "aggregate": record["aggregate"],
         "evaluated": len(record["candidates"]),
         "failed": record["failed"],
-        "winner": record["winner"],
-        "best": [{"index": r["index"], "score": r["score"]} for r in scored[:SUMMARY_SEARCH_ROWS]],
+        "winner": next(r for r in brief if r["index"] == record["winner"]["index"]),
+        "why": record["winner"]["why"],
+        "best": brief[:SUMMARY_SEARCH_ROWS],
         "seconds": record["seconds"],
     }
 

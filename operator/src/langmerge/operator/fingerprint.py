@@ -38,19 +38,20 @@ def adapter_fingerprint(spec: LanguageAdapterSpec, trainer_image: str) -> str:
 
 def merge_fingerprint(spec: MergedModelSpec, adapters: dict[str, str], merger_image: str) -> str:
     """adapters: name -> fingerprint of the artifact that goes into the merge."""
-    return _digest(
-        {
-            "kind": "merge",
-            "baseModel": spec.base_model.to_wire(),
-            "task": spec.task,
-            "method": spec.method,
-            "parameters": spec.parameters.to_wire(),
-            "output": spec.output.to_wire(),
-            "evaluation": spec.evaluation.to_wire() if spec.evaluation else None,
-            "adapters": dict(sorted(adapters.items())),
-            "mergerImage": merger_image,
-        }
-    )
+    inputs = {
+        "kind": "merge",
+        "baseModel": spec.base_model.to_wire(),
+        "task": spec.task,
+        "method": spec.method,
+        "parameters": spec.parameters.to_wire(),
+        "output": spec.output.to_wire(),
+        "evaluation": spec.evaluation.to_wire() if spec.evaluation else None,
+        "adapters": dict(sorted(adapters.items())),
+        "mergerImage": merger_image,
+    }
+    if spec.search is not None:  # only when set: models without one keep their fingerprints
+        inputs["search"] = spec.search.to_wire()
+    return _digest(inputs)
 
 
 def job_name(object_name: str, role: str, fingerprint: str) -> str:

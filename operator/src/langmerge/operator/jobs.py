@@ -426,35 +426,35 @@ def merge_args(
     (the local loop) and the spec names none."""
     params = spec.parameters
     args = [
-        "--method",
-        spec.method,
-        "--density",
-        str(params.density),
-        "--lambda",
-        str(params.lambda_),
         "--majority-sign",
         params.majority_sign,
-        "--seed",
-        str(params.seed),
         "--output-format",
         spec.output.format,
         "--output",
         output,
-        "--weights",
-        ",".join(str(i.weight) for i in plan.inputs),
         "--weight-normalization",
         params.weight_normalization,
         "--device",
         device,
     ]
-    if spec.method == MergeMethod.KNOTS_TIES:  # the only method with a model-wide top-k
+    search = spec.search
+    if search is not None:  # the grid gives each candidate's method and parameters
+        args += ["--search", json.dumps(search.to_merger(), separators=(",", ":"))]
+        args += [f"--validate={lang}={uri}" for lang, uri in sorted(search.validation.items())]
+        methods = {entry.method for entry in search.grid}
+    else:
+        args += ["--method", spec.method, "--density", str(params.density)]
+        args += ["--lambda", str(params.lambda_), "--seed", str(params.seed)]
+        args += ["--weights", ",".join(str(i.weight) for i in plan.inputs)]
+        methods = {spec.method}
+    if MergeMethod.KNOTS_TIES in methods:  # the only method with a model-wide top-k
         args += ["--topk-scope", params.topk_scope]
     for item in plan.inputs:
         args += ["--adapter", item.uri, "--adapter-sha256", item.sha256]
     if spec.output.rank:
         args += ["--rank", str(spec.output.rank)]
     evaluation = spec.evaluation
-    if spec.output.format == "full" or (evaluation and evaluation.datasets):
+    if spec.output.format == "full" or (evaluation and evaluation.datasets) or search:
         args += ["--base-model", spec.base_model.uri or spec.base_model.name]
     if evaluation and evaluation.datasets:  # the merger evaluates; a failed gate publishes nothing
         for language, uri in sorted(evaluation.datasets.items()):

@@ -28,6 +28,8 @@ from langmerge.operator.api.merged import (
     GateResult,
     MergedArtifact,
     MergedModelStatus,
+    SearchCandidate,
+    SearchResult,
     UpdateRecord,
 )
 from langmerge.operator.api.reasons import ConditionType, EventReason, Reason
@@ -162,6 +164,32 @@ def evaluation_result(summary: dict[str, Any] | None) -> EvaluationResult | None
     )
 
 
+def search_result(summary: dict[str, Any] | None) -> SearchResult | None:
+    """The merger's search (winner, counts, best candidates), from its run summary; None when
+    the merge ran none or its record cannot be read."""
+    search = (summary or {}).get("search")
+    if not search:
+        return None
+    fields = ("index", "method", "density", "lambda", "weights", "seed", "score")
+    try:
+        return SearchResult(
+            metric=search["metric"],
+            aggregate=search["aggregate"],
+            evaluated=search["evaluated"],
+            failed=search["failed"],
+            winner=SearchCandidate.model_validate(
+                {k: v for k, v in search["winner"].items() if k in fields}
+            ),
+            why=search.get("why"),
+            best=[
+                SearchCandidate.model_validate({k: v for k, v in row.items() if k in fields})
+                for row in search.get("best") or []
+            ],
+        )
+    except (KeyError, TypeError, ValidationError):
+        return None
+
+
 class MergeApplied(NamedTuple):
     events: list[Event]
     update: UpdateRecord | None  # the update the merge completed (None when it failed)
@@ -180,6 +208,8 @@ def apply_merge_run(
     measured combined training on the same data, where one exists."""
     status.evaluation = evaluation_result(run.summary) or status.evaluation
     record_finished(status, run)
+    if run.result == RunResult.SUCCEEDED:  # what the served artifact won (a refusal has none)
+        status.search = search_result(run.summary)
     if run.result != RunResult.SUCCEEDED:
         return MergeApplied(
             [Event("Warning", EventReason.MERGE_FAILED, f"Job {run.job}: {run.reason}")], None

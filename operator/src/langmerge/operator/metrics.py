@@ -72,6 +72,13 @@ class Metrics:
             [*OBJECT, "role", "result"],
             registry=r,
         )
+        self.search_candidates = Counter(
+            "langmerge_search_candidates_total",
+            "Candidates of merge searches, merged and scored on validation data, by result "
+            "(scored or failed).",
+            [*OBJECT, "result"],
+            registry=r,
+        )
         self.duration = Histogram(
             "langmerge_run_duration_seconds",
             "Wall time of finished runs.",
@@ -230,6 +237,15 @@ class Metrics:
             )
         result = run.result or RunResult.FAILED
         self._count(resource, gpus, run.gpu_seconds or 0.0, run.cost_usd or 0.0, {result: 1})
+        search = (run.summary or {}).get("search") or {}
+        if isinstance(search.get("evaluated"), int) and isinstance(search.get("failed"), int):
+            labels = self._object(resource)
+            for outcome, count in (
+                ("scored", search["evaluated"] - search["failed"]),
+                ("failed", search["failed"]),
+            ):
+                self.search_candidates.labels(*labels, outcome).inc(count)
+                self._track(resource, self.search_candidates, (*labels, outcome))
         if run.started_at and run.finished_at:
             self.duration.labels(resource.metadata.namespace, kind, role).observe(
                 (run.finished_at - run.started_at).total_seconds()

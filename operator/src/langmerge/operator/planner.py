@@ -144,6 +144,15 @@ def _incompatibility(merged: MergedModel, adapters: list[LanguageAdapter]) -> st
                 f"{languages[adapter.spec.language]}'s; select one adapter per language"
             )
         languages[adapter.spec.language] = adapter.metadata.name
+    for index, entry in enumerate(merged.spec.search.grid if merged.spec.search else []):
+        for position, weights in enumerate(entry.weights or []):
+            unknown = sorted(set(weights.languages or {}) - set(languages))
+            if unknown:
+                return (
+                    f"spec.search.grid[{index}].weights[{position}].languages: no selected "
+                    f"adapter has language {unknown[0]} (the adapters' languages: "
+                    f"{', '.join(sorted(languages))}); weigh only those"
+                )
     layouts = {tuple(sorted(a.spec.lora.target_modules)) for a in adapters}
     if len(layouts) > 1:
         return (

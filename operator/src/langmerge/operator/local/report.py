@@ -7,10 +7,12 @@ the initial setup and for the update of one language."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from langmerge.operator.api.adapter import LanguageAdapter
-from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.api.merged import MergedModel, MergedModelStatus
 from langmerge.operator.local.state import Phase, RunFigures, State, ready_reason
 
 PRIMARY_METRICS = ("f1", "accuracy", "rougeL", "loss")
@@ -286,6 +288,50 @@ def _research_text(task: str, research: dict[str, Any], merge_name: str | None) 
     return parts
 
 
+def _search_text(status: MergedModelStatus) -> list[str]:
+    """The served model's search: every candidate from its artifact's langmerge.json (a local
+    folder), else the best few that status keeps."""
+    search = status.search
+    assert search is not None
+    winner = search.winner
+    lines = [
+        f"search: {search.evaluated} candidates merged and scored on validation data "
+        f"({search.failed} failed); winner #{winner.index} ({winner.method}"
+        + (f", density {winner.density:g}" if winner.density is not None else "")
+        + (f", lambda {winner.lambda_:g}" if winner.lambda_ is not None else "")
+        + f", weights {winner.weights}"
+        + (f", seed {winner.seed}" if winner.seed is not None else "")
+        + f"): {search.why}"
+    ]
+    record = status.artifact.uri if status.artifact else None
+    rows: list[dict[str, Any]] = []
+    if record and (Path(record) / "langmerge.json").is_file():
+        rows = (
+            json.loads((Path(record) / "langmerge.json").read_text())
+            .get("search", {})
+            .get("candidates", [])
+        )
+    if not rows:
+        rows = [c.to_wire() for c in search.best or []]
+    table = []
+    for row in rows:
+        score = f"failed: {row.get('reason')}" if row.get("failed") else f"{row['score']:.3f}"
+        table.append(
+            [
+                ("*" if row["index"] == winner.index else "") + str(row["index"]),
+                str(row.get("method")),
+                "-" if row.get("density") is None else f"{row['density']:g}",
+                "-" if row.get("lambda") is None else f"{row['lambda']:g}",
+                str(row.get("weights") or "-"),
+                "-" if row.get("seed") is None else str(row["seed"]),
+                score,
+            ]
+        )
+    headers = ["#", "Method", "Density", "Lambda", "Weights", "Seed"]
+    lines.append(_table([*headers, f"{search.aggregate} {search.metric}"], table))
+    return lines
+
+
 def render_report(state: State, adapters: list[LanguageAdapter], merged: list[MergedModel]) -> str:
     data = report_data(state, adapters, merged)
     parts = ["## Adapters"]
@@ -312,7 +358,10 @@ def render_report(state: State, adapters: list[LanguageAdapter], merged: list[Me
     for model in merged:
         merged_status = state.merged.get(model.metadata.name)
         ready = ready_reason(merged_status.conditions if merged_status else None)
-        parts.append(f"\n## {model.metadata.name} ({model.spec.method}): {ready}")
+        how = f"search of {model.spec.search.count()}" if model.spec.search else model.spec.method
+        parts.append(f"\n## {model.metadata.name} ({how}): {ready}")
+        if merged_status and merged_status.search:
+            parts += _search_text(merged_status)
         update = merged_status.last_update if merged_status else None
         if update:
             estimate = update.full_retrain_estimate_usd

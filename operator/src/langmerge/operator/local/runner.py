@@ -334,15 +334,19 @@ class LocalRunner:
         if plan.action != Action.RUN:
             return None
         output = self._artifact(merged.metadata.name, plan.fingerprint)
-        self.say(
-            f"  merge {merged.metadata.name} ({merged.spec.method}, "
-            f"{len(plan.inputs)} adapters) ..."
+        how = (
+            f"a search of {merged.spec.search.count()} candidates"
+            if merged.spec.search
+            else merged.spec.method
         )
+        self.say(f"  merge {merged.metadata.name} ({how}, {len(plan.inputs)} adapters) ...")
         spec = merged.spec.model_copy(deep=True)
         if spec.evaluation and spec.evaluation.datasets:
             spec.evaluation.datasets = {
                 k: self._path(v) for k, v in spec.evaluation.datasets.items()
             }
+        if spec.search:
+            spec.search.validation = {k: self._path(v) for k, v in spec.search.validation.items()}
         if spec.base_model.uri:
             spec.base_model.uri = self._path(spec.base_model.uri)
         current = merged.status.artifact.uri if merged.status and merged.status.artifact else None
