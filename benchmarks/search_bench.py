@@ -1,0 +1,234 @@
+"""Merge search cost, against baselines measured in the same run.
+
+1. The merge part of a search of 8 KnOTS candidates (knots-ties at densities 0.3/0.5/0.7 x
+   lambda 1.0/1.5, knots-dare-ties at seeds 0/1) on synthetic adapters shaped like
+   Llama-3.1-8B LoRA (merge_bench.py's: 32 layers x 7 modules, r16, five languages), each
+   candidate written as a LoRA, against one merge (knots-ties, density 0.5) and against the
+   8 merges run separately. Each side runs in its own process (its peak RSS is its own),
+   interleaved, --repeat times; medians and [min-max].
+2. Scoring 8 candidates on validation data (5 languages) in one loaded model (peft's
+   load/set/delete adapter) against a fresh model load per candidate, on builtin:tiny and,
+   where the gemma group is installed, on Gemma 3 270M.
+
+Usage: python benchmarks/search_bench.py [--quick] [--repeat N] [--layers N]
+Ends with RESULT name=value lines and writes benchmarks/results/search_bench[_quick].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+GRID = {
+    "grid": [
+        {"method": "knots-ties", "densities": [0.3, 0.5, 0.7], "lambdas": [1.0, 1.5]},
+        {"method": "knots-dare-ties", "seeds": [0, 1]},
+    ]
+}
+ONE = {"grid": [{"method": "knots-ties", "densities": [0.5]}]}
+
+
+def _merge_bench() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "merge_bench", Path(__file__).with_name("merge_bench.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# --- part 1: one side of the merge comparison, in a process of its own ----------------------
+def merge_side(side: str, adapters: list[Path], scratch: Path) -> dict[str, float]:
+    from langmerge.merger import search as grid
+    from langmerge.merger.adapters import load_adapter
+    from langmerge.merger.methods import METHODS, Merger, MergeSettings
+    from langmerge.merger.output import write_lora
+    from langmerge.merger.run import candidate_settings
+    from langmerge.merger.shared import SharedKnots, merge_candidates
+
+    loaded = [load_adapter(str(p), p) for p in adapters]
+    common = MergeSettings(method=METHODS["knots-ties"], weights=(1.0,) * len(loaded))
+    spec = ONE if side == "one" else GRID
+    settings = candidate_settings(grid.parse(spec), common, loaded, "sum-to-one", None)
+    rank = sum(int(a.config["r"]) for a in loaded)
+    started = time.perf_counter()
+    if side == "search":
+        shared = SharedKnots(loaded, common.knots_tolerance)
+        written = merge_candidates(loaded, settings, lambda i: scratch / str(i), rank, shared)
+        assert all(w.failure is None for w in written), [w.failure for w in written]
+    else:  # one merge, or every candidate as its own merge
+        for index, candidate in enumerate(settings):
+            merger = Merger(loaded, candidate)
+            merger.prepare()
+            (scratch / str(index)).mkdir(parents=True)
+            write_lora(merger, loaded[0], scratch / str(index), rank)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": round(seconds, 3), "peak_rss_gb": round(peak / 1e9, 3)}
+
+
+def run_side(side: str, adapters: list[Path]) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"search-bench-{side}-") as scratch:
+        args = [sys.executable, __file__, "--side", side, "--scratch", scratch]
+        args += [arg for p in adapters for arg in ("--adapter", str(p))]
+        result = subprocess.run(args, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{side}: {result.stderr[-2000:]}")
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def merge_part(layers: int, repeat: int) -> dict[str, Any]:
+    bench = _merge_bench()
+    with tempfile.TemporaryDirectory(prefix="search-bench-adapters-") as root:
+        adapters = bench.write_adapters(Path(root), layers)
+        runs: dict[str, list[dict[str, float]]] = {"one": [], "search": [], "separate": []}
+        for _ in range(repeat):  # interleaved: a drift of the machine's load hits every side
+            for side, measured in runs.items():
+                measured.append(run_side(side, adapters))
+    figures: dict[str, Any] = {}
+    for side, values in runs.items():
+        for key in ("seconds", "peak_rss_gb"):
+            series = [v[key] for v in values]
+            figures[f"{side}_{key}"] = statistics.median(series)
+            figures[f"{side}_{key}_range"] = [min(series), max(series)]
+    figures["search_vs_one"] = figures["search_seconds"] / figures["one_seconds"]
+    figures["separate_vs_one"] = figures["separate_seconds"] / figures["one_seconds"]
+    figures["separate_vs_search"] = figures["separate_seconds"] / figures["search_seconds"]
+    return figures
+
+
+# --- part 2: scoring candidates in one loaded model ------------------------------------------
+def _validation(base: Path, per_language: int) -> dict[str, list[dict[str, Any]]]:
+    root = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "datasets"
+    data = {}
+    for path in sorted((root / "sentiment").glob("*-eval.jsonl")):
+        lines = path.read_text("utf-8").splitlines()[:per_language]
+        data[path.name.split("-")[0]] = [json.loads(line) for line in lines]
+    return data
+
+
+def scoring(base_name: str, per_language: int, repeat: int) -> dict[str, Any] | None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from langmerge.common import models
+    from langmerge.merger import evaluate
+
+    with tempfile.TemporaryDirectory(prefix="search-bench-score-") as scratch_name:
+        scratch = Path(scratch_name)
+        try:
+            base = models.resolve(base_name, scratch)
+        except (ValueError, FileNotFoundError) as missing:
+            print(f"skipped {base_name}: {missing}")
+            return None
+        # 8 candidate LoRAs on the base (random non-zero factors: the scores must differ).
+        candidates = {}
+        for index in range(8):
+            torch.manual_seed(index)
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+            config = LoraConfig(
+                r=8, lora_alpha=8, init_lora_weights=False, target_modules=["q_proj", "v_proj"]
+            )
+            peft_model = get_peft_model(model, config)
+            for name, parameter in peft_model.named_parameters():
+                if "lora_" in name:
+                    parameter.data.mul_(0.01)
+            peft_model.save_pretrained(scratch / str(index))
+            candidates[str(index)] = scratch / str(index)
+        data = _validation(base, per_language)
+        in_place, fresh = [], []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            swapped = evaluate.score_adapters_in_place(base, candidates, data)
+            in_place.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            loaded = {
+                n: evaluate.score_models(base, {n: p}, data)[n] for n, p in candidates.items()
+            }
+            fresh.append(time.perf_counter() - started)
+            for name in candidates:  # the same scores both ways
+                for language in data:
+                    assert swapped[name][language].metrics == loaded[name][language].metrics
+    figures = {
+        "in_place_s": statistics.median(in_place),
+        "in_place_s_range": [min(in_place), max(in_place)],
+        "fresh_load_s": statistics.median(fresh),
+        "fresh_load_s_range": [min(fresh), max(fresh)],
+        "records": per_language * len(data),
+    }
+    figures["speedup"] = figures["fresh_load_s"] / figures["in_place_s"]
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="reduced run, a few minutes")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per side (default 3)")
+    parser.add_argument("--layers", type=int, default=None, help="layers of the 8B-shaped set")
+    parser.add_argument("--side", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--adapter", action="append", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:  # a child process measuring one side of part 1
+        print(json.dumps(merge_side(args.side, args.adapter, args.scratch)))
+        return 0
+    repeat = args.repeat or (1 if args.quick else 3)
+    layers = args.layers or (2 if args.quick else 32)
+    results: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "layers": layers,
+        "runs": repeat,
+        "load_average_before": load_average(),
+    }
+    results["merge"] = merge_part(layers, repeat)
+    merge = results["merge"]
+    print(
+        f"merge part, {layers} layers x 7 modules, 5 adapters r16 (medians of {repeat}): "
+        f"one merge {merge['one_seconds']:.1f} s ({merge['one_peak_rss_gb']:.2f} GB), "
+        f"search of 8 {merge['search_seconds']:.1f} s ({merge['search_peak_rss_gb']:.2f} GB), "
+        f"8 separate merges {merge['separate_seconds']:.1f} s "
+        f"({merge['separate_peak_rss_gb']:.2f} GB)"
+    )
+    per_language = 8 if args.quick else 32
+    results["scoring"] = {}
+    for base in ("builtin:tiny", "builtin:gemma-3-270m"):
+        figures = scoring(base, per_language, repeat)
+        if figures is not None:
+            results["scoring"][base] = figures
+            print(
+                f"scoring 8 candidates on {figures['records']} records ({base}): in one loaded "
+                f"model {figures['in_place_s']:.1f} s, a fresh load each "
+                f"{figures['fresh_load_s']:.1f} s"
+            )
+    results["load_average_after"] = load_average()
+    name = "search_bench_quick.json" if args.quick else "search_bench.json"
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
+    print(f"RESULT search_merge_vs_one={merge['search_vs_one']:.2f}")
+    print(f"RESULT separate_merges_vs_one={merge['separate_vs_one']:.2f}")
+    print(f"RESULT separate_merges_vs_search={merge['separate_vs_search']:.2f}")
+    for base, figures in results["scoring"].items():
+        key = base.split(":")[1].replace("-", "_").replace(".", "_")
+        print(f"RESULT scoring_in_place_speedup_{key}={figures['speedup']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
