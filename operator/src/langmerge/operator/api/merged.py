@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from langmerge.operator.api.common import (
     AGE_COLUMN,
@@ -56,6 +57,21 @@ class GateBaseline(StrEnum):
 class TopkScope(StrEnum):
     MODEL = "model"
     MODULE = "module"
+
+
+LANGUAGE_KEYS = "keys must be BCP-47 language tags such as de or zh-Hans"
+LANGUAGE_KEYS_RULE: JsonDict = {
+    "rule": "self.all(k, k.matches('^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$'))",
+    "message": LANGUAGE_KEYS,
+}
+
+
+def _language_keys(weights: dict[str, float] | None) -> dict[str, float] | None:
+    """The CEL rule LANGUAGE_KEYS_RULE, for the local loop too."""
+    for key in weights or {}:
+        if not re.fullmatch(BCP47, key):
+            raise ValueError(LANGUAGE_KEYS)
+    return weights
 
 
 class LabelSelector(ApiModel):
@@ -105,12 +121,7 @@ class MergeParameters(ApiModel):
         default=None,
         json_schema_extra={
             "maxProperties": 64,
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.all(k, k.matches('^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$'))",
-                    "message": "keys must be BCP-47 language tags such as de or zh-Hans",
-                }
-            ],
+            "x-kubernetes-validations": [LANGUAGE_KEYS_RULE],
         },
         description="Relative weight per language (BCP-47 tag -> weight >= 0); languages not "
         "listed weigh 1. With weightNormalization sum-to-one (the default) the weights are "
@@ -127,10 +138,7 @@ class MergeParameters(ApiModel):
     @field_validator("weights")
     @classmethod
     def _languages(cls, weights: dict[str, float] | None) -> dict[str, float] | None:
-        for key in weights or {}:
-            if not re.fullmatch(BCP47, key):
-                raise ValueError("keys must be BCP-47 language tags such as de or zh-Hans")
-        return weights
+        return _language_keys(weights)
 
     density: StrictFloat = Field(
         default=0.5,
@@ -270,12 +278,7 @@ class SearchWeights(ApiModel):
         json_schema_extra={
             "minProperties": 1,
             "maxProperties": 64,
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.all(k, k.matches('^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$'))",
-                    "message": "keys must be BCP-47 language tags such as de or zh-Hans",
-                }
-            ],
+            "x-kubernetes-validations": [LANGUAGE_KEYS_RULE],
         },
         description="Relative weight per language (BCP-47 tag -> weight >= 0); languages not "
         "listed weigh 1. Every language named must be one of the selected adapters'.",
@@ -284,9 +287,7 @@ class SearchWeights(ApiModel):
     @field_validator("languages")
     @classmethod
     def _tags(cls, languages: dict[str, float] | None) -> dict[str, float] | None:
-        for key in languages or {}:
-            if not re.fullmatch(BCP47, key):
-                raise ValueError("keys must be BCP-47 language tags such as de or zh-Hans")
+        _language_keys(languages)
         if languages is not None and not any(languages.values()):
             raise ValueError("every weight is zero; at least one language must count")
         return languages
