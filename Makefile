@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
-.PHONY: help uv sync control-plane prometheus images e2e-prepare lint format crds chart-docs test test-fast demo research reliability bench bench-operator bench-merge
+.PHONY: help uv sync control-plane prometheus images e2e-prepare lint format crds chart-docs test test-fast demo research reliability bench bench-operator bench-merge bench-search
 
 help:
 	@echo "make demo           the whole loop on this machine with builtin:tiny (no cluster)"
@@ -19,9 +19,11 @@ help:
 	@echo "make test-fast      the inner loop: make test without the images, the real node"
 	@echo "                    (tests/images, tests/e2e) and the local loop's runs (tests/local)"
 	@echo "make reliability    the chaos run with the full 20 operator kills"
-	@echo "make bench          both long benchmarks below (about 25 minutes on 2 cores)"
+	@echo "make bench          the three long benchmarks below"
 	@echo "make bench-operator the operator at 200, 1,000 and 2,000 adapters, 3 runs each"
 	@echo "make bench-merge    every merge method on the 8B-shaped set, 3 runs each"
+	@echo "make bench-search   a merge search against one merge and separate merges, scoring"
+	@echo "                    in one loaded model, and mergekit side by side (3 runs each)"
 	@echo "make lint           ruff (lint + format check) and mypy (strict on langmerge.operator)"
 	@echo "make crds           regenerate crds/ (and the chart's copy) from the API models"
 	@echo "make chart-docs     regenerate the chart's README.md and schema descriptions (helm-docs)"
@@ -81,10 +83,16 @@ research: uv
 reliability: sync control-plane
 	LANGMERGE_CHAOS_KILLS=20 $(PY) -m pytest -s tests/reliability/test_chaos.py
 
-bench: bench-operator bench-merge
+bench: bench-operator bench-merge bench-search
 
 bench-operator: sync control-plane
 	$(PY) benchmarks/operator_scale.py
 
 bench-merge: sync
 	$(PY) benchmarks/merge_bench.py
+
+# The gemma and mergekit groups add Gemma 3 270M (scoring) and mergekit (`make sync` drops them).
+bench-search: uv
+	@$(UV) sync --frozen --group gemma --group mergekit --quiet
+	$(PY) benchmarks/search_bench.py
+	$(PY) benchmarks/mergekit_bench.py
