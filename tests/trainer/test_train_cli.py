@@ -121,6 +121,7 @@ def test_tiny_adapter_trains_loss_falls_and_loads_in_peft(tmp_path: Path) -> Non
     metadata = json.loads((tmp_path / "adapter" / "langmerge.json").read_text())
     assert metadata["language"] == "de" and metadata["task"] == "sentiment"
     assert metadata["fingerprint"] == "fp-123" and len(metadata["datasetSha256"][0]) == 64
+    assert metadata["examples"] == len(sentiment_rows())  # a search's `examples` weights
     base = AutoModelForCausalLM.from_pretrained(builtin.path(), dtype=torch.float32)
     tuned = PeftModel.from_pretrained(base, tmp_path / "adapter")
     weights = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
