@@ -181,6 +181,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="reduced run, a few minutes")
     parser.add_argument("--repeat", type=int, default=None, help="runs per side (default 3)")
     parser.add_argument("--layers", type=int, default=None, help="layers of the 8B-shaped set")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["merge", "scoring"],
+        default=["merge", "scoring"],
+        help="which parts to run (default: both)",
+    )
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--adapter", action="append", type=Path, help=argparse.SUPPRESS)
@@ -196,18 +203,18 @@ def main() -> int:
         "runs": repeat,
         "load_average_before": load_average(),
     }
-    results["merge"] = merge_part(layers, repeat)
-    merge = results["merge"]
-    print(
-        f"merge part, {layers} layers x 7 modules, 5 adapters r16 (medians of {repeat}): "
-        f"one merge {merge['one_seconds']:.1f} s ({merge['one_peak_rss_gb']:.2f} GB), "
-        f"search of 8 {merge['search_seconds']:.1f} s ({merge['search_peak_rss_gb']:.2f} GB), "
-        f"8 separate merges {merge['separate_seconds']:.1f} s "
-        f"({merge['separate_peak_rss_gb']:.2f} GB)"
-    )
-    per_language = 8 if args.quick else 32
+    merge = results["merge"] = merge_part(layers, repeat) if "merge" in args.parts else {}
+    if merge:
+        print(
+            f"merge part, {layers} layers x 7 modules, 5 adapters r16 (medians of {repeat}): "
+            f"one merge {merge['one_seconds']:.1f} s ({merge['one_peak_rss_gb']:.2f} GB), "
+            f"search of 8 {merge['search_seconds']:.1f} s "
+            f"({merge['search_peak_rss_gb']:.2f} GB), 8 separate merges "
+            f"{merge['separate_seconds']:.1f} s ({merge['separate_peak_rss_gb']:.2f} GB)"
+        )
+    per_language = 4 if args.quick else 16
     results["scoring"] = {}
-    for base in ("builtin:tiny", "builtin:gemma-3-270m"):
+    for base in ("builtin:tiny", "builtin:gemma-3-270m") if "scoring" in args.parts else ():
         figures = scoring(base, per_language, repeat)
         if figures is not None:
             results["scoring"][base] = figures
@@ -218,12 +225,15 @@ def main() -> int:
             )
     results["load_average_after"] = load_average()
     name = "search_bench_quick.json" if args.quick else "search_bench.json"
+    if args.parts != ["merge", "scoring"]:
+        name = name.replace(".json", f"_{'_'.join(args.parts)}.json")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
-    print(f"RESULT search_merge_vs_one={merge['search_vs_one']:.2f}")
-    print(f"RESULT separate_merges_vs_one={merge['separate_vs_one']:.2f}")
-    print(f"RESULT separate_merges_vs_search={merge['separate_vs_search']:.2f}")
+    if merge:
+        print(f"RESULT search_merge_vs_one={merge['search_vs_one']:.2f}")
+        print(f"RESULT separate_merges_vs_one={merge['separate_vs_one']:.2f}")
+        print(f"RESULT separate_merges_vs_search={merge['separate_vs_search']:.2f}")
     for base, figures in results["scoring"].items():
         key = base.split(":")[1].replace("-", "_").replace(".", "_")
         print(f"RESULT scoring_in_place_speedup_{key}={figures['speedup']:.2f}")

@@ -13,7 +13,7 @@ exactly what a separate merge with its settings writes (tests/merger/test_search
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -140,6 +140,28 @@ class SharedKnots:
         merged = combine_(sparsify_(blocks.clone(), settings, module, thresholds), settings)
         return MergedModule(module, b=u, a=merged, stats={"knots_rank": float(u.shape[1])})
 
+    def merge_scaled(
+        self,
+        module: str,
+        settings: list[MergeSettings],
+        thresholds: list[list[float] | None],
+    ) -> list[MergedModule]:
+        """merge() for several candidates at once: those that differ only in lambda share
+        the combination, which combine_ scales by lambda last, so each result is the same
+        bits as its own merge()."""
+        u, _ = self.aligned(module)
+        unscaled: dict[MergeSettings, MergedModule] = {}
+        out = []
+        for candidate, found in zip(settings, thresholds, strict=True):
+            key = replace(candidate, lambda_=1.0)
+            if key not in unscaled:
+                unscaled[key] = self.merge(module, key, found)
+            common = unscaled[key]
+            assert common.a is not None
+            scaled = common.a if candidate.lambda_ == 1.0 else common.a * candidate.lambda_
+            out.append(MergedModule(module, b=u, a=scaled, stats=dict(common.stats)))
+        return out
+
 
 def _finite(module: MergedModule, dtype: torch.dtype) -> None:
     """Refuses a merge that is not finite in the dtype it is written in (float64 sums that
@@ -177,13 +199,19 @@ def merge_candidates(
     writers = {i: LoraWriter(adapters[0], results[i].folder, rank) for i in knots}
     thresholds = {i: shared.thresholds(settings[i]) for i in knots}
     for module in shared.modules:
-        for i in knots:
-            if results[i].failure is not None:
-                continue
+        alive = [i for i in knots if results[i].failure is None]
+        try:
+            merged = shared.merge_scaled(
+                module, [settings[i] for i in alive], [thresholds[i] for i in alive]
+            )
+        except (ValueError, RuntimeError) as error:  # a step refused: every candidate here
+            for i in alive:
+                results[i].failure = str(error)
+            continue
+        for i, module_merged in zip(alive, merged, strict=True):
             try:
-                merged = shared.merge(module, settings[i], thresholds[i])
-                _finite(merged, writers[i].dtype)
-                writers[i].add(merged)
+                _finite(module_merged, writers[i].dtype)
+                writers[i].add(module_merged)
             except (CandidateFailedError, ValueError, RuntimeError) as error:
                 results[i].failure = str(error)
     for i in knots:
