@@ -95,4 +95,4 @@ bench-merge: sync
 bench-search: uv
 	@$(UV) sync --frozen --group gemma --group mergekit --quiet
 	$(PY) benchmarks/search_bench.py
-	$(PY) benchmarks/mergekit_bench.py
+	$(PY) benchmarks/mergekit_bench.py --layers 4

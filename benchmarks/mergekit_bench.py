@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from langmerge.common.summary import peak_rss_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LANGUAGES = ["en", "de", "fr", "ja", "zh"]
@@ -231,6 +232,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=None, help="runs per side (default 3)")
     parser.add_argument("--layers", type=int, default=None, help="layers (default 16)")
     parser.add_argument("--vocab", type=int, default=8192, help="vocabulary (default 8192)")
+    parser.add_argument("--tag", default="", help="written as mergekit_bench[_TAG].json")
     parser.add_argument("--side", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side:  # a child: one merge, then its own peak RSS
@@ -240,7 +242,7 @@ def main() -> int:
             side_mergekit(method, Path(base), paths, Path(out))
         else:
             side_langmerge(method, fmt, Path(base), paths, Path(out))
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss_bytes()  # this process's own, not its parent's (VmHWM)
         print(json.dumps({"peak_rss_bytes": peak}))
         return 0
     repeat = args.repeat or (1 if args.quick else 3)
@@ -290,6 +292,8 @@ def main() -> int:
     results["sides"], results["differences"] = figures, differences
     results["load_average_after"] = load_average()
     name = "mergekit_bench_quick.json" if args.quick else "mergekit_bench.json"
+    if args.tag:
+        name = name.replace(".json", f"_{args.tag}.json")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from langmerge.common.summary import peak_rss_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GRID = {
@@ -78,7 +79,7 @@ def merge_side(side: str, adapters: list[Path], scratch: Path) -> dict[str, floa
             (scratch / str(index)).mkdir(parents=True)
             write_lora(merger, loaded[0], scratch / str(index), rank)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_rss_bytes()  # this process's own, not its parent's (VmHWM)
     return {"seconds": round(seconds, 3), "peak_rss_gb": round(peak / 1e9, 3)}
 
 

@@ -103,8 +103,16 @@ def default_summary_path() -> Path | None:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process. On Linux the high-water mark of its own memory
+    (VmHWM): getrusage's ru_maxrss is inherited across fork and exec, so a run started by a
+    larger process (a benchmark, the warm server) would report that process's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def fit(summary: dict[str, Any], limit: int = LIMIT_BYTES) -> str:
