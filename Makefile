@@ -29,7 +29,7 @@ help:
 	@echo "make chart-docs     regenerate the chart's README.md and schema descriptions (helm-docs)"
 	@echo "make control-plane  build kube-apiserver, etcd, kubectl, helm into the cache"
 	@echo "make images         build the operator, trainer and merger images (buildah)"
-	@echo "make e2e-prepare    the e2e's one-time set-up: node binaries, images, controllers,"
+	@echo "make e2e-prepare    the e2e's one-time set-up: node binaries, images, controllers, Argo CD,"
 	@echo "                    all imported into the node's containerd (a step of make test)"
 
 uv:

@@ -1,7 +1,7 @@
 """The end-to-end tests' one-time set-up, run before pytest (`make e2e-prepare`, a step of
 `make test`) so that no test's timeout pays for it: the node's Kubernetes binaries, the three
-images, the controllers the e2e installs and their images, every image imported into the
-node's containerd. Each step says what it does and how long it took, and takes seconds when
+images, the controllers the e2e installs and their images, Argo CD's pieces (run as host
+processes), every image imported into the node's containerd. Each step says what it does and how long it took, and takes seconds when
 nothing it builds from changed. Where this machine cannot run the node (not root, say), it
 says why and does nothing: the e2e tests then skip with that reason (fail under CI=true).
 
@@ -60,6 +60,10 @@ def main() -> int:
         step(
             f"the controllers {', '.join(CONTROLLERS)} (hack/controllers.sh)",
             lambda: run("bash", str(REPO / "hack" / "controllers.sh"), *CONTROLLERS),
+        )
+        step(
+            "Argo CD's application controller and repo server, and redis (hack/argocd.sh)",
+            lambda: run("bash", str(REPO / "hack" / "argocd.sh")),
         )
         sizes = images.result()
     for name, megabytes in sorted(sizes.items()):
