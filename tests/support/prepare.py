@@ -1,9 +1,10 @@
 """The end-to-end tests' one-time set-up, run before pytest (`make e2e-prepare`, a step of
 `make test`) so that no test's timeout pays for it: the node's Kubernetes binaries, the three
 images, the controllers the e2e installs and their images, Argo CD's pieces (run as host
-processes), every image imported into the node's containerd. Each step says what it does and how long it took, and takes seconds when
-nothing it builds from changed. Where this machine cannot run the node (not root, say), it
-says why and does nothing: the e2e tests then skip with that reason (fail under CI=true).
+processes), every image imported into the node's containerd. Each step says what it does and
+how long it took, and takes seconds when nothing it builds from changed. Where this machine
+cannot run the node (not root, say), it says why and does nothing: the e2e tests then skip
+with that reason (fail under CI=true).
 
     python -m tests.support.prepare
 """
