@@ -12,7 +12,11 @@ vocabularies and templates in hack/research_data/ (each language in its own word
 It also writes the manifests beside them (examples/research/*.yaml). Train and eval are
 drawn from disjoint templates (forms, scenarios, frames), so no template
 and no sentence is shared between them. Per language: eval 200 / 200 / 100 examples, a v1
-training set and a v2 (v1 plus new examples: "new data for one language")."""
+training set and a v2 (v1 plus new examples: "new data for one language"), and a validation
+split (50 / 50 / 30) on which each task's merge search chooses: no record of it is in eval
+or training; its reasoning scenarios are its own, its reviews and news texts come from the
+eval templates (a development set from the test's distribution). It is drawn with a random
+stream of its own, after the other splits, which it leaves as they were."""
 
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ LANGUAGES = ("en", "de", "fr", "ja", "zh")
 TASKS = ("sentiment", "reasoning", "summarisation")
 # task -> (eval, train v1, extra in v2)
 SIZES = {"sentiment": (200, 160, 40), "reasoning": (200, 150, 30), "summarisation": (100, 120, 30)}
+VALIDATION_SIZES = {"sentiment": 50, "reasoning": 50, "summarisation": 30}
 
 Record = dict[str, object]
 
@@ -156,7 +161,8 @@ def _grouped(items_by_group: list[list[Record]]) -> list[Record]:
 
 
 def task_splits(task: str, language: str, seed: int) -> dict[str, list[Record]]:
-    """split (eval, train, train-v2) -> records. train-v2 is train plus new examples."""
+    """split (eval, train, train-v2, valid) -> records. train-v2 is train plus new
+    examples."""
     rng = random.Random(f"{seed}-{task}")
     n_eval, n_train, n_extra = SIZES[task]
     if task == "sentiment":
@@ -182,7 +188,40 @@ def task_splits(task: str, language: str, seed: int) -> dict[str, list[Record]]:
         rng.shuffle(rows)
     if task == "reasoning":
         evaluation, v1, new = (_alternate(language, rows) for rows in (evaluation, v1, new))
-    return {"eval": evaluation, "train": v1, "train-v2": v1 + new}
+    validation = validation_records(task, language, evaluation, random.Random(f"{seed}-{task}-v"))
+    return {"eval": evaluation, "train": v1, "train-v2": v1 + new, "valid": validation}
+
+
+def validation_records(
+    task: str, language: str, evaluation: list[Record], rng: random.Random
+) -> list[Record]:
+    """The validation split: reasoning from its own scenarios, reviews and news texts from
+    the eval templates' records that eval does not hold."""
+    count = VALIDATION_SIZES[task]
+    held = {str(r["prompt"]) for r in evaluation}
+    if task == "sentiment":
+        prompt = sentiment.LANGUAGES[language]["prompt"]
+        rows: list[Record] = []
+        for label in sentiment.LABELS:
+            pool = [
+                r
+                for r in sentiment_reviews(language, "eval", label)
+                if prompt.format(text=r["text"]) not in held
+            ]
+            picked = _spread(pool, count // 2, rng)
+            rows += [{"prompt": prompt.format(text=r["text"]), "response": label} for r in picked]
+    elif task == "reasoning":
+        groups = [copa_items(language, s) for s in copa.VALIDATION_SCENARIOS]
+        rows = _spread(_grouped(groups), count, rng)
+    else:
+        frames = summaries.FRAMES[summaries.TRAIN_FRAMES :]
+        groups = [
+            [i for i in summary_items(language, [f]) if str(i["prompt"]) not in held]
+            for f in frames
+        ]
+        rows = _spread(_grouped(groups), count, rng)
+    rng.shuffle(rows)
+    return _alternate(language, rows) if task == "reasoning" else rows
 
 
 # Training per task on Gemma 3 270M (the same for every language and for COMB): LoRA r8 on
@@ -269,7 +308,51 @@ spec:
     gpus: 0
     cpu: 2
 """)
+    parts.append(search_manifest(task))
     return "---\n".join(parts)
+
+
+# The research's sweep, per task: knots-ties at four densities and two lambdas (eight merged
+# models, the default task-knots among them), chosen by the task's metric on the validation
+# split; the local loop evaluates the winner on eval beside the others.
+PRIMARY = {"sentiment": "f1", "reasoning": "accuracy", "summarisation": "rougeL"}
+
+
+def search_manifest(task: str) -> str:
+    validation = "".join(
+        f"\n      {language}: datasets/{task}/{language}-valid.jsonl" for language in LANGUAGES
+    )
+    return f"""apiVersion: langmerge.io/v1alpha1
+kind: MergedModel
+metadata:
+  name: {task}-search
+spec:
+  baseModel:
+    name: {BASE_MODEL}
+  task: {task}
+  adapters:
+    selector:
+      matchLabels:
+        langmerge.io/task: {task}
+  # Eight candidates merged and scored on the validation split in one loaded model; the
+  # best mean {PRIMARY[task]} over the languages is kept. {task}-knots is the candidate at
+  # density 0.7 and lambda 1.0.
+  search:
+    grid:
+      - method: knots-ties
+        densities: [0.3, 0.5, 0.7, 0.9]
+        lambdas: [1.0, 1.5]
+    metric: {PRIMARY[task]}
+    aggregate: mean
+    validation:{validation}
+  output:
+    format: lora
+  evaluation:
+    metrics: [{", ".join(METRICS[task])}]
+  resources:
+    gpus: 0
+    cpu: 2
+"""
 
 
 def manifests() -> dict[str, str]:

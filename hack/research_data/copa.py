@@ -4,7 +4,8 @@ a result?", and two alternatives, one of them right. Scored by the alternatives'
 Each scenario is (cause, effect, wrong cause, wrong effect) in each language's own words: a
 cause question has the effect as premise and chooses between the cause and the wrong cause;
 an effect question the other way round. {n} is a person's name (NAMES). Scenarios are split:
-those of TRAIN_SCENARIOS never appear in eval, the others never in training."""
+those of TRAIN_SCENARIOS never appear in eval, the others never in training; the
+VALIDATION_SCENARIOS (a merge search's selection data) appear in neither."""
 
 from __future__ import annotations
 
@@ -773,6 +774,106 @@ SCENARIOS: list[dict[str, tuple[str, str, str, str]]] = [
             "路上的冰化了。",
             "{n}往结冰的小路上泼了水。",
             "小路冻得更硬了。",
+        ),
+    },
+]
+
+# Only in the validation split (a merge search chooses on it): never in training or eval.
+VALIDATION_SCENARIOS: list[dict[str, tuple[str, str, str, str]]] = [
+    {
+        "en": (
+            "{n} left the window open during the storm.",
+            "The floor under the window got wet.",
+            "{n} closed every window before the storm.",
+            "The floor under the window stayed dry.",
+        ),
+        "de": (
+            "{n} ließ während des Sturms das Fenster offen.",
+            "Der Boden unter dem Fenster wurde nass.",
+            "{n} schloss vor dem Sturm alle Fenster.",
+            "Der Boden unter dem Fenster blieb trocken.",
+        ),
+        "fr": (
+            "{n} a laissé la fenêtre ouverte pendant l'orage.",
+            "Le sol sous la fenêtre a été mouillé.",
+            "{n} a fermé toutes les fenêtres avant l'orage.",
+            "Le sol sous la fenêtre est resté sec.",
+        ),
+        "ja": (
+            "{n}は嵐のあいだ窓を開けたままにしていた。",
+            "窓の下の床がぬれた。",
+            "{n}は嵐の前に窓をすべて閉めた。",
+            "窓の下の床はかわいたままだった。",
+        ),
+        "zh": (
+            "{n}暴风雨的时候没关窗户。",
+            "窗户下面的地板湿了。",
+            "{n}在暴风雨来之前关好了所有窗户。",
+            "窗户下面的地板一直是干的。",
+        ),
+    },
+    {
+        "en": (
+            "{n} dropped the glass on the stone floor.",
+            "The glass shattered.",
+            "{n} set the glass down on the table.",
+            "The glass stayed whole.",
+        ),
+        "de": (
+            "{n} ließ das Glas auf den Steinboden fallen.",
+            "Das Glas zersprang.",
+            "{n} stellte das Glas auf den Tisch.",
+            "Das Glas blieb ganz.",
+        ),
+        "fr": (
+            "{n} a laissé tomber le verre sur le sol en pierre.",
+            "Le verre s'est brisé.",
+            "{n} a posé le verre sur la table.",
+            "Le verre est resté intact.",
+        ),
+        "ja": (
+            "{n}はコップを石の床に落とした。",
+            "コップがこなごなに割れた。",
+            "{n}はコップをテーブルに置いた。",
+            "コップは割れなかった。",
+        ),
+        "zh": (
+            "{n}把玻璃杯掉在了石头地上。",
+            "玻璃杯摔碎了。",
+            "{n}把玻璃杯放在了桌子上。",
+            "玻璃杯完好无损。",
+        ),
+    },
+    {
+        "en": (
+            "{n} trained hard for the race every day.",
+            "{n} won the race.",
+            "{n} skipped every training session.",
+            "{n} finished far behind the others.",
+        ),
+        "de": (
+            "{n} trainierte jeden Tag hart für das Rennen.",
+            "{n} gewann das Rennen.",
+            "{n} ließ jedes Training ausfallen.",
+            "{n} kam weit hinter allen anderen ins Ziel.",
+        ),
+        "fr": (
+            "{n} s'est entraîné dur chaque jour pour la course.",
+            "{n} a gagné la course.",
+            "{n} a manqué tous les entraînements.",
+            "{n} est arrivé loin derrière les autres.",
+        ),
+        "ja": (
+            "{n}は毎日レースに向けて一生けんめい練習した。",
+            "{n}はレースで優勝した。",
+            "{n}は練習を一度もしなかった。",
+            "{n}はほかの人よりずっと遅れてゴールした。",
+        ),
+        "zh": (
+            "{n}每天都为比赛刻苦训练。",
+            "{n}赢得了比赛。",
+            "{n}一次训练也没参加。",
+            "{n}远远落在了别人后面。",
         ),
     },
 ]

@@ -1,7 +1,8 @@
 """The research quickstart's datasets are what hack/make_research_data.py writes, and they
 keep the rules its reading depends on: no cue shared across languages tells a sentiment
-label, no sentence is shared between train and eval, and the splits have the sizes the
-research's intervals need."""
+label, no sentence is shared between train and eval, the validation split a merge search
+chooses on holds no record of eval and no sentence of train, and the splits have the sizes
+the research's intervals need."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def data(generator: ModuleType) -> dict[tuple[str, str, str], list[dict]]:
     out = {}
     for task in generator.TASKS:
         for language in generator.LANGUAGES:
-            for split in ("eval", "train", "train-v2"):
+            for split in ("eval", "train", "train-v2", "valid"):
                 path = generator.OUT / task / f"{language}-{split}.jsonl"
                 out[task, language, split] = [
                     json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
@@ -60,7 +61,7 @@ def test_sizes_and_balance(data: dict, generator: ModuleType) -> None:
             assert len({json.dumps(r, sort_keys=True) for r in evaluation}) == wanted
             v1, v2 = data[task, language, "train"], data[task, language, "train-v2"]
             assert v2[: len(v1)] == v1 and len(v2) > len(v1), "v2 is v1 plus new examples"
-        for split in ("eval", "train"):
+        for split in ("eval", "train", "valid"):
             labels = Counter(r["response"] for r in data["sentiment", language, split])
             assert labels["positive"] == labels["negative"], (language, split, labels)
             # The right alternative is first as often as second: its place tells nothing.
@@ -130,6 +131,23 @@ def test_no_sentence_is_shared_between_train_and_eval(data: dict, generator: Mod
             evaluation = {s for r in data[task, language, "eval"] for s in _content(task, r)}
             shared = train & evaluation
             assert not shared, (task, language, sorted(shared)[:5])
+
+
+def test_the_validation_split_is_held_out(data: dict, generator: ModuleType) -> None:
+    """No validation record is in eval; no validation sentence is in training; reasoning's
+    validation comes from scenarios of its own, so it shares no sentence with eval either."""
+    for task, wanted in generator.VALIDATION_SIZES.items():
+        for language in generator.LANGUAGES:
+            valid = data[task, language, "valid"]
+            assert len({json.dumps(r, sort_keys=True) for r in valid}) == len(valid) == wanted
+            evaluation = {json.dumps(r, sort_keys=True) for r in data[task, language, "eval"]}
+            assert not {json.dumps(r, sort_keys=True) for r in valid} & evaluation
+            sentences = {s for r in valid for s in _content(task, r)}
+            train = {s for r in data[task, language, "train-v2"] for s in _content(task, r)}
+            assert not sentences & train, (task, language, sorted(sentences & train)[:5])
+            if task == "reasoning":
+                held = {s for r in data[task, language, "eval"] for s in _content(task, r)}
+                assert not sentences & held, (language, sorted(sentences & held)[:5])
 
 
 def test_no_template_is_shared_between_train_and_eval(generator: ModuleType) -> None:
