@@ -21,6 +21,9 @@ from research_figures import write as write_figures  # hack/, beside this script
 
 PARITY = 0.02  # the research's parity: the best merge within 2 points of COMB
 UPDATE_SHARE = 0.30  # an update's training compute at most 30 % of retraining COMB
+# The default merge a task's search is read against: TASK-knots's parameters
+# (hack/make_research_data.py), one of the search's candidates.
+DEFAULT = {"method": "knots-ties", "density": 0.7, "lambda": 1.0}
 
 
 def mean_interval(row: dict[str, Any], metric: str) -> tuple[float, float, float] | None:
@@ -103,6 +106,57 @@ def task_reading(task: str, section: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def search_reading(task: str, state: Path, models: dict[str, Any]) -> dict[str, Any] | None:
+    """TASK-search's choice against the default merge: both on validation (the winner's and
+    the default candidate's scores from the artifact's langmerge.json, every candidate there)
+    and on eval (the searched model's row beside TASK-knots's)."""
+    from langmerge.operator.local import State
+
+    status = State.load(state / "state.json").merged.get(f"{task}-search")
+    if status is None or status.search is None or status.artifact is None:
+        return None
+    record = Path(status.artifact.uri) / "langmerge.json"
+    candidates = json.loads(record.read_text()).get("search", {}).get("candidates", [])
+    default = next((c for c in candidates if all(c.get(k) == v for k, v in DEFAULT.items())), None)
+    winner = status.search.winner
+    reading: dict[str, Any] = {
+        "metric": status.search.metric,
+        "aggregate": status.search.aggregate,
+        "winner": {"index": winner.index, "density": winner.density, "lambda": winner.lambda_},
+        "winnerValidation": winner.score,
+        "defaultValidation": None if default is None else default.get("score"),
+        "candidates": candidates,
+    }
+    for key, name in (("winnerTest", f"{task}-search"), ("defaultTest", f"{task}-knots")):
+        row = models.get(name)
+        reading[key] = None if row is None else {k: row[k] for k in ("mean", "low", "high")}
+    return reading
+
+
+def search_target(reading: dict[str, Any]) -> dict[str, Any]:
+    """Issue 28's target: the searched winner >= the default merge on validation; its test
+    score reported beside it."""
+    ours, theirs = reading["winnerValidation"], reading["defaultValidation"]
+    met = ours is not None and theirs is not None and ours >= theirs
+    winner = reading["winner"]
+    detail = (
+        f"winner #{winner['index']} (density {winner['density']}, lambda {winner['lambda']}) "
+        f"{reading['aggregate']} {reading['metric']} on validation "
+        + ("-" if ours is None else f"{ours:.3f}")
+        + " vs the default (density 0.7, lambda 1.0) "
+        + ("-" if theirs is None else f"{theirs:.3f}")
+    )
+    tests = [
+        (label, reading[key])
+        for label, key in (("searched", "winnerTest"), ("default", "defaultTest"))
+    ]
+    if all(test for _, test in tests):
+        detail += "; on eval " + ", ".join(
+            f"{label} {t['mean']:.3f} [{t['low']:.3f}-{t['high']:.3f}]" for label, t in tests
+        )
+    return {"met": met, "detail": detail}
+
+
 def render(reading: dict[str, Any], n: dict[str, int]) -> str:
     parts = ["# The research in miniature: Gemma 3 270M, three tasks, five languages"]
     for task, r in reading.items():
@@ -139,6 +193,10 @@ def main(state: Path) -> int:
         if not section.get("evaluation"):
             continue
         reading[task] = task_reading(task, section)
+        search = search_reading(task, state, reading[task]["models"])
+        if search is not None:
+            reading[task]["search"] = search
+            reading[task]["targets"]["searchedWinnerAtLeastDefault"] = search_target(search)
         cells = [c for row in section["evaluation"]["rows"] for c in row["perLanguage"].values()]
         n[task] = int(max((c.get("n", 0) for c in cells), default=0))
     (state / "research.json").write_text(json.dumps(reading, indent=2))

@@ -27,8 +27,9 @@ from tests.support import hack
 RESEARCH = REPO / "examples" / "research"
 TASKS = ("sentiment", "reasoning", "summarisation")
 LANGUAGES = ("en", "ja")
-LINES = {"train": 24, "train-v2": 32, "eval": 16}
-MERGES = ("knots", "linear")
+LANGUAGES_ALL = ("en", "de", "fr", "ja", "zh")
+LINES = {"train": 24, "train-v2": 32, "eval": 16, "valid": 8}
+MERGES = ("knots", "linear", "search")
 EVAL_LIMIT = 8
 PRIMARY = {"sentiment": "f1", "reasoning": "accuracy", "summarisation": "rougeL"}
 
@@ -56,6 +57,9 @@ def _scaled(folder: Path) -> Path:
         ]
         for document in documents:
             document["spec"]["baseModel"]["name"] = "builtin:tiny"
+            search = document["spec"].get("search")
+            if search:  # validation in the two languages kept
+                search["validation"] = {k: search["validation"][k] for k in LANGUAGES}
         (folder / f"{task}-merged.yaml").write_text(yaml.safe_dump_all(documents))
     return folder
 
@@ -126,11 +130,31 @@ def test_the_research_reading_names_each_target(research: dict[str, Any]) -> Non
             "bestMergeWithinParityOfComb",
             "everyMergeAboveBase",
             "updateComputeShare",
+            "searchedWinnerAtLeastDefault",
         }, task
         assert all(isinstance(t["met"], bool) and t["detail"] for t in targets.values())
         assert f"## {task} ({PRIMARY[task]}" in research["reading"]
     update = research["report"]["tasks"]["reasoning"]["research"]["updateOneLanguage"]
     assert update["merged"]["criticalPathSeconds"] > 0
+
+
+def test_each_task_searches_and_reads_the_winner_against_the_default(
+    research: dict[str, Any],
+) -> None:
+    """The search's eight candidates, chosen on the validation split; the reading finds the
+    default merge (task-knots's parameters) among them and sets the eval scores of both
+    beside each other."""
+    for task, metric in PRIMARY.items():
+        status = research["state"].merged[f"{task}-search"]
+        assert status.search is not None and status.search.metric == metric
+        assert (status.search.evaluated, status.search.failed) == (8, 0), task
+        search = research["research"][task]["search"]
+        scores = {(c["density"], c["lambda"]): c["score"] for c in search["candidates"]}
+        assert len(scores) == 8 and search["defaultValidation"] == scores[0.7, 1.0]
+        assert search["winnerValidation"] == max(scores.values()), task
+        for key, name in (("winnerTest", f"{task}-search"), ("defaultTest", f"{task}-knots")):
+            assert search[key]["mean"] == research["research"][task]["models"][name]["mean"]
+        assert research["research"][task]["targets"]["searchedWinnerAtLeastDefault"]["met"]
 
 
 def _bars(axes: Any) -> dict[str, BarContainer]:
@@ -192,3 +216,9 @@ def test_the_research_manifests_are_gemma_and_evaluate_every_language() -> None:
     assert all(a.spec.dataset.eval_uri for a in adapters)
     by_task = {t: [m for m in merged if m.spec.task == t] for t in TASKS}
     assert all(len(models) >= 3 for models in by_task.values())
+    evaluated = {a.spec.dataset.eval_uri for a in adapters}
+    for task, models in by_task.items():
+        (searched,) = [m for m in models if m.spec.search is not None]
+        assert searched.spec.search is not None and searched.spec.search.count() >= 8, task
+        assert sorted(searched.spec.search.validation) == sorted(LANGUAGES_ALL)
+        assert not set(searched.spec.search.validation.values()) & evaluated, task
