@@ -280,13 +280,12 @@ spec:
 """
 
 
-def merged_manifests(task: str) -> str:
-    parts = []
-    for suffix, (method, parameters) in MERGES.items():
-        parts.append(f"""apiVersion: langmerge.io/v1alpha1
+def _merged_head(task: str, name: str) -> str:
+    """A MergedModel of the task's adapters, up to its method."""
+    return f"""apiVersion: langmerge.io/v1alpha1
 kind: MergedModel
 metadata:
-  name: {task}-{suffix}
+  name: {name}
 spec:
   baseModel:
     name: {BASE_MODEL}
@@ -295,19 +294,34 @@ spec:
     selector:
       matchLabels:
         langmerge.io/task: {task}
-  method: {method}
-  parameters:
-    {parameters}
-  output:
-    format: lora
+"""
+
+
+# Above the fixed merges' evaluation: what scores them.
+EVALUATION_NOTE = """\
   # Scored by the local loop on each adapter's evalUri (BASE, INDV, COMB and every merge);
   # add datasets and a gate to have the merge Job refuse a merge that loses quality.
-  evaluation:
+"""
+
+
+def _merged_tail(task: str, note: str = "") -> str:
+    return f"""  output:
+    format: lora
+{note}  evaluation:
     metrics: [{", ".join(METRICS[task])}]
   resources:
     gpus: 0
     cpu: 2
-""")
+"""
+
+
+def merged_manifests(task: str) -> str:
+    parts = []
+    for suffix, (method, parameters) in MERGES.items():
+        body = f"  method: {method}\n  parameters:\n    {parameters}\n"
+        parts.append(
+            _merged_head(task, f"{task}-{suffix}") + body + _merged_tail(task, EVALUATION_NOTE)
+        )
     parts.append(search_manifest(task))
     return "---\n".join(parts)
 
@@ -322,18 +336,7 @@ def search_manifest(task: str) -> str:
     validation = "".join(
         f"\n      {language}: datasets/{task}/{language}-valid.jsonl" for language in LANGUAGES
     )
-    return f"""apiVersion: langmerge.io/v1alpha1
-kind: MergedModel
-metadata:
-  name: {task}-search
-spec:
-  baseModel:
-    name: {BASE_MODEL}
-  task: {task}
-  adapters:
-    selector:
-      matchLabels:
-        langmerge.io/task: {task}
+    search = f"""\
   # Eight candidates merged and scored on the validation split in one loaded model; the
   # best mean {PRIMARY[task]} over the languages is kept. {task}-knots is the candidate at
   # density 0.7 and lambda 1.0.
@@ -345,14 +348,8 @@ spec:
     metric: {PRIMARY[task]}
     aggregate: mean
     validation:{validation}
-  output:
-    format: lora
-  evaluation:
-    metrics: [{", ".join(METRICS[task])}]
-  resources:
-    gpus: 0
-    cpu: 2
 """
+    return _merged_head(task, f"{task}-search") + search + _merged_tail(task)
 
 
 def manifests() -> dict[str, str]:
