@@ -153,8 +153,17 @@ class StreamedThresholds:
         size = int(counts.sum())
         return size - int(size * self.density)
 
-    def count(self, task: int, values: torch.Tensor, part: str | None = None) -> None:
-        buckets = steps.magnitude_buckets(values).flatten()
+    def count(
+        self,
+        task: int,
+        values: torch.Tensor,
+        part: str | None = None,
+        buckets: torch.Tensor | None = None,
+    ) -> None:
+        """Counts values (buckets: their magnitude_buckets, flattened, when the caller has
+        them already: several densities over the same values)."""
+        if buckets is None:
+            buckets = steps.magnitude_buckets(values).flatten()
         self.counts[task] += torch.bincount(buckets, minlength=steps.BINS).cpu()
         if part is None:
             return

@@ -4,7 +4,7 @@ Every KnOTS candidate over the same adapters starts from the same per-module ali
 basis U and the blocks S V_i^T, the merge's costly part) and, for a model-wide TIES top-k,
 from thresholds that depend only on the density. SharedKnots computes each module's
 alignment once (kept in memory while it fits the cache budget, recomputed beyond it) and the
-thresholds of every density from one bucket histogram; merge_candidates then writes every
+thresholds of every density from one pass over the modules; merge_candidates then writes every
 KnOTS candidate in one pass over the modules, each module aligned once for all of them. The
 other methods' per-candidate work is the merge itself (cheap factor sums, or dense updates
 that are not worth keeping), so each runs as its own Merger. Every candidate's output is
@@ -24,6 +24,7 @@ from langmerge.merger.methods import (
     MergedModule,
     Merger,
     MergeSettings,
+    StreamedThresholds,
     combine_,
     knots_basis,
     sparsify_,
@@ -85,44 +86,34 @@ class SharedKnots:
         return u, blocks
 
     def prepare(self, densities: set[float]) -> None:
-        """The model-wide TIES thresholds of every density not yet known, as StreamedThresholds
-        finds them for one merge: per adapter, the bucket of the k-th smallest magnitude from a
-        histogram over all modules, then the exact k-th value among that bucket's entries.
-        The histogram does not depend on the density, so one pass serves them all."""
+        """The model-wide TIES thresholds of every density not yet known, as one merge finds
+        them (StreamedThresholds): one pass over the modules counts each density's histogram
+        from the same buckets and keeps the values near each running threshold; a second pass
+        reads only the modules where what was kept misses a final bucket (modules beyond the
+        alignment cache are aligned again there, so it matters that they are few)."""
         wanted = sorted(d for d in densities if d < 1.0 and d not in self._thresholds)
         if not wanted:
             return
         n = len(self.adapters)
-        counts = [torch.zeros(steps.BINS, dtype=torch.int64) for _ in range(n)]
+        streams = {density: StreamedThresholds(n, density) for density in wanted}
         for module in self.modules:
             _, blocks = self.aligned(module)
             for task in range(n):
-                counts[task] += steps.bucket_counts(blocks[task]).cpu()
-        targets: dict[float, list[tuple[int, int, int] | None]] = {}
-        for density in wanted:
-            per_task: list[tuple[int, int, int] | None] = []
-            for task_counts in counts:
-                size = int(task_counts.sum())
-                kth = size - int(size * density)
-                per_task.append(
-                    (kth, *steps.threshold_bucket(task_counts, kth)) if kth > 0 else None
-                )
-            targets[density] = per_task
-        found: dict[float, list[list[torch.Tensor]]] = {d: [[] for _ in range(n)] for d in wanted}
-        for module in self.modules:
+                buckets = steps.magnitude_buckets(blocks[task]).flatten()
+                for stream in streams.values():
+                    stream.count(task, blocks[task], part=module, buckets=buckets)
+        again: set[str] = set()
+        for stream in streams.values():
+            stream.locate()
+            again |= stream.settle()
+        for module in (m for m in self.modules if m in again):
             _, blocks = self.aligned(module)
-            for task in range(n):
-                for density in wanted:
-                    target = targets[density][task]
-                    if target is not None:
-                        found[density][task].append(steps.in_bucket(blocks[task], target[1]).cpu())
-        for density in wanted:
-            self._thresholds[density] = [
-                0.0
-                if target is None
-                else steps.exact_threshold(torch.cat(found[density][task]), target[0] - target[2])
-                for task, target in enumerate(targets[density])
-            ]
+            for stream in streams.values():
+                for task in range(n):
+                    if module in stream.missed[task]:
+                        stream.collect(task, blocks[task])
+        for density, stream in streams.items():
+            self._thresholds[density] = stream.thresholds()
 
     def thresholds(self, settings: MergeSettings) -> list[float] | None:
         """What Merger.prepare finds for these settings: model-wide thresholds, or None."""
@@ -136,7 +127,16 @@ class SharedKnots:
     ) -> MergedModule:
         """The candidate's merged module, from the shared alignment (methods._merge_knots's
         steps on a copy of the blocks)."""
-        u, blocks = self.aligned(module)
+        return self._merged(module, *self.aligned(module), settings, thresholds)
+
+    @staticmethod
+    def _merged(
+        module: str,
+        u: torch.Tensor,
+        blocks: torch.Tensor,
+        settings: MergeSettings,
+        thresholds: list[float] | None,
+    ) -> MergedModule:
         merged = combine_(sparsify_(blocks.clone(), settings, module, thresholds), settings)
         return MergedModule(module, b=u, a=merged, stats={"knots_rank": float(u.shape[1])})
 
@@ -146,16 +146,17 @@ class SharedKnots:
         settings: list[MergeSettings],
         thresholds: list[list[float] | None],
     ) -> list[MergedModule]:
-        """merge() for several candidates at once: those that differ only in lambda share
-        the combination, which combine_ scales by lambda last, so each result is the same
-        bits as its own merge()."""
-        u, _ = self.aligned(module)
+        """merge() for several candidates at once, from one alignment of the module (a module
+        beyond the cache is aligned once here, not once per candidate). Those that differ only
+        in lambda share the combination, which combine_ scales by lambda last, so each result
+        is the same bits as its own merge()."""
+        u, blocks = self.aligned(module)
         unscaled: dict[MergeSettings, MergedModule] = {}
         out = []
         for candidate, found in zip(settings, thresholds, strict=True):
             key = replace(candidate, lambda_=1.0)
             if key not in unscaled:
-                unscaled[key] = self.merge(module, key, found)
+                unscaled[key] = self._merged(module, u, blocks, key, found)
             common = unscaled[key]
             assert common.a is not None
             scaled = common.a if candidate.lambda_ == 1.0 else common.a * candidate.lambda_
@@ -163,13 +164,18 @@ class SharedKnots:
         return out
 
 
-def _finite(module: MergedModule, dtype: torch.dtype) -> None:
-    """Refuses a merge that is not finite in the dtype it is written in (float64 sums that
-    overflow float32 included)."""
-    for tensor in (module.b, module.a, module.delta):
-        if tensor is not None and not bool(torch.isfinite(tensor.to(dtype)).all()):
+def _finite(module: str, tensors: list[torch.Tensor | None], dtype: torch.dtype) -> None:
+    """Refuses a merge that is not finite in the dtype it is written in: a NaN, an inf, or a
+    float64 value beyond that dtype's largest (it would overflow there). One pass per tensor
+    (its min and max), no copy."""
+    largest = torch.finfo(dtype).max
+    for tensor in tensors:
+        if tensor is None or tensor.numel() == 0:
+            continue
+        low, high = torch.aminmax(tensor)
+        if not (-largest <= float(low) and float(high) <= largest):  # NaN fails both
             raise CandidateFailedError(
-                f"module {module.name}: the merge is not finite in {dtype} (NaN or inf)"
+                f"module {module}: the merge is not finite in {dtype} (NaN or inf)"
             )
 
 
@@ -208,9 +214,16 @@ def merge_candidates(
             for i in alive:
                 results[i].failure = str(error)
             continue
+        if merged:  # the basis U, every candidate's B here: checked once
+            try:
+                _finite(module, [merged[0].b], writers[alive[0]].dtype)
+            except CandidateFailedError as error:
+                for i in alive:
+                    results[i].failure = str(error)
+                continue
         for i, module_merged in zip(alive, merged, strict=True):
             try:
-                _finite(module_merged, writers[i].dtype)
+                _finite(module, [module_merged.a], writers[i].dtype)
                 writers[i].add(module_merged)
             except (CandidateFailedError, ValueError, RuntimeError) as error:
                 results[i].failure = str(error)
@@ -225,7 +238,7 @@ def merge_candidates(
             merger.prepare()
             writer = LoraWriter(adapters[0], results[i].folder, rank)
             for merged in merger:
-                _finite(merged, writer.dtype)
+                _finite(merged.name, [merged.b, merged.a, merged.delta], writer.dtype)
                 writer.add(merged)
             results[i].figures = writer.close()
         except (CandidateFailedError, ValueError, RuntimeError) as error:
