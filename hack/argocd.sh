@@ -44,7 +44,7 @@ mkdir -p "$bin_dir"
 (
   flock 9
   if [ ! -x "$bin_dir/argocd" ]; then
-    log "building Argo CD $ARGOCD_VERSION (first time on this machine: 10-20 minutes on 2 cores)"
+    log "building Argo CD $ARGOCD_VERSION (first time on this machine: about 3 minutes on 2 cores)"
     started=$SECONDS
     (cd "$source_dir" && go build -mod=readonly -trimpath -ldflags "-s -w" -o "$bin_dir/argocd.partial" .) >&2
     mv "$bin_dir/argocd.partial" "$bin_dir/argocd"
