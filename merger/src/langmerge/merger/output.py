@@ -1,18 +1,16 @@
 """Writing merge results: a peft LoRA adapter, or full weights streamed from the base model.
 
-Both go through SafetensorsStreamWriter, which holds one tensor in memory at a time: tensor
-bytes are appended to a body file as they come and the header is written when all shapes are
-known."""
+Both go through SafetensorsStreamWriter, which holds one tensor in memory at a time and writes
+each byte once."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -36,34 +34,46 @@ _DTYPES = {
 }
 
 
-def _append(source: BinaryIO, target: BinaryIO, size: int) -> None:
-    """Copies size bytes of source onto the end of target inside the kernel (no trip through
-    Python's memory) where the system and filesystem allow (Linux), else in chunks."""
-    try:
-        while size > 0:
-            copied = os.copy_file_range(source.fileno(), target.fileno(), size)
-            if copied == 0:
-                break
-            size -= copied
-    # No such call (macOS, where `langmerge up` runs the merger), or a filesystem without it.
-    except (AttributeError, OSError):
-        shutil.copyfileobj(source, target, 1 << 22)
+MAX_DIMS = 8
+_LARGEST = 2**63 - 1
+# The longest header entry a tensor can have beyond its name: the widest dtype, MAX_DIMS
+# dimensions and both offsets at int64's largest, its separators included.
+HEADER_ENTRY_BOUND = len(
+    json.dumps(
+        {"": {"dtype": "BOOL", "shape": [_LARGEST] * MAX_DIMS, "data_offsets": [_LARGEST] * 2}},
+        separators=(",", ":"),
+    )
+)
 
 
 class SafetensorsStreamWriter:
-    """Writes a .safetensors file tensor by tensor without holding them all in memory."""
+    """Writes a .safetensors file tensor by tensor without holding them all in memory, each
+    byte once: the header's room is reserved up front from the names of the tensors to come
+    (their shapes and offsets are not known yet, so every entry gets room for the largest),
+    the tensors are written behind it as they come, and the header, padded with spaces as the
+    format allows, fills its room at the end."""
 
-    def __init__(self, path: Path, metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, path: Path, names: Iterable[str], metadata: dict[str, str] | None = None
+    ) -> None:
         self.path = path
         self.metadata = metadata or {}
-        self._body_path = path.with_name(path.name + ".body")
-        self._body = self._body_path.open("wb")
+        self._expected = set(names)
+        room = sum(len(json.dumps(name)) + HEADER_ENTRY_BOUND for name in self._expected)
+        room += len(json.dumps({"__metadata__": self.metadata})) + 8
+        self._room = room + (-room % 8)  # the format aligns the body to 8 bytes
+        self._file = path.open("wb")
+        self._file.seek(8 + self._room)
         self._header: dict[str, Any] = {}
         self._offset = 0
         self.bytes_written = 0
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
+        if name not in self._expected or name in self._header:
+            raise ValueError(f"{self.path}: tensor {name} was not announced, or is added twice")
         data = tensor.detach().contiguous().cpu()
+        if data.dim() > MAX_DIMS:
+            raise ValueError(f"{self.path}: tensor {name} has more than {MAX_DIMS} dimensions")
         size = data.numel() * data.element_size()
         self._header[name] = {
             "dtype": _DTYPES[data.dtype],
@@ -71,22 +81,23 @@ class SafetensorsStreamWriter:
             "data_offsets": [self._offset, self._offset + size],
         }
         if size:  # the tensor's own memory, written without a copy
-            self._body.write(data.reshape(-1).view(torch.uint8).numpy().data)
+            self._file.write(data.reshape(-1).view(torch.uint8).numpy().data)
         self._offset += size
 
     def close(self) -> None:
-        self._body.close()
+        missing = sorted(self._expected - set(self._header))
+        if missing:
+            self._file.close()
+            raise ValueError(f"{self.path}: tensor {missing[0]} was announced but not added")
         header = dict(self._header)
         if self.metadata:
             header["__metadata__"] = self.metadata
         encoded = json.dumps(header, separators=(",", ":")).encode()
-        encoded += b" " * (-len(encoded) % 8)  # the format aligns the body to 8 bytes
-        with self.path.open("wb") as out, self._body_path.open("rb") as body:
-            out.write(struct.pack("<Q", len(encoded)))
-            out.write(encoded)
-            out.flush()
-            _append(body, out, self._offset)
-        self._body_path.unlink()
+        assert len(encoded) <= self._room, "HEADER_ENTRY_BOUND is too small"
+        self._file.seek(0)
+        self._file.write(struct.pack("<Q", self._room))
+        self._file.write(encoded.ljust(self._room, b" "))
+        self._file.close()
         self.bytes_written = self.path.stat().st_size
 
 
@@ -109,7 +120,8 @@ class LoraWriter:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         self.template, self.out_dir, self.rank, self.dtype = template, out_dir, rank, dtype
-        self._writer = SafetensorsStreamWriter(out_dir / WEIGHTS, {"format": "pt"})
+        names = [f"{m}.lora_{f}.weight" for m in template.modules for f in ("A", "B")]
+        self._writer = SafetensorsStreamWriter(out_dir / WEIGHTS, names, {"format": "pt"})
         self._ranks: dict[str, int] = {}
         self._worst_error = 0.0
 
@@ -194,8 +206,8 @@ def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float
     found: set[str] = set()
     written = 0
     for shard in shards:
-        writer = SafetensorsStreamWriter(out_dir / shard.name, {"format": "pt"})
         with safe_open(str(shard), framework="pt") as handle:
+            writer = SafetensorsStreamWriter(out_dir / shard.name, handle.keys(), {"format": "pt"})
             for key in handle.keys():  # noqa: SIM118 (safe_open handles are not mappings)
                 tensor = handle.get_tensor(key)
                 if key in targets:
