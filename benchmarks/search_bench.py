@@ -3,12 +3,13 @@
 1. The merge part of a search of 8 KnOTS candidates (knots-ties at densities 0.3/0.5/0.7 x
    lambda 1.0/1.5, knots-dare-ties at seeds 0/1) on synthetic adapters shaped like
    Llama-3.1-8B LoRA (merge_bench.py's: 32 layers x 7 modules, r16, five languages), each
-   candidate written as a LoRA, against one merge (knots-ties, density 0.5) and against the
+   candidate written as a LoRA (their shared basis once) and the winner joined into an
+   adapter as publishing does, against one merge (knots-ties, density 0.5) and against the
    8 merges run separately. Each side runs in its own process (its peak RSS is its own),
    interleaved, --repeat times; medians and [min-max].
-2. Scoring 8 candidates on validation data (5 languages) in one loaded model (peft's
-   load/set/delete adapter) against a fresh model load per candidate, on builtin:tiny and,
-   where the gemma group is installed, on Gemma 3 270M.
+2. Scoring 8 candidates on validation data (5 languages) in one loaded model (their weights
+   copied into one adapter slot) against a fresh model load per candidate, on builtin:tiny
+   and, where the gemma group is installed, on Gemma 3 270M.
 
 Usage: python benchmarks/search_bench.py [--quick] [--repeat N] [--layers N]
 Ends with RESULT name=value lines and writes benchmarks/results/search_bench[_quick].json.
@@ -58,7 +59,7 @@ def merge_side(side: str, adapters: list[Path], scratch: Path) -> dict[str, floa
     from langmerge.merger import search as grid
     from langmerge.merger.adapters import load_adapter
     from langmerge.merger.methods import METHODS, Merger, MergeSettings
-    from langmerge.merger.output import write_lora
+    from langmerge.merger.output import join_lora, write_lora
     from langmerge.merger.run import candidate_settings
     from langmerge.merger.shared import SharedKnots, merge_candidates
 
@@ -70,8 +71,11 @@ def merge_side(side: str, adapters: list[Path], scratch: Path) -> dict[str, floa
     started = time.perf_counter()
     if side == "search":
         shared = SharedKnots(loaded, common.knots_tolerance)
-        written = merge_candidates(loaded, settings, lambda i: scratch / str(i), rank, shared)
+        written = merge_candidates(loaded, settings, scratch / "candidates", rank, shared)
         assert all(w.failure is None for w in written), [w.failure for w in written]
+        # The winner's adapter, as publishing it makes it (the first candidate standing in).
+        (scratch / "winner").mkdir()
+        join_lora(written[0].parts, scratch / "winner")
     else:  # one merge, or every candidate as its own merge
         for index, candidate in enumerate(settings):
             merger = Merger(loaded, candidate)
@@ -151,7 +155,7 @@ def scoring(base_name: str, per_language: int, repeat: int) -> dict[str, Any] | 
                 if "lora_" in name:
                     parameter.data.mul_(0.01)
             peft_model.save_pretrained(scratch / str(index))
-            candidates[str(index)] = scratch / str(index)
+            candidates[str(index)] = [scratch / str(index)]
         data = _validation(base, per_language)
         in_place, fresh = [], []
         for _ in range(repeat):
@@ -160,7 +164,7 @@ def scoring(base_name: str, per_language: int, repeat: int) -> dict[str, Any] | 
             in_place.append(time.perf_counter() - started)
             started = time.perf_counter()
             loaded = {
-                n: evaluate.score_models(base, {n: p}, data)[n] for n, p in candidates.items()
+                n: evaluate.score_models(base, {n: p[0]}, data)[n] for n, p in candidates.items()
             }
             fresh.append(time.perf_counter() - started)
             for name in candidates:  # the same scores both ways

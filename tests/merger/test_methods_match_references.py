@@ -167,3 +167,21 @@ def test_dense_methods_give_the_same_result_in_row_chunks(
     if method == "ties":
         expected = reference.ties(deltas, WEIGHTS, 0.3, 1.0)
         assert _relative_error(chunked[name], expected) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("method", "scope"),
+    [("knots-ties", "model"), ("knots-ties", "module"), ("knots-dare-ties", None)],
+)
+def test_knots_methods_give_the_same_bits_in_cache_sized_chunks(
+    adapter_dirs: list[Path], monkeypatch: pytest.MonkeyPatch, method: str, scope: str | None
+) -> None:
+    from langmerge.merger import methods
+
+    whole_module = 1 << 30  # every module in one chunk
+    monkeypatch.setattr(methods, "CACHE_CHUNK_BYTES", whole_module)
+    whole = _merge(adapter_dirs, method, density=0.4, seed=2, topk_scope=scope)
+    monkeypatch.setattr(methods, "CACHE_CHUNK_BYTES", 1)  # one row of blocks per chunk
+    chunked = _merge(adapter_dirs, method, density=0.4, seed=2, topk_scope=scope)
+    for name in whole:
+        assert torch.equal(chunked[name], whole[name]), name

@@ -17,6 +17,7 @@ from langmerge.merger import search as grid
 from langmerge.merger.adapters import load_adapter
 from langmerge.merger.cli import main
 from langmerge.merger.methods import METHODS, MergeSettings
+from langmerge.merger.output import join_lora
 from langmerge.merger.run import candidate_settings
 from langmerge.merger.shared import SharedKnots, merge_candidates
 from langmerge.operator.ledger import search_result
@@ -174,8 +175,13 @@ def test_each_candidate_is_exactly_the_separate_merge_with_its_parameters(
     common = MergeSettings(method=METHODS["knots-ties"], weights=(1.0,) * 3, rank=None)
     settings = candidate_settings(search, common, adapters, "sum-to-one", None)
     shared = SharedKnots(adapters, common.knots_tolerance)
-    written = merge_candidates(adapters, settings, lambda i: tmp_path / "c" / str(i), 12, shared)
+    written = merge_candidates(adapters, settings, tmp_path / "c", 12, shared)
     assert [w.failure for w in written] == [None] * len(written)
+    # The KnOTS candidates' lora_B (the basis U) is written once, beside their lora_A.
+    basis = tmp_path / "c" / "basis"
+    assert [w.parts[1:] for w in written] == [
+        [basis] if c.method.startswith("knots") else [] for c in search.candidates
+    ]
     # Each module aligned once for every KnOTS candidate (3 modules x 2 layers), however many.
     assert shared.alignments == len(adapters[0].modules)
     for candidate, result in zip(search.candidates, written, strict=True):
@@ -192,31 +198,70 @@ def test_each_candidate_is_exactly_the_separate_merge_with_its_parameters(
         adapter_flags = [arg for p in tiny["adapters"] for arg in ("--adapter", str(p))]
         code, _ = _run(tmp_path, *adapter_flags, *flags, "--output", str(alone))
         assert code == 0
+        joined = tmp_path / "joined" / str(candidate.index)
+        joined.mkdir(parents=True)
+        join_lora(result.parts, joined)
         for name in ("adapter_model.safetensors", "adapter_config.json"):
-            assert (result.folder / name).read_bytes() == (alone / name).read_bytes(), (
+            assert (joined / name).read_bytes() == (alone / name).read_bytes(), (
                 candidate.label(),
                 name,
             )
 
 
 def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
-    tiny: dict[str, Any],
+    tiny: dict[str, Any], tmp_path: Path
 ) -> None:
     base = builtin.path()
     datasets = {
         lang: evaluate.load_records(str(tiny["data"]["validation", lang]), base, "test")
         for lang in LANGUAGES
     }
-    adapters = {p.name: p for p in tiny["adapters"]}
+    # The trained adapters (one config: their weights swapped into one slot), then a search's
+    # candidates in their parts (KnOTS: lora_A beside the shared basis, another config, so a
+    # new slot, then swaps), then a linear one (another rank again).
+    loaded = [load_adapter(str(p), p) for p in tiny["adapters"]]
+    spec = {"grid": [{"method": "knots-ties", "densities": [0.3, 0.7]}, {"method": "linear"}]}
+    common = MergeSettings(method=METHODS["knots-ties"], weights=(1.0,) * 3)
+    settings = candidate_settings(grid.parse(spec), common, loaded, "sum-to-one", None)
+    shared = SharedKnots(loaded, common.knots_tolerance)
+    written = merge_candidates(loaded, settings, tmp_path / "c", None, shared)
+    adapters = {p.name: [p] for p in tiny["adapters"]}
+    fresh_paths: dict[str, Path | None] = {p.name: p for p in tiny["adapters"]}
+    for index, result in enumerate(written):
+        adapters[f"candidate-{index}"] = result.parts
+        fresh_paths[f"candidate-{index}"] = joined = tmp_path / "joined" / str(index)
+        joined.mkdir(parents=True)
+        join_lora(result.parts, joined)
     in_place = evaluate.score_adapters_in_place(base, adapters, datasets)
-    fresh = evaluate.score_models(base, dict(adapters), datasets)
+    fresh = evaluate.score_models(base, fresh_paths, datasets)
     for name in adapters:
         for lang in LANGUAGES:
             assert in_place[name][lang].metrics == fresh[name][lang].metrics, (name, lang)
             assert in_place[name][lang].predicted == fresh[name][lang].predicted
-    # The adapters differ, so equal scores are not a stale first adapter scored three times.
+    # The adapters differ, so equal scores are not a stale first adapter scored again.
     losses = {in_place[name]["de"].metrics["loss"] for name in adapters}
     assert len(losses) == len(adapters)
+
+
+def test_an_adapter_that_does_not_fit_its_config_is_refused(
+    tiny: dict[str, Any], tmp_path: Path
+) -> None:
+    loaded = [load_adapter(str(p), p) for p in tiny["adapters"]]
+    settings = candidate_settings(
+        grid.parse({"grid": [{"method": "knots-ties"}]}),
+        MergeSettings(method=METHODS["knots-ties"], weights=(1.0,) * 3),
+        loaded,
+        "sum-to-one",
+        None,
+    )
+    written = merge_candidates(loaded, settings, tmp_path / "c", None, SharedKnots(loaded, 1e-5))
+    datasets = {"de": [{"prompt": "de review 1", "response": "good"}]}
+    with pytest.raises(ValueError, match=r"adapter lonely .* missing \['base_model"):
+        evaluate.score_adapters_in_place(
+            builtin.path(),
+            {"lonely": written[0].parts[:1]},
+            datasets,  # no basis: no lora_B
+        )
 
 
 # --- the run ---------------------------------------------------------------------------------

@@ -359,15 +359,19 @@ def score_models(
 
 def score_adapters_in_place(
     base: Path,
-    adapters: dict[str, Path],
+    adapters: dict[str, list[Path]],
     datasets: dict[str, list[dict[str, Any]]],
     generation: bool = False,
 ) -> dict[str, dict[str, Scored]]:
-    """adapter name -> language -> Scored, with the base model loaded once: each LoRA is
-    loaded into the same model beside the one before, made active, and the one before
-    deleted (peft's load_adapter / set_adapter / delete_adapter), so a search's candidates
+    """adapter name -> language -> Scored, with the base model loaded once. An adapter is given
+    as the folders whose adapter_model.safetensors together hold its tensors (a search's
+    KnOTS candidates share their lora_B in one), its config the first folder's. Each adapter's
+    weights are copied into the parameters of the one adapter slot (peft's
+    set_peft_model_state_dict) when its config is the slot's; one with another config (other
+    ranks) gets a slot of its own, and the slot before is deleted. So a search's candidates
     cost their own weights, not a model load each. Scores equal a fresh load's."""
-    from peft import PeftModel
+    from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     from langmerge.common.reproducible import deterministic
@@ -375,16 +379,31 @@ def score_adapters_in_place(
     deterministic()
     tokenizer = AutoTokenizer.from_pretrained(base)
     model: Any = None
-    previous: str | None = None
+    slot: tuple[str, dict[str, Any]] | None = None  # the slot's adapter name and config
     scored: dict[str, dict[str, Scored]] = {}
-    for name, folder in adapters.items():
+    for name, parts in adapters.items():
+        config = LoraConfig.from_pretrained(str(parts[0]))
+        config.inference_mode = True
+        weights: dict[str, Any] = {}
+        for part in parts:
+            weights.update(load_file(str(part / "adapter_model.safetensors")))
         if model is None:
-            model = PeftModel.from_pretrained(_load(base, None), folder, adapter_name=name)
-        else:
-            model.load_adapter(folder, adapter_name=name)
+            model = PeftModel(_load(base, None), config, adapter_name=name)
+            slot = (name, config.to_dict())
+        elif slot is None or config.to_dict() != slot[1]:
+            model.add_adapter(name, config)
             model.set_adapter(name)
-            model.delete_adapter(previous)
-        previous = name
+            if slot is not None:
+                model.delete_adapter(slot[0])
+            slot = (name, config.to_dict())
+        assert slot is not None
+        loaded = set_peft_model_state_dict(model, weights, adapter_name=slot[0])
+        missing = [k for k in loaded.missing_keys if "lora_" in k and f".{slot[0]}." in k]
+        if loaded.unexpected_keys or missing:
+            raise ValueError(
+                f"adapter {name} ({', '.join(map(str, parts))}) does not fit its config: "
+                f"unexpected {loaded.unexpected_keys[:2]}, missing {missing[:2]}"
+            )
         model.eval()
         scored[name] = {
             language: evaluate(model, tokenizer, records, "prompt", "response", generation)

@@ -110,7 +110,9 @@ class LoraWriter:
     module at a time (a search feeds many writers from one pass over the modules).
 
     Dense results are compressed to `rank` (default: the sum of the input ranks) by an SVD;
-    the largest relative Frobenius error is reported."""
+    the largest relative Frobenius error is reported. `factors` "A" or "B" writes only that
+    factor of each module (a search's KnOTS candidates share B, written once; join_lora makes
+    the adapter)."""
 
     def __init__(
         self,
@@ -118,9 +120,11 @@ class LoraWriter:
         out_dir: Path,
         rank: int | None,
         dtype: torch.dtype = torch.float32,
+        factors: str = "AB",
     ) -> None:
         self.template, self.out_dir, self.rank, self.dtype = template, out_dir, rank, dtype
-        names = [f"{m}.lora_{f}.weight" for m in template.modules for f in ("A", "B")]
+        self.factors = factors
+        names = [f"{m}.lora_{f}.weight" for m in template.modules for f in factors]
         self._writer = SafetensorsStreamWriter(out_dir / WEIGHTS, names, {"format": "pt"})
         self._ranks: dict[str, int] = {}
         self._worst_error = 0.0
@@ -135,8 +139,9 @@ class LoraWriter:
             a = torch.zeros((1, a.shape[1]), dtype=a.dtype)
             b = torch.zeros((b.shape[0], 1), dtype=b.dtype)
         self._worst_error = max(self._worst_error, error)
-        self._writer.add(f"{module.name}.lora_A.weight", a.to(self.dtype))
-        self._writer.add(f"{module.name}.lora_B.weight", b.to(self.dtype))
+        for factor, tensor in (("A", a), ("B", b)):
+            if factor in self.factors:
+                self._writer.add(f"{module.name}.lora_{factor}.weight", tensor.to(self.dtype))
         self._ranks[_pattern_key(module.name)] = int(a.shape[0])
 
     def close(self) -> dict[str, float]:
@@ -170,6 +175,29 @@ def write_lora(
     for module in merged:
         writer.add(module)
     return writer.close()
+
+
+def join_lora(parts: list[Path], out_dir: Path) -> None:
+    """One peft adapter in out_dir from folders that each hold some of its tensors (a search's
+    candidate: its lora_A beside the lora_B that every candidate shares), the config the first
+    part's. Its bytes are those a LoraWriter writing both factors gives: each module's A then
+    B, the modules in the order of the first part's file."""
+    handles = [safe_open(str(part / WEIGHTS), framework="pt") for part in parts]
+    holder = {name: handle for handle in handles for name in handle.keys()}  # noqa: SIM118
+    modules = []
+    for name in handles[0].offset_keys():
+        module, _, factor = name.removesuffix(".weight").rpartition(".lora_")
+        if module not in modules:
+            modules.append(module)
+    writer = SafetensorsStreamWriter(out_dir / WEIGHTS, holder, {"format": "pt"})
+    for module in modules:
+        for factor in "AB":
+            name = f"{module}.lora_{factor}.weight"
+            if name not in holder:
+                raise ValueError(f"{out_dir}: no part of {parts} holds {name}")
+            writer.add(name, holder[name].get_tensor(name))
+    writer.close()
+    shutil.copyfile(parts[0] / CONFIG, out_dir / CONFIG)
 
 
 def compress_dense(

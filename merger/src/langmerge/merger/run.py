@@ -211,12 +211,10 @@ def _run_search(
     base = evaluate.load_base(args.base_model, scratch)
     merging = time.monotonic()
     shared = SharedKnots(adapters, base_settings.knots_tolerance, base_settings.device)
-    written = merge_candidates(
-        adapters, settings, lambda i: scratch / "candidates" / str(i), rank, shared
-    )
+    written = merge_candidates(adapters, settings, scratch / "candidates", rank, shared)
     merge_seconds = time.monotonic() - merging
     scoring = time.monotonic()
-    usable = {str(i): w.folder for i, w in enumerate(written) if w.failure is None}
+    usable = {str(i): w.parts for i, w in enumerate(written) if w.failure is None}
     scored = (
         evaluate.score_adapters_in_place(
             base, usable, validation, generation=search.metric in GENERATION_METRICS
@@ -296,7 +294,7 @@ def run(
 ) -> MergeSummary:
     """The run; `settings` are the flags' (with a search: its candidates' common settings)."""
     from langmerge.merger.methods import Merger
-    from langmerge.merger.output import write_full, write_lora
+    from langmerge.merger.output import join_lora, write_full, write_lora
 
     started = time.monotonic()
     storage.check_under_root(args.output, args.artifact_root, "--output")
@@ -324,9 +322,9 @@ def run(
         with storage.staging(args.output) as staged:
             merger = Merger(adapters, settings)
             if args.output_format == "lora" and chosen is not None:
-                # The winner is already written, exactly as a merge with its settings writes it.
-                for name in ("adapter_model.safetensors", "adapter_config.json"):
-                    shutil.copy2(chosen.folder / name, staged / name)
+                # The winner is already written (its parts), exactly as a merge with its settings
+                # writes it once joined.
+                join_lora(chosen.parts, staged)
                 figures = dict(chosen.figures or {})
             elif args.output_format == "lora":
                 merger.prepare()

@@ -5,14 +5,14 @@ basis U and the blocks S V_i^T, the merge's costly part) and, for a model-wide T
 from thresholds that depend only on the density. SharedKnots computes each module's
 alignment once (kept in memory while it fits the cache budget, recomputed beyond it) and the
 thresholds of every density from one pass over the modules; merge_candidates then writes every
-KnOTS candidate in one pass over the modules, each module aligned once for all of them. The
+KnOTS candidate in one pass over the modules, each module aligned once for all of them and
+their shared basis U (every candidate's lora_B, about half of a LoRA's bytes) written once. The
 other methods' per-candidate work is the merge itself (cheap factor sums, or dense updates
 that are not worth keeping), so each runs as its own Merger. Every candidate's output is
 exactly what a separate merge with its settings writes (tests/merger/test_search.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,9 +25,8 @@ from langmerge.merger.methods import (
     Merger,
     MergeSettings,
     StreamedThresholds,
-    combine_,
     knots_basis,
-    sparsify_,
+    merge_blocks,
 )
 from langmerge.merger.output import LoraWriter
 
@@ -125,8 +124,8 @@ class SharedKnots:
     def merge(
         self, module: str, settings: MergeSettings, thresholds: list[float] | None
     ) -> MergedModule:
-        """The candidate's merged module, from the shared alignment (methods._merge_knots's
-        steps on a copy of the blocks)."""
+        """The candidate's merged module, from the shared alignment (methods.merge_blocks,
+        which leaves the shared blocks unchanged)."""
         return self._merged(module, *self.aligned(module), settings, thresholds)
 
     @staticmethod
@@ -137,7 +136,7 @@ class SharedKnots:
         settings: MergeSettings,
         thresholds: list[float] | None,
     ) -> MergedModule:
-        merged = combine_(sparsify_(blocks.clone(), settings, module, thresholds), settings)
+        merged = merge_blocks(blocks, settings, module, thresholds)
         return MergedModule(module, b=u, a=merged, stats={"knots_rank": float(u.shape[1])})
 
     def merge_scaled(
@@ -181,9 +180,11 @@ def _finite(module: str, tensors: list[torch.Tensor | None], dtype: torch.dtype)
 
 @dataclass
 class Written:
-    """A candidate's LoRA output in scratch, or why it has none."""
+    """A candidate's LoRA in scratch, as the folders whose tensors together make it (its own
+    first, with its config; a KnOTS candidate's lora_B is the basis every one of them shares,
+    written once beside them: output.join_lora makes the adapter), or why it has none."""
 
-    folder: Path
+    parts: list[Path]
     figures: dict[str, float] | None = None
     failure: str | None = None
 
@@ -191,18 +192,24 @@ class Written:
 def merge_candidates(
     adapters: list[LoraAdapter],
     settings: list[MergeSettings],
-    folder: Callable[[int], Path],
+    scratch: Path,
     rank: int | None,
     shared: SharedKnots,
 ) -> list[Written]:
-    """Writes each candidate's LoRA to folder(i). KnOTS candidates are written together in one
-    pass over the modules; a candidate that fails is recorded and the others go on."""
-    results = [Written(folder(i)) for i in range(len(settings))]
-    for written in results:
-        written.folder.mkdir(parents=True, exist_ok=True)
+    """Writes each candidate's LoRA under scratch (scratch/<i>, and scratch/basis for what the
+    KnOTS candidates share). KnOTS candidates are written together in one pass over the
+    modules, the basis U once for all of them; a candidate that fails is recorded and the
+    others go on."""
     knots = [i for i, s in enumerate(settings) if s.method.space == "knots"]
+    basis = scratch / "basis"
+    results = [
+        Written([scratch / str(i)] + ([basis] if i in knots else [])) for i in range(len(settings))
+    ]
+    for folder in {part for written in results for part in written.parts}:
+        folder.mkdir(parents=True, exist_ok=True)
     shared.prepare({settings[i].density for i in knots if _uses_global_topk(settings[i])})
-    writers = {i: LoraWriter(adapters[0], results[i].folder, rank) for i in knots}
+    writers = {i: LoraWriter(adapters[0], results[i].parts[0], rank, factors="A") for i in knots}
+    basis_writer = LoraWriter(adapters[0], basis, rank, factors="B") if knots else None
     thresholds = {i: shared.thresholds(settings[i]) for i in knots}
     for module in shared.modules:
         alive = [i for i in knots if results[i].failure is None]
@@ -214,19 +221,23 @@ def merge_candidates(
             for i in alive:
                 results[i].failure = str(error)
             continue
-        if merged:  # the basis U, every candidate's B here: checked once
+        if merged:  # the basis U, every candidate's B here: checked and written once
+            assert basis_writer is not None
             try:
-                _finite(module, [merged[0].b], writers[alive[0]].dtype)
+                _finite(module, [merged[0].b], basis_writer.dtype)
             except CandidateFailedError as error:
                 for i in alive:
                     results[i].failure = str(error)
                 continue
+            basis_writer.add(merged[0])
         for i, module_merged in zip(alive, merged, strict=True):
             try:
                 _finite(module, [module_merged.a], writers[i].dtype)
                 writers[i].add(module_merged)
             except (CandidateFailedError, ValueError, RuntimeError) as error:
                 results[i].failure = str(error)
+    if basis_writer is not None and any(results[i].failure is None for i in knots):
+        basis_writer.close()  # every module is in it when any candidate has every module
     for i in knots:
         if results[i].failure is None:
             results[i].figures = writers[i].close()
@@ -236,10 +247,14 @@ def merge_candidates(
         try:
             merger = Merger(adapters, candidate)
             merger.prepare()
-            writer = LoraWriter(adapters[0], results[i].folder, rank)
-            for merged in merger:
-                _finite(merged.name, [merged.b, merged.a, merged.delta], writer.dtype)
-                writer.add(merged)
+            writer = LoraWriter(adapters[0], results[i].parts[0], rank)
+            for merged_module in merger:
+                _finite(
+                    merged_module.name,
+                    [merged_module.b, merged_module.a, merged_module.delta],
+                    writer.dtype,
+                )
+                writer.add(merged_module)
             results[i].figures = writer.close()
         except (CandidateFailedError, ValueError, RuntimeError) as error:
             results[i].failure = str(error)
