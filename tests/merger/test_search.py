@@ -243,7 +243,7 @@ def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
     assert len(losses) == len(adapters)
 
 
-def test_an_adapter_that_does_not_fit_its_config_is_refused(
+def test_a_candidate_without_its_basis_is_refused_when_joined_and_when_scored(
     tiny: dict[str, Any], tmp_path: Path
 ) -> None:
     loaded = [load_adapter(str(p), p) for p in tiny["adapters"]]
@@ -256,6 +256,8 @@ def test_an_adapter_that_does_not_fit_its_config_is_refused(
     )
     written = merge_candidates(loaded, settings, tmp_path / "c", None, SharedKnots(loaded, 1e-5))
     datasets = {"de": [{"prompt": "de review 1", "response": "good"}]}
+    with pytest.raises(ValueError, match=r"no part of .* holds .*lora_B.weight"):
+        join_lora(written[0].parts[:1], tmp_path)
     with pytest.raises(ValueError, match=r"adapter lonely .* missing \['base_model"):
         evaluate.score_adapters_in_place(
             builtin.path(),

@@ -10,7 +10,7 @@ import shutil
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors import safe_open
@@ -35,6 +35,7 @@ _DTYPES = {
 
 
 MAX_DIMS = 8
+COPY_CHUNK_BYTES = 16 << 20
 _LARGEST = 2**63 - 1
 # The longest header entry a tensor can have beyond its name: the widest dtype, MAX_DIMS
 # dimensions and both offsets at int64's largest, its separators included.
@@ -69,19 +70,36 @@ class SafetensorsStreamWriter:
         self.bytes_written = 0
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
-        if name not in self._expected or name in self._header:
-            raise ValueError(f"{self.path}: tensor {name} was not announced, or is added twice")
         data = tensor.detach().contiguous().cpu()
-        if data.dim() > MAX_DIMS:
-            raise ValueError(f"{self.path}: tensor {name} has more than {MAX_DIMS} dimensions")
         size = data.numel() * data.element_size()
-        self._header[name] = {
-            "dtype": _DTYPES[data.dtype],
-            "shape": list(data.shape),
-            "data_offsets": [self._offset, self._offset + size],
-        }
+        self._entry(name, _DTYPES[data.dtype], list(data.shape), size)
         if size:  # the tensor's own memory, written without a copy
             self._file.write(data.reshape(-1).view(torch.uint8).numpy().data)
+
+    def add_bytes(
+        self, name: str, dtype: str, shape: list[int], source: BinaryIO, size: int
+    ) -> None:
+        """A tensor copied as it is stored in another safetensors file: size bytes from
+        source's position, in chunks (no tensor made, nothing mapped)."""
+        self._entry(name, dtype, shape, size)
+        remaining = size
+        while remaining:
+            chunk = source.read(min(remaining, COPY_CHUNK_BYTES))
+            if not chunk:
+                raise ValueError(f"{self.path}: the source of {name} ends early")
+            self._file.write(chunk)
+            remaining -= len(chunk)
+
+    def _entry(self, name: str, dtype: str, shape: list[int], size: int) -> None:
+        if name not in self._expected or name in self._header:
+            raise ValueError(f"{self.path}: tensor {name} was not announced, or is added twice")
+        if len(shape) > MAX_DIMS:
+            raise ValueError(f"{self.path}: tensor {name} has more than {MAX_DIMS} dimensions")
+        self._header[name] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [self._offset, self._offset + size],
+        }
         self._offset += size
 
     def close(self) -> None:
@@ -177,26 +195,48 @@ def write_lora(
     return writer.close()
 
 
+def read_header(path: Path) -> tuple[int, dict[str, Any]]:
+    """A safetensors file's header (tensor name -> dtype, shape, data_offsets) and where its
+    tensor data begins."""
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    header.pop("__metadata__", None)
+    return 8 + length, header
+
+
 def join_lora(parts: list[Path], out_dir: Path) -> None:
     """One peft adapter in out_dir from folders that each hold some of its tensors (a search's
     candidate: its lora_A beside the lora_B that every candidate shares), the config the first
     part's. Its bytes are those a LoraWriter writing both factors gives: each module's A then
-    B, the modules in the order of the first part's file."""
-    handles = [safe_open(str(part / WEIGHTS), framework="pt") for part in parts]
-    holder = {name: handle for handle in handles for name in handle.keys()}  # noqa: SIM118
-    modules = []
-    for name in handles[0].offset_keys():
-        module, _, factor = name.removesuffix(".weight").rpartition(".lora_")
-        if module not in modules:
-            modules.append(module)
+    B, the modules in the order of the first part's file; each tensor's bytes are copied as
+    stored."""
+    files = [part / WEIGHTS for part in parts]
+    headers = [read_header(path) for path in files]
+    holder = {name: index for index, (_, header) in enumerate(headers) for name in header}
+    first = headers[0][1]
+    modules = dict.fromkeys(  # in the order of the first file's data
+        name.removesuffix(".weight").rpartition(".lora_")[0]
+        for name in sorted(first, key=lambda n: first[n]["data_offsets"][0])
+    )
     writer = SafetensorsStreamWriter(out_dir / WEIGHTS, holder, {"format": "pt"})
-    for module in modules:
-        for factor in "AB":
-            name = f"{module}.lora_{factor}.weight"
-            if name not in holder:
-                raise ValueError(f"{out_dir}: no part of {parts} holds {name}")
-            writer.add(name, holder[name].get_tensor(name))
-    writer.close()
+    sources = [path.open("rb") for path in files]
+    try:
+        for module in modules:
+            for factor in "AB":
+                name = f"{module}.lora_{factor}.weight"
+                if name not in holder:
+                    raise ValueError(f"{out_dir}: no part of {parts} holds {name}")
+                start, header = headers[holder[name]]
+                entry = header[name]
+                low, high = entry["data_offsets"]
+                source = sources[holder[name]]
+                source.seek(start + low)
+                writer.add_bytes(name, entry["dtype"], entry["shape"], source, high - low)
+        writer.close()
+    finally:
+        for source in sources:
+            source.close()
     shutil.copyfile(parts[0] / CONFIG, out_dir / CONFIG)
 
 
