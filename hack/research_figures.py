@@ -53,8 +53,11 @@ def cost(reading: dict[str, dict[str, Any]]) -> Figure:
         for column, (phase_key, phase_label) in enumerate(PHASES):
             axes = grid[row][column]
             for index, (path_key, path_label) in enumerate(PATHS):
+                # A phase not run yet (no update) is recorded as null: no bar.
                 heights = [
-                    reading[t]["research"].get(phase_key, {}).get(path_key, {}).get(cost_key, 0.0)
+                    ((reading[t]["research"].get(phase_key) or {}).get(path_key) or {}).get(
+                        cost_key, 0.0
+                    )
                     for t in tasks
                 ]
                 offsets = [i + (index - 0.5) * 0.4 for i in range(len(tasks))]

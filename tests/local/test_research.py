@@ -195,6 +195,18 @@ def test_the_figures_draw_what_the_report_says(research: dict[str, Any]) -> None
             assert image.format == "PNG" and min(image.size) >= 400
 
 
+def test_the_cost_figure_draws_a_run_without_its_update(research: dict[str, Any]) -> None:
+    figures = hack.load("research_figures")
+    initial_only = {
+        task: {**reading, "research": {**reading["research"], "updateOneLanguage": None}}
+        for task, reading in research["research"].items()
+    }
+    grid = figures.cost(initial_only).axes
+    for container in _bars(grid[1]).values():  # the update's training compute: no bars
+        assert [p.get_height() for p in container.patches] == [0.0] * len(initial_only)
+    assert any(p.get_height() > 0 for c in _bars(grid[0]).values() for p in c.patches)
+
+
 def test_an_update_rescores_only_the_models_it_changed(research: dict[str, Any]) -> None:
     phase = research["state"].phases[-1]
     assert sorted(r.name for r in phase.trained) == [f"{t}-ja" for t in sorted(TASKS)]
