@@ -11,7 +11,7 @@ import torch
 
 from langmerge.common import builtin
 from langmerge.common.prompts import prompt_ids, response_ids
-from langmerge.merger import evaluate, statistics
+from langmerge.merger import decoding, evaluate, statistics
 from langmerge.merger.gate import decide
 
 
@@ -84,6 +84,60 @@ def test_batched_generation_decodes_what_one_at_a_time_does(
     alone = [evaluate.generate(model, tokenizer, [h], [8])[0] for h in heads]
     assert batched == alone
     assert all("\n" not in text for text in batched)
+
+
+def test_generation_reads_each_prompt_once_for_its_summary_and_its_reference_loss(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    """One reading of the prompts serves the greedy summaries (as transformers' own greedy
+    generate decodes them, over two batches of heads of different lengths) and the reference
+    loss (as a full forward of prompt and reference computes it)."""
+    model, tokenizer = model_and_tokenizer
+    words = ["hotel", "Essen", "film", "电影", "phone", "Zimmer", "service", "livre", "hat"]
+    prompts = [f"Review {i}: the {words[i % len(words)]} " + "was " * (i % 4) for i in range(20)]
+    heads = [prompt_ids(p, tokenizer) for p in prompts]
+    tails = [response_ids(f"good {w} " * (1 + i % 3), tokenizer) for i, w in enumerate(prompts)]
+    assert len(heads) > evaluate.GENERATION_BATCH and len({len(h) for h in heads}) > 1
+    texts, logprobs = evaluate.generate_scored(model, tokenizer, heads, tails)
+    assert texts == evaluate.generate(model, tokenizer, heads, [len(t) for t in tails])
+    expected = [_logprob(model, head, tail) for head, tail in zip(heads, tails, strict=True)]
+    assert logprobs == pytest.approx(expected, abs=1e-4)
+
+
+def test_greedy_decoding_pads_a_row_after_its_stop_and_ends_when_every_row_has(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    heads = [prompt_ids(p, tokenizer) for p in ("Review: the hotel", "Das Essen war sehr")]
+    free = decoding.greedy(model, decoding.read_heads(model, 0, heads), 0, 6, lambda ids: False)
+    assert [len(row) for row in free] == [6, 6]
+    first = free[0][0]
+    at_first = decoding.read_heads(model, 0, heads)
+    stopped = decoding.greedy(model, at_first, 0, 6, lambda ids: ids[-1] == first)
+    ends = free[1].index(first) if first in free[1] else None
+    assert stopped[0] == [first] + [0] * (len(stopped[0]) - 1)
+    assert stopped[1][: len(stopped[0])] == free[1][: len(stopped[0])]
+    assert len(stopped[0]) == (6 if ends is None else ends + 1)
+    at_once = decoding.read_heads(model, 0, heads)
+    assert decoding.greedy(model, at_once, 0, 6, lambda ids: True) == [
+        [free[0][0]],
+        [free[1][0]],
+    ]
+
+
+def test_a_summary_ends_at_a_line_break_after_text_or_at_the_end_of_sequence(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    """A generation is read stripped, up to its first line break: a leading line break does
+    not end it."""
+    model, tokenizer = model_and_tokenizer
+    ends = evaluate.summary_ends(model, tokenizer)
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    words = tokenizer.encode("the food", add_special_tokens=False)
+    assert len(newline) == 1 and set(newline) <= decoding.line_break_tokens(tokenizer)
+    assert not ends(newline) and not ends(newline + words) and not ends(words)
+    assert ends(newline + words + newline) and ends(words + newline)
+    assert ends([*words, model.generation_config.eos_token_id])
 
 
 def test_generation_scores_rouge_with_intervals(model_and_tokenizer: tuple[Any, Any]) -> None:

@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 from langmerge.common import models as base_models
 from langmerge.common import storage
 from langmerge.common.cli import add_version, quiet_library_warnings
-from langmerge.common.logits import decode, logits_at, output_logits, supported
+from langmerge.common.logits import logits_at, supported
 from langmerge.common.prompts import prompt_ids, response_ids
 from langmerge.common.summary import (
     EvaluationSummary,
@@ -34,7 +35,7 @@ from langmerge.common.summary import (
     failed,
     write_summary,
 )
-from langmerge.merger import statistics
+from langmerge.merger import decoding, statistics
 
 CLASSIFICATION_MAX_LABELS = 16
 
@@ -90,20 +91,6 @@ def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]])
     return out
 
 
-def _left_padded(heads: list[list[int]], pad_id: int) -> tuple[Any, Any]:
-    """Token ids and attention mask of heads padded on the left, so that they end together
-    (where a continuation or a generation starts)."""
-    import torch
-
-    width = max(map(len, heads))
-    ids = torch.full((len(heads), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(heads), width), dtype=torch.long)
-    for row, head in enumerate(heads):
-        ids[row, width - len(head) :] = torch.tensor(head)
-        mask[row, width - len(head) :] = 1
-    return ids, mask
-
-
 def is_multiple_choice(records: list[dict[str, Any]], choices_field: str) -> bool:
     """Every record names its own alternatives."""
     return all(isinstance(r.get(choices_field), list) for r in records)
@@ -113,59 +100,23 @@ def _option_logprobs(
     model: Any, pad_id: int, heads: list[list[int]], options: list[list[list[int]]]
 ) -> list[list[float]]:
     """Summed log-probability of each of a head's options (labels, or a record's
-    alternatives) after it. Each head is read once: the batch of heads, left-padded so they
-    end together, runs through the decoder with its cache kept; every option then continues
-    from a copy of that cache. Labels after a 40-token review cost their own tokens, not the
-    review again per label."""
-    import copy
-
-    import torch
-
+    alternatives) after it. Each batch of heads is read once (langmerge.merger.decoding) and
+    every option continues from a copy of its cache: labels after a 40-token review cost
+    their own tokens, not the review again per label."""
     if not supported(model):  # no decoder to drive: each option with its head, in full
         pairs = [(h, o) for h, opts in zip(heads, options, strict=True) for o in opts]
         flat = iter(_logprobs(model, pad_id, pairs))
         return [[next(flat) for _ in opts] for opts in options]
     out: list[list[float]] = []
     for start in range(0, len(heads), BATCH):
-        chunk, choices = heads[start : start + BATCH], options[start : start + BATCH]
-        ids, mask = _left_padded(chunk, pad_id)
-        rows = len(chunk)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        choices = options[start : start + BATCH]
+        prefix = decoding.read_heads(model, pad_id, heads[start : start + BATCH])
         scores = [[0.0] * len(c) for c in choices]
-        with torch.no_grad():
-            prefix = decode(model, ids, mask, position_ids=positions, use_cache=True)
-            after_head = torch.log_softmax(
-                output_logits(model, prefix.last_hidden_state[:, -1]).float(), dim=-1
-            )
-            for k in range(max(map(len, choices))):
-                here = [(row, c[k]) for row, c in enumerate(choices) if k < len(c)]
-                for row, tail in here:
-                    scores[row][k] = float(after_head[row, tail[0]])
-                length = max(len(tail) for _, tail in here) - 1
-                if length == 0:
-                    continue
-                tokens = torch.full((rows, length), pad_id, dtype=torch.long)
-                keep = torch.zeros((rows, length), dtype=torch.long)
-                for row, tail in here:
-                    tokens[row, : len(tail) - 1] = torch.tensor(tail[:-1])
-                    keep[row, : len(tail) - 1] = 1
-                rest = decode(
-                    model,
-                    tokens,
-                    torch.cat([mask, keep], dim=1),
-                    position_ids=positions[:, -1:] + 1 + torch.arange(length),
-                    cache=copy.deepcopy(prefix.past_key_values),
-                    use_cache=True,
-                )
-                logprobs = torch.log_softmax(
-                    output_logits(model, rest.last_hidden_state[keep.bool()]).float(), dim=-1
-                )
-                targets = torch.tensor([t for _, tail in here for t in tail[1:]])
-                picked = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
-                at = 0
-                for row, tail in here:
-                    scores[row][k] += float(picked[at : at + len(tail) - 1].sum())
-                    at += len(tail) - 1
+        for k in range(max(map(len, choices))):
+            tails = [c[k] if k < len(c) else None for c in choices]
+            for row, score in enumerate(decoding.tail_logprobs(model, prefix, pad_id, tails)):
+                if tails[row] is not None:
+                    scores[row][k] = score
         out += scores
     return out
 
@@ -222,16 +173,63 @@ GENERATION_BATCH = 16
 GENERATION_SLACK = 16  # new tokens beyond the longest reference of a batch
 
 
+def _summary(tokenizer: Any, ids: list[int]) -> str:
+    """What a generation is read as: its text, stripped, up to its first line break."""
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    return str(text.strip().split("\n", 1)[0].strip())
+
+
+def summary_ends(model: Any, tokenizer: Any) -> Callable[[list[int]], bool]:
+    """Whether a generation has ended, by its tokens so far: at the model's end of sequence,
+    or at a line break after some text (a leading one is stripped, so decoding goes on)."""
+    eos = model.generation_config.eos_token_id
+    stops = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    breaks = decoding.line_break_tokens(tokenizer)
+
+    def ends(ids: list[int]) -> bool:
+        last = ids[-1]
+        if last in stops:
+            return True
+        return last in breaks and "\n" in tokenizer.decode(ids, skip_special_tokens=True).lstrip()
+
+    return ends
+
+
+def generate_scored(
+    model: Any, tokenizer: Any, heads: list[list[int]], tails: list[list[int]]
+) -> tuple[list[str], list[float]]:
+    """Greedy continuations of each head (its reference tail's length plus some slack at
+    most, per batch), each cut at its first line break, and the summed log-probability of
+    each reference tail: both from one reading of the heads. A row stops at its line break:
+    a summary is one line, and a model that does not stop (the base) is read the same way as
+    one that does."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if not supported(model):
+        texts = generate(model, tokenizer, heads, [len(t) for t in tails])
+        return texts, _logprobs(model, pad_id, list(zip(heads, tails, strict=True)))
+    ends = summary_ends(model, tokenizer)
+    texts: list[str] = []
+    logprobs: list[float] = []
+    for start in range(0, len(heads), GENERATION_BATCH):
+        batch = tails[start : start + GENERATION_BATCH]
+        prefix = decoding.read_heads(model, pad_id, heads[start : start + GENERATION_BATCH])
+        logprobs += decoding.tail_logprobs(model, prefix, pad_id, list(batch))
+        budget = max(map(len, batch)) + GENERATION_SLACK
+        texts += [
+            _summary(tokenizer, row) for row in decoding.greedy(model, prefix, pad_id, budget, ends)
+        ]
+    return texts, logprobs
+
+
 def generate(model: Any, tokenizer: Any, heads: list[list[int]], budgets: list[int]) -> list[str]:
-    """Greedy continuations of each head, in left-padded batches, each cut at its first line
-    break: a summary is one line, and a model that does not stop (the base) is read the same
-    way as one that does."""
+    """transformers' greedy `generate` of each head, in left-padded batches, each cut at its
+    first line break: for models the decoding module cannot drive."""
     import torch
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     texts: list[str] = []
     for start in range(0, len(heads), GENERATION_BATCH):
-        ids, mask = _left_padded(heads[start : start + GENERATION_BATCH], pad_id)
+        ids, mask = decoding.left_padded(heads[start : start + GENERATION_BATCH], pad_id)
         width = ids.shape[1]
         with torch.no_grad():
             out = model.generate(
@@ -241,9 +239,7 @@ def generate(model: Any, tokenizer: Any, heads: list[list[int]], budgets: list[i
                 do_sample=False,
                 pad_token_id=pad_id,
             )
-        for row in out[:, width:]:
-            text = tokenizer.decode(row, skip_special_tokens=True)
-            texts.append(text.strip().split("\n", 1)[0].strip())
+        texts += [_summary(tokenizer, row) for row in out[:, width:]]
     return texts
 
 
@@ -289,6 +285,8 @@ def evaluate(
             else:
                 gold.append(reference)
                 predicted.append(choices[best])
+    elif generation:
+        texts, reference_logprobs = generate_scored(model, tokenizer, heads, tails)
     else:
         reference_logprobs = _logprobs(model, pad_id, list(zip(heads, tails, strict=True)))
     tokens = sum(len(t) for t in tails)
@@ -298,7 +296,6 @@ def evaluate(
         return Scored({k: round(v, 6) for k, v in metrics.items()}, gold, predicted)
     values: dict[str, list[float]] = {}
     if generation:
-        texts = generate(model, tokenizer, heads, [len(t) for t in tails])
         pairs = [rouge(text, reference) for text, reference in zip(texts, references, strict=True)]
         values = {"rouge1": [p[0] for p in pairs], "rougeL": [p[1] for p in pairs]}
         for metric, per_example in values.items():
