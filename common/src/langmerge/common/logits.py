@@ -29,7 +29,7 @@ def supported(model: Any) -> bool:
 
 
 def decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
-    """The decoder's output (last_hidden_state, and past_key_values when use_cache=True):
+    """The decoder's output (last_hidden_state, and its cache when use_cache=True):
     the model without its output layer."""
     return _causal_lm(model).get_decoder()(
         input_ids=input_ids, attention_mask=attention_mask, **kwargs

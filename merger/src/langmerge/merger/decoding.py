@@ -79,7 +79,7 @@ def tail_logprobs(
             tokens,
             torch.cat([prefix.mask, keep], dim=1),
             position_ids=prefix.positions[:, -1:] + 1 + torch.arange(length),
-            cache=copy.deepcopy(prefix.state.past_key_values),
+            cache=copy.deepcopy(prefix.state.cache),
             use_cache=True,
         )
         logprobs = torch.log_softmax(
@@ -104,7 +104,7 @@ def greedy(
     import torch
 
     rows = prefix.mask.shape[0]
-    cache = prefix.state.past_key_values
+    cache = prefix.state.cache
     mask, position = prefix.mask, prefix.positions[:, -1:]
     token = prefix.next_logits.argmax(-1)
     ended = [False] * rows
@@ -122,7 +122,7 @@ def greedy(
             state = decode(
                 model, token[:, None], mask, position_ids=position, cache=cache, use_cache=True
             )
-            cache = state.past_key_values
+            cache = state.cache
             token = output_logits(model, state.last_hidden_state[:, -1]).float().argmax(-1)
     return out
 
