@@ -5,17 +5,41 @@
 # data in every task: only German retrains, every merged model re-merges).
 # LANGMERGE_RESEARCH_EVAL_LIMIT=N scores the first N held-out examples per language (a
 # quick look with wider intervals); unset, all of them (200 / 200 / 100).
+# LANGMERGE_RESEARCH_TASKS=sentiment,summarisation runs those tasks only; unset, all three.
+# LANGMERGE_RESEARCH_EPOCHS=N trains every adapter and COMB for N epochs (the manifests: 1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 work=${LANGMERGE_RESEARCH_DIR:-.langmerge-research}
 limit=${LANGMERGE_RESEARCH_EVAL_LIMIT:-}
+tasks=${LANGMERGE_RESEARCH_TASKS:-}
+epochs=${LANGMERGE_RESEARCH_EPOCHS:-}
+known=$(cd examples/research && ls ./*-merged.yaml | sed 's#^./##; s#-merged.yaml$##' | tr '\n' ' ')
+for task in ${tasks//,/ }; do
+  if [[ " $known" != *" $task "* ]]; then
+    echo "LANGMERGE_RESEARCH_TASKS: no task '$task' in examples/research (tasks: $known)" >&2
+    exit 2
+  fi
+done
+if [[ -n "$epochs" && ! "$epochs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "LANGMERGE_RESEARCH_EPOCHS=$epochs: give a whole number of epochs, 1 or more" >&2
+  exit 2
+fi
 rm -rf "$work"
 mkdir -p "$work"
 cp -r examples/research "$work/manifests"
+if [[ -n "$tasks" ]]; then
+  for manifest in "$work"/manifests/*.yaml; do
+    name=$(basename "$manifest")
+    [[ ",$tasks," == *",${name%%-*},"* ]] || rm "$manifest"
+  done
+fi
+if [[ -n "$epochs" ]]; then
+  sed -i "s/^    epochs: [0-9]*$/    epochs: $epochs/" "$work"/manifests/*.yaml
+fi
 langmerge=.venv/bin/langmerge
 flags=(--state-dir "$work/state" --compare-combined ${limit:+--eval-limit "$limit"})
 
-echo "== 1/2 initial setup: langmerge up -f $work/manifests ${limit:+(eval limit $limit)}"
+echo "== 1/2 initial setup: langmerge up -f $work/manifests ${limit:+(eval limit $limit)}${tasks:+ (tasks $tasks)}${epochs:+ ($epochs epochs)}"
 start=$SECONDS
 "$langmerge" up -f "$work/manifests" "${flags[@]}" > "$work/initial.txt"
 echo "initial setup: $((SECONDS - start)) s"
