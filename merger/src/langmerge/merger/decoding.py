@@ -9,6 +9,7 @@ Torch is imported by the callers' paths, never at import time here."""
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,7 +128,8 @@ def greedy(
     return out
 
 
-def line_break_tokens(tokenizer: Any) -> set[int]:
+@functools.lru_cache(maxsize=4)  # once per tokenizer, not per model and language scored
+def line_break_tokens(tokenizer: Any) -> frozenset[int]:
     """The ids of tokens whose text holds a line break (SentencePiece pieces with one, the
     byte-fallback <0x0A>, byte-level BPE's Ċ): a generated summary ends at the first."""
     candidates = [
@@ -136,4 +138,4 @@ def line_break_tokens(tokenizer: Any) -> set[int]:
         if "\n" in piece or "Ċ" in piece or piece == "<0x0A>"
     ]
     texts = tokenizer.batch_decode([[i] for i in candidates]) if candidates else []
-    return {i for i, text in zip(candidates, texts, strict=True) if "\n" in text}
+    return frozenset(i for i, text in zip(candidates, texts, strict=True) if "\n" in text)
