@@ -307,7 +307,7 @@ def sparsify_(
     return stack
 
 
-CACHE_CHUNK_BYTES = 4 << 20  # a chunk of a stack that stays in a core's cache (L2 is 2-4 MiB)
+CACHE_CHUNK_BYTES = 1 << 20  # a chunk of a stack and the steps' temporaries fit a core's L2
 
 
 def merge_blocks(
@@ -331,16 +331,24 @@ def merge_blocks(
         if trim == "dare"
         else []
     )
+    # Each task's threshold broadcast over its rows: one prune of the whole chunk, written
+    # straight into a new tensor (prune_by_magnitude_ on a copy, per task, is the same bits).
+    limits = (
+        blocks.new_tensor(thresholds).view(n, 1, 1)
+        if trim == "magnitude" and thresholds is not None
+        else None
+    )
     step = max(1, CACHE_CHUNK_BYTES // (n * cols * blocks.element_size()))
     merged = blocks.new_empty((rows, cols))
     for lo in range(0, rows, step):
-        chunk = blocks[:, lo : lo + step].clone()
-        for task in range(n):
-            if trim == "magnitude":
-                assert thresholds is not None
-                steps.prune_by_magnitude_(chunk[task], thresholds[task])
-            elif trim == "dare":
-                steps.dare_(chunk[task], masks[task][lo : lo + step], settings.density)
+        part = blocks[:, lo : lo + step]
+        if limits is not None:
+            chunk = torch.where(part.abs() < limits, 0.0, part)
+        else:
+            chunk = part.clone()
+            if trim == "dare":
+                for task in range(n):
+                    steps.dare_(chunk[task], masks[task][lo : lo + step], settings.density)
         merged[lo : lo + step] = combine_(chunk, settings)
     return merged
 
