@@ -185,3 +185,24 @@ def test_knots_methods_give_the_same_bits_in_cache_sized_chunks(
     chunked = _merge(adapter_dirs, method, density=0.4, seed=2, topk_scope=scope)
     for name in whole:
         assert torch.equal(chunked[name], whole[name]), name
+
+
+def test_knots_ties_prunes_blocks_as_each_adapter_pruned_alone_and_keeps_a_nan() -> None:
+    """merge_blocks prunes every adapter's blocks at once; the bits are those of the steps
+    one adapter at a time (prune a copy, then combine), and a NaN in the blocks stays a NaN,
+    so the finite check refuses the candidate instead of a zero hiding it."""
+    from langmerge.merger.methods import combine_, merge_blocks
+
+    generator = torch.Generator().manual_seed(3)
+    blocks = torch.randn(3, 7, 50, generator=generator, dtype=torch.float64)
+    blocks[1, 2, 4] = float("nan")
+    blocks[2, 0, 0] = -0.0
+    settings = MergeSettings(METHODS["knots-ties"], weights=(0.5, 0.3, 0.2), density=0.4)
+    thresholds = [steps.magnitude_threshold(blocks[t], 0.4) for t in range(3)]
+    expected = blocks.clone()
+    for task in range(3):
+        steps.prune_by_magnitude_(expected[task], thresholds[task])
+    expected = combine_(expected, settings)
+    merged = merge_blocks(blocks, settings, "module", thresholds)
+    assert torch.equal(merged.view(torch.int64), expected.view(torch.int64))
+    assert bool(merged[2, 4].isnan())
