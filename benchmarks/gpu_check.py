@@ -9,7 +9,9 @@ TIES over two layers, with --device cuda, against the same merges on the CPU.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -27,22 +29,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 
 
-def train_on_gpu(root: Path) -> dict[str, float]:
+LLAMA_3_2_1B = {
+    "vocab_size": 128256,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": True,
+    "rope_theta": 500000.0,
+}
+
+
+def train_on_gpu(root: Path, shape: dict[str, object] = LLAMA_3_2_1B) -> dict[str, float]:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from langmerge.common import builtin
 
-    config = LlamaConfig(  # Llama-3.2-1B
-        vocab_size=128256,
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        rope_theta=500000.0,
-    )
+    config = LlamaConfig(**shape)
     model_dir = root / "llama-3.2-1b-shaped"
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     parameters = sum(p.numel() for p in model.parameters())
@@ -105,10 +110,23 @@ def train_on_gpu(root: Path) -> dict[str, float]:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=RESULTS / "gpu_check.json",
+        help="where the figures are written",
+    )
+    args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device visible", file=sys.stderr)
         return 1
-    results: dict[str, object] = {"gpu": torch.cuda.get_device_name(0)}
+    results: dict[str, object] = {
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "load_average_before": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         root = Path(tmp)
         training = train_on_gpu(root)
@@ -121,8 +139,9 @@ def main() -> int:
                 figures = run_method(method, adapters, root / f"{method}-{device}", device)
                 results[f"merge_{method}_{device}"] = figures
                 print(f"merge {method:10s} {device}: {figures}", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gpu_check.json").write_text(json.dumps(results, indent=2))
+    results["load_average_after"] = os.getloadavg()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
     for key, value in results.items():
         if isinstance(value, dict):
             print(f"RESULT {key}_seconds={value.get('merge_s', value.get('seconds'))}")
