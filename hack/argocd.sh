@@ -11,6 +11,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+# shellcheck source=lib/debian.sh
+source "$here/lib/debian.sh"
 
 # Argo CD's go.mod names Go 1.27: the go command fetches that toolchain from the proxy.
 export GOTOOLCHAIN=$ARGOCD_GOTOOLCHAIN GOFLAGS=-buildvcs=false CGO_ENABLED=0
@@ -26,16 +28,13 @@ if ! grep -q "github.com/argoproj/argo-cd/v3 $ARGOCD_VERSION\$" "$source_dir/go.
 fi
 
 if ! command -v redis-server >/dev/null; then
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  if ! can_install_debian_packages; then
     log "redis-server missing and cannot install it here (needs root and apt-get)"
     exit 1
   fi
   log "installing Debian's redis-server package"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  # The package starts a server where an init system runs; the tests start their own.
-  if command -v service >/dev/null; then service redis-server stop >/dev/null 2>&1 || true; fi
+  install_debian_packages redis-server
+  stop_packaged_service redis-server  # started where an init system runs
 fi
 
 digest=$(cat "$source_dir/go.mod" "$source_dir/go.sum" "$source_dir/main.go" | sha256sum | cut -c1-12)

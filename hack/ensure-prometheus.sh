@@ -5,13 +5,12 @@ set -euo pipefail
 if command -v prometheus >/dev/null && command -v promtool >/dev/null; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+# shellcheck source=lib/debian.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian.sh"
+if ! can_install_debian_packages; then
   echo "prometheus/promtool missing and cannot install them here (needs root and apt-get)" >&2
   exit 0
 fi
 echo "installing Debian's prometheus package (prometheus, promtool)" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null
-apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-# The package starts a server on :9090 where an init system runs; the tests start their own.
-if command -v service >/dev/null; then service prometheus stop >/dev/null 2>&1 || true; fi
+install_debian_packages prometheus
+stop_packaged_service prometheus  # started on :9090 where an init system runs

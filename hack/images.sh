@@ -16,6 +16,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+# shellcheck source=lib/debian.sh
+source "$here/lib/debian.sh"
 
 log() { printf 'images: %s\n' "$*" >&2; }
 
@@ -25,15 +27,12 @@ ensure_tools() {
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   [ ${#missing[@]} -eq 0 ] && return
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  if ! can_install_debian_packages; then
     log "missing ${missing[*]} and cannot install them here (needs root and apt-get)"
     exit 3
   fi
   log "installing Debian's ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends buildah podman runc mmdebstrap uidmap \
-    containernetworking-plugins >/dev/null
+  install_debian_packages buildah podman runc mmdebstrap uidmap containernetworking-plugins
 }
 
 # Python 3.11, pip (to install uv) and passwd (useradd), nothing else. A proxy that signs TLS

@@ -6,7 +6,8 @@
 # LANGMERGE_RESEARCH_EVAL_LIMIT=N scores the first N held-out examples per language (a
 # quick look with wider intervals); unset, all of them (200 / 200 / 100).
 # LANGMERGE_RESEARCH_TASKS=sentiment,summarisation runs those tasks only; unset, all three.
-# LANGMERGE_RESEARCH_EPOCHS=N trains every adapter and COMB for N epochs (the manifests: sentiment 3, the others 1).
+# LANGMERGE_RESEARCH_EPOCHS=N trains every adapter and COMB for N epochs (the manifests:
+# sentiment 3, the others 1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 work=${LANGMERGE_RESEARCH_DIR:-.langmerge-research}
