@@ -42,12 +42,12 @@ LLAMA_3_2_1B = {
 }
 
 
-def train_on_gpu(root: Path, shape: dict[str, object] = LLAMA_3_2_1B) -> dict[str, float]:
+def train_on_gpu(root: Path) -> dict[str, float]:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from langmerge.common import builtin
 
-    config = LlamaConfig(**shape)
+    config = LlamaConfig(**LLAMA_3_2_1B)
     model_dir = root / "llama-3.2-1b-shaped"
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     parameters = sum(p.numel() for p in model.parameters())

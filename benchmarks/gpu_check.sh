@@ -10,6 +10,7 @@ if [ -n "${LANGMERGE_PYTHON:-}" ]; then
   PYTHON=$LANGMERGE_PYTHON
   if [ -n "${LANGMERGE_WHEELS:-}" ]; then
     site=$(mktemp -d -t langmerge-site-XXXXXX)
+    trap 'rm -rf "$site"' EXIT
     "$PYTHON" -m pip install --quiet --no-index --no-deps --no-compile --target "$site" \
       "$LANGMERGE_WHEELS"/*.whl
     export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
@@ -25,4 +26,4 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PYTHON" -c 'import torch, transformers, peft; print("torch", torch.__version__,
   "transformers", transformers.__version__, "peft", peft.__version__)'
-exec "$PYTHON" benchmarks/gpu_check.py "$@"
+"$PYTHON" benchmarks/gpu_check.py "$@"
