@@ -3,8 +3,9 @@
 1. The merge part of a search of 8 KnOTS candidates (knots-ties at densities 0.3/0.5/0.7 x
    lambda 1.0/1.5, knots-dare-ties at seeds 0/1) on synthetic adapters shaped like
    Llama-3.1-8B LoRA (merge_bench.py's: 32 layers x 7 modules, r16, five languages), each
-   candidate written as a LoRA (their shared basis once) and the winner joined into an
-   adapter as publishing does, against one merge (knots-ties, density 0.5) and against the
+   candidate made as a LoRA (their shared basis once; held in memory within the product's
+   default budget, a quarter of the memory available, else written to scratch) and the winner
+   written as publishing does, against one merge (knots-ties, density 0.5) and against the
    8 merges run separately. Each side runs in its own process (its peak RSS is its own),
    interleaved, --repeat times; medians and [min-max].
 2. Scoring 8 candidates on validation data (5 languages) in one loaded model (their weights
@@ -59,7 +60,7 @@ def merge_side(side: str, adapters: list[Path], scratch: Path) -> dict[str, floa
     from langmerge.merger import search as grid
     from langmerge.merger.adapters import load_adapter
     from langmerge.merger.methods import METHODS, Merger, MergeSettings
-    from langmerge.merger.output import join_lora, write_lora
+    from langmerge.merger.output import write_lora
     from langmerge.merger.run import candidate_settings
     from langmerge.merger.shared import SharedKnots, merge_candidates
 
@@ -75,7 +76,7 @@ def merge_side(side: str, adapters: list[Path], scratch: Path) -> dict[str, floa
         assert all(w.failure is None for w in written), [w.failure for w in written]
         # The winner's adapter, as publishing it makes it (the first candidate standing in).
         (scratch / "winner").mkdir()
-        join_lora(written[0].parts, scratch / "winner")
+        written[0].publish(scratch / "winner")
     else:  # one merge, or every candidate as its own merge
         for index, candidate in enumerate(settings):
             merger = Merger(loaded, candidate)

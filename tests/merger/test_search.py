@@ -17,9 +17,9 @@ from langmerge.merger import search as grid
 from langmerge.merger.adapters import load_adapter
 from langmerge.merger.cli import main
 from langmerge.merger.methods import METHODS, MergeSettings
-from langmerge.merger.output import join_lora
+from langmerge.merger.output import HeldLora, join_lora
 from langmerge.merger.run import candidate_settings
-from langmerge.merger.shared import SharedKnots, merge_candidates
+from langmerge.merger.shared import SharedKnots, lora_bytes, merge_candidates
 from langmerge.operator.ledger import search_result
 from tests.support.tiny_llama import save_peft_adapter
 
@@ -167,21 +167,34 @@ def test_the_winner_is_the_best_aggregate_and_ties_go_to_the_earlier_candidate()
 
 
 # --- candidates equal separate merges ------------------------------------------------------
+@pytest.mark.parametrize("hold", ["memory", "scratch", "both"])
 def test_each_candidate_is_exactly_the_separate_merge_with_its_parameters(
-    tiny: dict[str, Any], tmp_path: Path
+    tiny: dict[str, Any], tmp_path: Path, hold: str
 ) -> None:
     adapters = [load_adapter(str(p), p) for p in tiny["adapters"]]
     search = grid.parse(GRID)
     common = MergeSettings(method=METHODS["knots-ties"], weights=(1.0,) * 3, rank=None)
     settings = candidate_settings(search, common, adapters, "sum-to-one", None)
     shared = SharedKnots(adapters, common.knots_tolerance)
-    written = merge_candidates(adapters, settings, tmp_path / "c", 12, shared)
+    # "both": room for the basis and a few candidates; the rest go to scratch.
+    one = lora_bytes(adapters, None, "A") + lora_bytes(adapters, None, "B")
+    budget = {"memory": 1 << 40, "scratch": 0, "both": 2 * one}[hold]
+    written = merge_candidates(adapters, settings, tmp_path / "c", 12, shared, budget)
     assert [w.failure for w in written] == [None] * len(written)
-    # The KnOTS candidates' lora_B (the basis U) is written once, beside their lora_A.
+    held = [w.held is not None for w in written]
+    assert held == {"memory": [True] * len(written), "scratch": [False] * len(written)}.get(
+        hold, held
+    )
+    if hold == "both":
+        assert any(held) and not all(held)
+    # A KnOTS candidate in scratch has its lora_A beside the basis U (its lora_B), written
+    # once; nothing held is on disk.
     basis = tmp_path / "c" / "basis"
     assert [w.parts[1:] for w in written] == [
-        [basis] if c.method.startswith("knots") else [] for c in search.candidates
+        [basis] if c.method.startswith("knots") and w.held is None else []
+        for c, w in zip(search.candidates, written, strict=True)
     ]
+    assert [bool(w.parts) for w in written] == [not h for h in held]
     # Each module aligned once for every KnOTS candidate (3 modules x 2 layers), however many.
     assert shared.alignments == len(adapters[0].modules)
     for candidate, result in zip(search.candidates, written, strict=True):
@@ -200,7 +213,7 @@ def test_each_candidate_is_exactly_the_separate_merge_with_its_parameters(
         assert code == 0
         joined = tmp_path / "joined" / str(candidate.index)
         joined.mkdir(parents=True)
-        join_lora(result.parts, joined)
+        result.publish(joined)
         for name in ("adapter_model.safetensors", "adapter_config.json"):
             assert (joined / name).read_bytes() == (alone / name).read_bytes(), (
                 candidate.label(),
@@ -224,14 +237,18 @@ def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
     common = MergeSettings(method=METHODS["knots-ties"], weights=(1.0,) * 3)
     settings = candidate_settings(grid.parse(spec), common, loaded, "sum-to-one", None)
     shared = SharedKnots(loaded, common.knots_tolerance)
-    written = merge_candidates(loaded, settings, tmp_path / "c", None, shared)
-    adapters = {p.name: [p] for p in tiny["adapters"]}
+    # The first candidate held in memory (with the basis), the others in scratch: both kinds
+    # are swapped in.
+    budget = lora_bytes(loaded, None, "A") + lora_bytes(loaded, None, "B")
+    written = merge_candidates(loaded, settings, tmp_path / "c", None, shared, budget)
+    assert [w.held is not None for w in written] == [True, False, False]
+    adapters: dict[str, list[Path] | HeldLora] = {p.name: [p] for p in tiny["adapters"]}
     fresh_paths: dict[str, Path | None] = {p.name: p for p in tiny["adapters"]}
     for index, result in enumerate(written):
-        adapters[f"candidate-{index}"] = result.parts
+        adapters[f"candidate-{index}"] = result.lora()
         fresh_paths[f"candidate-{index}"] = joined = tmp_path / "joined" / str(index)
         joined.mkdir(parents=True)
-        join_lora(result.parts, joined)
+        result.publish(joined)
     in_place = evaluate.score_adapters_in_place(base, adapters, datasets)
     fresh = evaluate.score_models(base, fresh_paths, datasets)
     for name in adapters:
@@ -254,7 +271,9 @@ def test_a_candidate_without_its_basis_is_refused_when_joined_and_when_scored(
         "sum-to-one",
         None,
     )
-    written = merge_candidates(loaded, settings, tmp_path / "c", None, SharedKnots(loaded, 1e-5))
+    written = merge_candidates(
+        loaded, settings, tmp_path / "c", None, SharedKnots(loaded, 1e-5), hold_bytes=0
+    )
     datasets = {"de": [{"prompt": "de review 1", "response": "good"}]}
     with pytest.raises(ValueError, match=r"no part of .* holds .*lora_B.weight"):
         join_lora(written[0].parts[:1], tmp_path)

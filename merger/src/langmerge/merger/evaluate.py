@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langmerge.common import models as base_models
 from langmerge.common import storage
@@ -36,6 +36,9 @@ from langmerge.common.summary import (
     write_summary,
 )
 from langmerge.merger import decoding, statistics
+
+if TYPE_CHECKING:
+    from langmerge.merger.output import HeldLora
 
 CLASSIFICATION_MAX_LABELS = 16
 
@@ -354,21 +357,38 @@ def score_models(
     return scored
 
 
+def _described(source: list[Path] | HeldLora) -> str:
+    return ", ".join(map(str, source)) if isinstance(source, list) else "held in memory"
+
+
+def _lora_source(source: list[Path] | HeldLora) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An adapter's config and tensors: read from its folders, or as held in memory."""
+    from safetensors.torch import load_file
+
+    if not isinstance(source, list):
+        return source.config, dict(source.tensors)
+    config = json.loads((source[0] / "adapter_config.json").read_text(encoding="utf-8"))
+    weights: dict[str, Any] = {}
+    for part in source:
+        weights.update(load_file(str(part / "adapter_model.safetensors")))
+    return config, weights
+
+
 def score_adapters_in_place(
     base: Path,
-    adapters: dict[str, list[Path]],
+    adapters: dict[str, list[Path] | HeldLora],
     datasets: dict[str, list[dict[str, Any]]],
     generation: bool = False,
 ) -> dict[str, dict[str, Scored]]:
     """adapter name -> language -> Scored, with the base model loaded once. An adapter is given
     as the folders whose adapter_model.safetensors together hold its tensors (a search's
-    KnOTS candidates share their lora_B in one), its config the first folder's. Each adapter's
+    KnOTS candidates share their lora_B in one), its config the first folder's, or held in
+    memory (output.HeldLora: a search's candidates that fit its memory budget). Each adapter's
     weights are copied into the parameters of the one adapter slot (peft's
     set_peft_model_state_dict) when its config is the slot's; one with another config (other
     ranks) gets a slot of its own, and the slot before is deleted. So a search's candidates
     cost their own weights, not a model load each. Scores equal a fresh load's."""
     from peft import LoraConfig, PeftModel, set_peft_model_state_dict
-    from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     from langmerge.common.reproducible import deterministic
@@ -378,12 +398,10 @@ def score_adapters_in_place(
     model: Any = None
     slot: tuple[str, dict[str, Any]] | None = None  # the slot's adapter name and config
     scored: dict[str, dict[str, Scored]] = {}
-    for name, parts in adapters.items():
-        config = LoraConfig.from_pretrained(str(parts[0]))
+    for name, source in adapters.items():
+        stored, weights = _lora_source(source)
+        config = LoraConfig.from_peft_type(**LoraConfig.check_kwargs(**stored))
         config.inference_mode = True
-        weights: dict[str, Any] = {}
-        for part in parts:
-            weights.update(load_file(str(part / "adapter_model.safetensors")))
         if model is None:
             model = PeftModel(_load(base, None), config, adapter_name=name)
             slot = (name, config.to_dict())
@@ -398,7 +416,7 @@ def score_adapters_in_place(
         missing = [k for k in loaded.missing_keys if "lora_" in k and f".{slot[0]}." in k]
         if loaded.unexpected_keys or missing:
             raise ValueError(
-                f"adapter {name} ({', '.join(map(str, parts))}) does not fit its config: "
+                f"adapter {name} ({_described(source)}) does not fit its config: "
                 f"unexpected {loaded.unexpected_keys[:2]}, missing {missing[:2]}"
             )
         model.eval()

@@ -9,6 +9,7 @@ import json
 import shutil
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -123,9 +124,41 @@ def _pattern_key(module: str) -> str:
     return module.removeprefix(PEFT_PREFIX)
 
 
+@dataclass
+class HeldLora:
+    """A peft adapter kept in memory: its config and its tensors, in the order a LoraWriter
+    writes them (each module's A, then its B). write() gives the bytes that LoraWriter gives."""
+
+    config: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    @classmethod
+    def join(cls, parts: list[HeldLora]) -> HeldLora:
+        """One adapter from parts that each hold some of its tensors (a search's candidate:
+        its lora_A and the lora_B that every candidate shares, by reference), the config the
+        first part's: each module's A then B, the modules in the first part's order."""
+        holder = {name: part.tensors for part in parts for name in part.tensors}
+        tensors = {}
+        for module in dict.fromkeys(n.rpartition(".lora_")[0] for n in parts[0].tensors):
+            for factor in "AB":
+                name = f"{module}.lora_{factor}.weight"
+                if name not in holder:
+                    raise ValueError(f"no part of the held adapter holds {name}")
+                tensors[name] = holder[name][name]
+        return cls(parts[0].config, tensors)
+
+    def write(self, out_dir: Path) -> None:
+        writer = SafetensorsStreamWriter(out_dir / WEIGHTS, self.tensors, {"format": "pt"})
+        for name, tensor in self.tensors.items():
+            writer.add(name, tensor)
+        writer.close()
+        (out_dir / CONFIG).write_text(json.dumps(self.config, indent=2, sort_keys=True))
+
+
 class LoraWriter:
     """Writes a peft adapter whose B @ A per module is the merged update (scale 1), one merged
-    module at a time (a search feeds many writers from one pass over the modules).
+    module at a time (a search feeds many writers from one pass over the modules); with no
+    out_dir it holds the adapter in memory instead (`held`, after close).
 
     Dense results are compressed to `rank` (default: the sum of the input ranks) by an SVD;
     the largest relative Frobenius error is reported. `factors` "A" or "B" writes only that
@@ -135,7 +168,7 @@ class LoraWriter:
     def __init__(
         self,
         template: LoraAdapter,
-        out_dir: Path,
+        out_dir: Path | None,
         rank: int | None,
         dtype: torch.dtype = torch.float32,
         factors: str = "AB",
@@ -143,7 +176,13 @@ class LoraWriter:
         self.template, self.out_dir, self.rank, self.dtype = template, out_dir, rank, dtype
         self.factors = factors
         names = [f"{m}.lora_{f}.weight" for m in template.modules for f in factors]
-        self._writer = SafetensorsStreamWriter(out_dir / WEIGHTS, names, {"format": "pt"})
+        self._writer = (
+            SafetensorsStreamWriter(out_dir / WEIGHTS, names, {"format": "pt"})
+            if out_dir is not None
+            else None
+        )
+        self._tensors: dict[str, torch.Tensor] = {}
+        self.held: HeldLora | None = None
         self._ranks: dict[str, int] = {}
         self._worst_error = 0.0
 
@@ -159,11 +198,16 @@ class LoraWriter:
         self._worst_error = max(self._worst_error, error)
         for factor, tensor in (("A", a), ("B", b)):
             if factor in self.factors:
-                self._writer.add(f"{module.name}.lora_{factor}.weight", tensor.to(self.dtype))
+                name = f"{module.name}.lora_{factor}.weight"
+                if self._writer is not None:
+                    self._writer.add(name, tensor.to(self.dtype))
+                else:  # its own memory, contiguous on the CPU as a file would hold it
+                    self._tensors[name] = tensor.detach().to("cpu", self.dtype).contiguous()
         self._ranks[_pattern_key(module.name)] = int(a.shape[0])
 
     def close(self) -> dict[str, float]:
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
         ranks = self._ranks
         top = max(ranks.values())
         config = dict(self.template.config)
@@ -177,7 +221,10 @@ class LoraWriter:
             alpha_pattern={k: v for k, v in ranks.items() if v != top},
             inference_mode=True,
         )
-        (self.out_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+        if self.out_dir is not None:
+            (self.out_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+        else:
+            self.held = HeldLora(config, self._tensors)
         return {"rank": float(top), "reconstruction_error": self._worst_error}
 
 

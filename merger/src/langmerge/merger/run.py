@@ -200,7 +200,8 @@ def _run_search(
     scratch: Path,
 ) -> tuple[int, list[MergeSettings], list[dict[str, Any]], dict[str, float], Written]:
     """Merges and scores every candidate; returns the winner's index, every candidate's
-    settings, the table of candidates, the seconds spent, and the winner's LoRA in scratch."""
+    settings, the table of candidates, the seconds spent, and the winner's LoRA (held, or in
+    scratch)."""
     from langmerge.merger import evaluate
     from langmerge.merger.shared import SharedKnots, merge_candidates
 
@@ -210,11 +211,13 @@ def _run_search(
     validation = _datasets(args.validate, "--validate", scratch)
     base = evaluate.load_base(args.base_model, scratch)
     merging = time.monotonic()
+    # The shared alignment lives only while the candidates are made: scoring needs the memory.
     shared = SharedKnots(adapters, base_settings.knots_tolerance, base_settings.device)
     written = merge_candidates(adapters, settings, scratch / "candidates", rank, shared)
+    del shared
     merge_seconds = time.monotonic() - merging
     scoring = time.monotonic()
-    usable = {str(i): w.parts for i, w in enumerate(written) if w.failure is None}
+    usable = {str(i): w.lora() for i, w in enumerate(written) if w.failure is None}
     scored = (
         evaluate.score_adapters_in_place(
             base, usable, validation, generation=search.metric in GENERATION_METRICS
@@ -294,7 +297,7 @@ def run(
 ) -> MergeSummary:
     """The run; `settings` are the flags' (with a search: its candidates' common settings)."""
     from langmerge.merger.methods import Merger
-    from langmerge.merger.output import join_lora, write_full, write_lora
+    from langmerge.merger.output import write_full, write_lora
 
     started = time.monotonic()
     storage.check_under_root(args.output, args.artifact_root, "--output")
@@ -322,9 +325,9 @@ def run(
         with storage.staging(args.output) as staged:
             merger = Merger(adapters, settings)
             if args.output_format == "lora" and chosen is not None:
-                # The winner is already written (its parts), exactly as a merge with its settings
-                # writes it once joined.
-                join_lora(chosen.parts, staged)
+                # The winner is already made (held, or its parts), exactly as a merge with its
+                # settings writes it.
+                chosen.publish(staged)
                 figures = dict(chosen.figures or {})
             elif args.output_format == "lora":
                 merger.prepare()

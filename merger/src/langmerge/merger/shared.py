@@ -4,12 +4,14 @@ Every KnOTS candidate over the same adapters starts from the same per-module ali
 basis U and the blocks S V_i^T, the merge's costly part) and, for a model-wide TIES top-k,
 from thresholds that depend only on the density. SharedKnots computes each module's
 alignment once (kept in memory while it fits the cache budget, recomputed beyond it) and the
-thresholds of every density from one pass over the modules; merge_candidates then writes every
+thresholds of every density from one pass over the modules; merge_candidates then makes every
 KnOTS candidate in one pass over the modules, each module aligned once for all of them and
-their shared basis U (every candidate's lora_B, about half of a LoRA's bytes) written once. The
+their shared basis U (every candidate's lora_B, about half of a LoRA's bytes) kept once. The
 other methods' per-candidate work is the merge itself (cheap factor sums, or dense updates
-that are not worth keeping), so each runs as its own Merger. Every candidate's output is
-exactly what a separate merge with its settings writes (tests/merger/test_search.py)."""
+that are not worth keeping), so each runs as its own Merger. Candidates are held in memory
+while they fit a budget, so a search writes to disk only what it publishes, the bytes of one
+merge. Every candidate's output is exactly what a separate merge with its settings writes
+(tests/merger/test_search.py)."""
 
 from __future__ import annotations
 
@@ -28,9 +30,21 @@ from langmerge.merger.methods import (
     knots_basis,
     merge_blocks,
 )
-from langmerge.merger.output import LoraWriter
+from langmerge.merger.output import HeldLora, LoraWriter, join_lora
 
-DEFAULT_CACHE_BYTES = 2 << 30
+
+def default_hold_bytes() -> int:
+    """What a search may hold in memory, of its candidates and, as much again, of the
+    alignments they share: a quarter each of what this process may use (the memory the machine
+    has available, or its container's limit when that is lower)."""
+    limits = []
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            limits.append(int(line.split()[1]) * 1024)
+    cgroup = Path("/sys/fs/cgroup/memory.max")  # "max" when there is no limit
+    if cgroup.is_file() and cgroup.read_text().strip().isdigit():
+        limits.append(int(cgroup.read_text().strip()))
+    return min(limits, default=0) // 4
 
 
 class CandidateFailedError(ValueError):
@@ -49,18 +63,19 @@ def _uses_global_topk(settings: MergeSettings) -> bool:
 
 class SharedKnots:
     """The KnOTS alignment of each module and the model-wide thresholds per density, for
-    every candidate over one set of adapters."""
+    every candidate over one set of adapters. The alignments are cached up to cache_bytes
+    (default: default_hold_bytes(), as much as the candidates may hold)."""
 
     def __init__(
         self,
         adapters: list[LoraAdapter],
         tolerance: float,
         device: str = "cpu",
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_bytes: int | None = None,
     ) -> None:
         self.adapters, self.tolerance, self.device = adapters, tolerance, device
         self.modules = sorted(adapters[0].modules)
-        self.cache_bytes = cache_bytes
+        self.cache_bytes = default_hold_bytes() if cache_bytes is None else cache_bytes
         self._aligned: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._cached = 0
         self._thresholds: dict[float, list[float]] = {}
@@ -84,6 +99,13 @@ class SharedKnots:
             self._cached += size
         return u, blocks
 
+    def release(self, module: str) -> None:
+        """Drops a module's cached alignment (its last candidate is made): the memory goes
+        to the candidates made after it."""
+        found = self._aligned.pop(module, None)
+        if found is not None:
+            self._cached -= sum(t.numel() * t.element_size() for t in found)
+
     def prepare(self, densities: set[float]) -> None:
         """The model-wide TIES thresholds of every density not yet known, as one merge finds
         them (StreamedThresholds): one pass over the modules counts each density's histogram
@@ -99,8 +121,9 @@ class SharedKnots:
             _, blocks = self.aligned(module)
             for task in range(n):
                 buckets = steps.magnitude_buckets(blocks[task]).flatten()
+                histogram = torch.bincount(buckets, minlength=steps.BINS).cpu()
                 for stream in streams.values():
-                    stream.count(task, blocks[task], part=module, buckets=buckets)
+                    stream.count(task, blocks[task], module, buckets, histogram)
         again: set[str] = set()
         for stream in streams.values():
             stream.locate()
@@ -178,15 +201,41 @@ def _finite(module: str, tensors: list[torch.Tensor | None], dtype: torch.dtype)
             )
 
 
+def lora_bytes(adapters: list[LoraAdapter], rank: int | None, factors: str) -> int:
+    """The most bytes (float32) a merged LoRA's factors can take: every module at the rank a
+    merge writes, or at the sum of the input ranks where that is more (KnOTS and cat keep up
+    to it)."""
+    total = 0
+    for module in adapters[0].modules:
+        width = max(rank or 0, sum(a.rank(module) for a in adapters))
+        rows = {"A": adapters[0].factor_shape(module, "A")[1]}
+        rows["B"] = adapters[0].factor_shape(module, "B")[0]
+        total += sum(width * rows[f] * 4 for f in factors)
+    return total
+
+
 @dataclass
 class Written:
-    """A candidate's LoRA in scratch, as the folders whose tensors together make it (its own
-    first, with its config; a KnOTS candidate's lora_B is the basis every one of them shares,
-    written once beside them: output.join_lora makes the adapter), or why it has none."""
+    """A candidate's LoRA: held in memory (`held`), or in scratch as the folders whose tensors
+    together make it (`parts`: its own first, with its config). A KnOTS candidate's lora_B is
+    the basis every one of them shares, held or written once beside them. Or why it has
+    none."""
 
     parts: list[Path]
+    held: list[HeldLora] | None = None
     figures: dict[str, float] | None = None
     failure: str | None = None
+
+    def lora(self) -> list[Path] | HeldLora:
+        """What scoring reads: the folders, or the adapter in memory."""
+        return HeldLora.join(self.held) if self.held is not None else self.parts
+
+    def publish(self, out_dir: Path) -> None:
+        """The candidate as one peft adapter in out_dir: the bytes a separate merge writes."""
+        if self.held is not None:
+            HeldLora.join(self.held).write(out_dir)
+        else:
+            join_lora(self.parts, out_dir)
 
 
 def merge_candidates(
@@ -195,21 +244,44 @@ def merge_candidates(
     scratch: Path,
     rank: int | None,
     shared: SharedKnots,
+    hold_bytes: int | None = None,
 ) -> list[Written]:
-    """Writes each candidate's LoRA under scratch (scratch/<i>, and scratch/basis for what the
-    KnOTS candidates share). KnOTS candidates are written together in one pass over the
-    modules, the basis U once for all of them; a candidate that fails is recorded and the
-    others go on."""
+    """Each candidate's LoRA, held in memory while the candidates' largest size fits
+    hold_bytes (default_hold_bytes()), written under scratch beyond it (scratch/<i>, and
+    scratch/basis for what the KnOTS candidates share): a search writes only its winner, the
+    bytes of one merge. KnOTS candidates are made together in one pass over the modules, the
+    basis U once for all of them; a candidate that fails is recorded and the others go on."""
     knots = [i for i, s in enumerate(settings) if s.method.space == "knots"]
+    budget = default_hold_bytes() if hold_bytes is None else hold_bytes
+    basis_bytes = lora_bytes(adapters, None, "B") if knots else 0
+    held: set[int] = set()
+    for i in range(len(settings)):
+        size = lora_bytes(adapters, *((None, "A") if i in knots else (rank, "AB")))
+        # The basis counts once, with the first KnOTS candidate held.
+        extra = basis_bytes if i in knots and not held & set(knots) else 0
+        if size + extra <= budget:
+            budget -= size + extra
+            held.add(i)
     basis = scratch / "basis"
+    spilled_knots = [i for i in knots if i not in held]
     results = [
-        Written([scratch / str(i)] + ([basis] if i in knots else [])) for i in range(len(settings))
+        Written([] if i in held else [scratch / str(i)] + ([basis] if i in knots else []))
+        for i in range(len(settings))
     ]
     for folder in {part for written in results for part in written.parts}:
         folder.mkdir(parents=True, exist_ok=True)
     shared.prepare({settings[i].density for i in knots if _uses_global_topk(settings[i])})
-    writers = {i: LoraWriter(adapters[0], results[i].parts[0], rank, factors="A") for i in knots}
-    basis_writer = LoraWriter(adapters[0], basis, rank, factors="B") if knots else None
+
+    def writer(i: int, factors: str) -> LoraWriter:
+        out_dir = None if i in held else results[i].parts[0]
+        return LoraWriter(adapters[0], out_dir, rank, factors=factors)
+
+    writers = {i: writer(i, "A") for i in knots}
+    basis_writers = [
+        LoraWriter(adapters[0], out_dir, rank, factors="B")
+        for out_dir, wanted in ((None, held & set(knots)), (basis, spilled_knots))
+        if wanted
+    ]
     thresholds = {i: shared.thresholds(settings[i]) for i in knots}
     for module in shared.modules:
         alive = [i for i in knots if results[i].failure is None]
@@ -221,41 +293,51 @@ def merge_candidates(
             for i in alive:
                 results[i].failure = str(error)
             continue
-        if merged:  # the basis U, every candidate's B here: checked and written once
-            assert basis_writer is not None
+        if merged:  # the basis U, every candidate's B here: checked and kept once
             try:
-                _finite(module, [merged[0].b], basis_writer.dtype)
+                _finite(module, [merged[0].b], torch.float32)
             except CandidateFailedError as error:
                 for i in alive:
                     results[i].failure = str(error)
                 continue
-            basis_writer.add(merged[0])
+            for basis_writer in basis_writers:
+                basis_writer.add(merged[0])
         for i, module_merged in zip(alive, merged, strict=True):
             try:
                 _finite(module, [module_merged.a], writers[i].dtype)
                 writers[i].add(module_merged)
             except (CandidateFailedError, ValueError, RuntimeError) as error:
                 results[i].failure = str(error)
-    if basis_writer is not None and any(results[i].failure is None for i in knots):
-        basis_writer.close()  # every module is in it when any candidate has every module
+        # Fresh memory is dear (first touches cost more than the merge on some machines):
+        # what the module's alignment frees goes to the candidates of the next modules.
+        shared.release(module)
+    if any(results[i].failure is None for i in knots):
+        for basis_writer in basis_writers:
+            basis_writer.close()  # every module is in it when any candidate has every module
+    held_basis = next((w.held for w in basis_writers if w.out_dir is None), None)
     for i in knots:
         if results[i].failure is None:
             results[i].figures = writers[i].close()
+            if i in held:
+                assert writers[i].held is not None and held_basis is not None
+                results[i].held = [writers[i].held, held_basis]
     for i, candidate in enumerate(settings):
         if candidate.method.space == "knots":
             continue
         try:
             merger = Merger(adapters, candidate)
             merger.prepare()
-            writer = LoraWriter(adapters[0], results[i].parts[0], rank)
+            lora = writer(i, "AB")
             for merged_module in merger:
                 _finite(
                     merged_module.name,
                     [merged_module.b, merged_module.a, merged_module.delta],
-                    writer.dtype,
+                    lora.dtype,
                 )
-                writer.add(merged_module)
-            results[i].figures = writer.close()
+                lora.add(merged_module)
+            results[i].figures = lora.close()
+            if lora.held is not None:
+                results[i].held = [lora.held]
         except (CandidateFailedError, ValueError, RuntimeError) as error:
             results[i].failure = str(error)
     return results
