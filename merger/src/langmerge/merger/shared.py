@@ -32,19 +32,22 @@ from langmerge.merger.methods import (
 )
 from langmerge.merger.output import HeldLora, LoraWriter, join_lora
 
+UNKNOWN_MEMORY_HOLD_BYTES = 2 << 30  # where the OS does not say what is available
+
 
 def default_hold_bytes() -> int:
     """What a search may hold in memory, of its candidates and, as much again, of the
     alignments they share: a quarter each of what this process may use (the memory the machine
     has available, or its container's limit when that is lower)."""
     limits = []
-    for line in Path("/proc/meminfo").read_text().splitlines():
+    meminfo = Path("/proc/meminfo")
+    for line in meminfo.read_text().splitlines() if meminfo.is_file() else []:
         if line.startswith("MemAvailable:"):
             limits.append(int(line.split()[1]) * 1024)
     cgroup = Path("/sys/fs/cgroup/memory.max")  # "max" when there is no limit
     if cgroup.is_file() and cgroup.read_text().strip().isdigit():
         limits.append(int(cgroup.read_text().strip()))
-    return min(limits, default=0) // 4
+    return min(limits) // 4 if limits else UNKNOWN_MEMORY_HOLD_BYTES
 
 
 class CandidateFailedError(ValueError):
