@@ -9,7 +9,13 @@ import torch
 
 from langmerge.merger import steps
 from langmerge.merger.adapters import load_adapter
-from langmerge.merger.methods import METHODS, Merger, MergeSettings, dare_rows_mask
+from langmerge.merger.methods import (
+    METHODS,
+    Merger,
+    MergeSettings,
+    dare_generator,
+    dare_rows_mask,
+)
 from tests.merger import reference
 from tests.support.adapters import dense_updates, make_adapter
 
@@ -206,3 +212,46 @@ def test_knots_ties_prunes_blocks_as_each_adapter_pruned_alone_and_keeps_a_nan()
     merged = merge_blocks(blocks, settings, "module", thresholds)
     assert torch.equal(merged.view(torch.int64), expected.view(torch.int64))
     assert bool(merged[2, 4].isnan())
+
+
+def test_magnitude_keep_keeps_the_threshold_itself_and_drops_below_it() -> None:
+    values = torch.tensor([-2.0, -0.5, -0.25, 0.0, 0.25, 0.5, 2.0])
+    keep = steps.magnitude_keep(values, 0.5)
+    assert keep.tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    nudged = torch.nextafter(torch.tensor(0.5), torch.tensor(0.0))  # just below 0.5
+    assert steps.magnitude_keep(nudged.view(1), 0.5).tolist() == [0.0]
+    pruned = steps.prune_by_magnitude_(values.clone(), 0.5)
+    assert pruned.tolist() == [-2.0, -0.5, 0.0, 0.0, 0.0, 0.5, 2.0]
+    assert torch.isnan(steps.prune_by_magnitude_(torch.tensor([float("nan")]), 0.5)).all()
+
+
+def test_the_float_disjoint_mean_equals_the_masked_definition() -> None:
+    generator = torch.Generator().manual_seed(5)
+    stack = torch.randn(5, 64, 96, generator=generator)
+    stack[stack.abs() < 0.6] = 0.0  # trimmed entries, and columns where nothing survives
+    for weights in (torch.full((5,), 0.2), torch.tensor([0.1, 0.3, 0.2, 0.25, 0.15])):
+        weighted = stack * weights.view(-1, 1, 1)
+        sign = steps.elect_sign(weighted, "total")
+        agree = (weighted * sign) > 0
+        expected = (weighted * agree).sum(0) / (weights.view(-1, 1, 1) * agree).sum(0).clamp_min(
+            torch.finfo(torch.float32).tiny
+        )
+        actual = steps.disjoint_weighted_mean_(weighted.clone(), weights, sign)
+        assert torch.allclose(actual, expected, rtol=1e-6, atol=0.0)
+
+
+def test_dare_keeps_each_entry_with_probability_density_per_seed() -> None:
+    shape = (256, 4096)
+    for density in (0.1, 0.5, 0.9):
+        keep = steps.dare_keep_mask(torch.Size(shape), density, dare_generator(0, "m", 0))
+        assert keep.dtype == torch.bool and tuple(keep.shape) == shape
+        assert abs(float(keep.float().mean()) - density) < 0.005  # about 50 sigma at 1M
+    a, b, a_again = (
+        steps.dare_keep_mask(torch.Size(shape), 0.5, dare_generator(seed, "m", task))
+        for seed, task in ((0, 0), (1, 0), (0, 0))
+    )
+    assert torch.equal(a, a_again)
+    # Independent draws agree on about half the entries; equal or opposite masks would not.
+    assert abs(float((a == b).float().mean()) - 0.5) < 0.01
+    other_task = steps.dare_keep_mask(torch.Size(shape), 0.5, dare_generator(0, "m", 1))
+    assert abs(float((a == other_task).float().mean()) - 0.5) < 0.01

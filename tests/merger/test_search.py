@@ -19,7 +19,12 @@ from langmerge.merger.cli import main
 from langmerge.merger.methods import METHODS, MergeSettings
 from langmerge.merger.output import HeldLora, join_lora
 from langmerge.merger.run import candidate_settings
-from langmerge.merger.shared import SharedKnots, lora_bytes, merge_candidates
+from langmerge.merger.shared import (
+    SharedKnots,
+    default_hold_bytes,
+    lora_bytes,
+    merge_candidates,
+)
 from langmerge.operator.ledger import search_result
 from tests.support.tiny_llama import save_peft_adapter
 
@@ -195,6 +200,9 @@ def test_each_candidate_is_exactly_the_separate_merge_with_its_parameters(
         for c, w in zip(search.candidates, written, strict=True)
     ]
     assert [bool(w.parts) for w in written] == [not h for h in held]
+    if hold == "memory":  # nothing of a held search reaches the disk
+        scratch = tmp_path / "c"
+        assert not scratch.exists() or not any(scratch.rglob("*"))
     # Each module aligned once for every KnOTS candidate (3 modules x 2 layers), however many.
     assert shared.alignments == len(adapters[0].modules)
     for candidate, result in zip(search.candidates, written, strict=True):
@@ -410,3 +418,20 @@ def test_a_search_without_validation_data_is_refused(tiny: dict[str, Any], tmp_p
     args = [a for a in _search_args(tiny, GRID, tmp_path / "m") if not a.startswith("--validate")]
     code, summary = _run(tmp_path, *args)
     assert code == 1 and "--search needs --validate" in summary["reason"]
+
+
+def test_the_memory_budget_is_a_quarter_of_the_lower_of_available_and_the_limit(
+    tmp_path: Path,
+) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  16000000 kB\nMemAvailable:   8000000 kB\n")
+    cgroup = tmp_path / "memory.max"
+    cgroup.write_text("max\n")  # no container limit
+    assert default_hold_bytes(meminfo, cgroup) == 8000000 * 1024 // 4
+    cgroup.write_text(f"{4 << 30}\n")  # a lower container limit wins
+    assert default_hold_bytes(meminfo, cgroup) == (4 << 30) // 4
+    cgroup.write_text(f"{64 << 30}\n")  # a higher one does not
+    assert default_hold_bytes(meminfo, cgroup) == 8000000 * 1024 // 4
+    missing = tmp_path / "absent"
+    assert default_hold_bytes(missing, missing) == 2 << 30  # the OS says nothing
+    assert default_hold_bytes(missing, cgroup) == (64 << 30) // 4

@@ -318,10 +318,9 @@ def sparsify_(
     return stack
 
 
-# A chunk of a stack: in cache with the steps' temporaries (2 MB of L2 per core here, L3
-# beyond), and large enough that a step's per-call cost is small beside its work (1 MB
-# chunks took 30-40 % longer on the 8B-shaped modules).
-CACHE_CHUNK_BYTES = 4 << 20
+# A chunk of a stack and the steps' temporaries fit a core's L2 (2 MB here). 4 MiB chunks
+# were 1.2-1.7x slower per module (benchmarks/steps_bench.py, three runs).
+CACHE_CHUNK_BYTES = 1 << 20
 
 
 def merge_blocks(

@@ -124,6 +124,24 @@ def _pattern_key(module: str) -> str:
     return module.removeprefix(PEFT_PREFIX)
 
 
+def joined_names(parts: list[list[str]], where: str) -> list[tuple[str, int]]:
+    """The tensors of one adapter made of parts that each hold some of them (a search's
+    candidate: its lora_A beside the lora_B every candidate shares), in the order a LoraWriter
+    writes both factors: each module's A then B, the modules in the first part's order; each
+    with the index of the part that holds it."""
+    holder = {name: index for index, names in enumerate(parts) for name in names}
+    order = []
+    for module in dict.fromkeys(
+        n.removesuffix(".weight").rpartition(".lora_")[0] for n in parts[0]
+    ):
+        for factor in "AB":
+            name = f"{module}.lora_{factor}.weight"
+            if name not in holder:
+                raise ValueError(f"no part of {where} holds {name}")
+            order.append((name, holder[name]))
+    return order
+
+
 @dataclass
 class HeldLora:
     """A peft adapter kept in memory: its config and its tensors, in the order a LoraWriter
@@ -136,16 +154,10 @@ class HeldLora:
     def join(cls, parts: list[HeldLora]) -> HeldLora:
         """One adapter from parts that each hold some of its tensors (a search's candidate:
         its lora_A and the lora_B that every candidate shares, by reference), the config the
-        first part's: each module's A then B, the modules in the first part's order."""
-        holder = {name: part.tensors for part in parts for name in part.tensors}
-        tensors = {}
-        for module in dict.fromkeys(n.rpartition(".lora_")[0] for n in parts[0].tensors):
-            for factor in "AB":
-                name = f"{module}.lora_{factor}.weight"
-                if name not in holder:
-                    raise ValueError(f"no part of the held adapter holds {name}")
-                tensors[name] = holder[name][name]
-        return cls(parts[0].config, tensors)
+        first part's (joined_names)."""
+        names = [list(part.tensors) for part in parts]
+        order = joined_names(names, "the held adapter")
+        return cls(parts[0].config, {name: parts[i].tensors[name] for name, i in order})
 
     def write(self, out_dir: Path) -> None:
         writer = SafetensorsStreamWriter(out_dir / WEIGHTS, self.tensors, {"format": "pt"})
@@ -260,26 +272,18 @@ def join_lora(parts: list[Path], out_dir: Path) -> None:
     stored."""
     files = [part / WEIGHTS for part in parts]
     headers = [read_header(path) for path in files]
-    holder = {name: index for index, (_, header) in enumerate(headers) for name in header}
-    first = headers[0][1]
-    modules = dict.fromkeys(  # in the order of the first file's data
-        name.removesuffix(".weight").rpartition(".lora_")[0]
-        for name in sorted(first, key=lambda n: first[n]["data_offsets"][0])
-    )
-    writer = SafetensorsStreamWriter(out_dir / WEIGHTS, holder, {"format": "pt"})
+    # Each file's names in the order of its data.
+    names = [sorted(h, key=lambda n, h=h: h[n]["data_offsets"][0]) for _, h in headers]
+    order = joined_names(names, str(parts))
+    writer = SafetensorsStreamWriter(out_dir / WEIGHTS, [n for n, _ in order], {"format": "pt"})
     sources = [path.open("rb") for path in files]
     try:
-        for module in modules:
-            for factor in "AB":
-                name = f"{module}.lora_{factor}.weight"
-                if name not in holder:
-                    raise ValueError(f"{out_dir}: no part of {parts} holds {name}")
-                start, header = headers[holder[name]]
-                entry = header[name]
-                low, high = entry["data_offsets"]
-                source = sources[holder[name]]
-                source.seek(start + low)
-                writer.add_bytes(name, entry["dtype"], entry["shape"], source, high - low)
+        for name, index in order:
+            start, header = headers[index]
+            entry = header[name]
+            low, high = entry["data_offsets"]
+            sources[index].seek(start + low)
+            writer.add_bytes(name, entry["dtype"], entry["shape"], sources[index], high - low)
         writer.close()
     finally:
         for source in sources:

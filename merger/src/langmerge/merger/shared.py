@@ -35,16 +35,17 @@ from langmerge.merger.output import HeldLora, LoraWriter, join_lora
 UNKNOWN_MEMORY_HOLD_BYTES = 2 << 30  # where the OS does not say what is available
 
 
-def default_hold_bytes() -> int:
+def default_hold_bytes(
+    meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup/memory.max")
+) -> int:
     """What a search may hold in memory, of its candidates and, as much again, of the
     alignments they share: a quarter each of what this process may use (the memory the machine
     has available, or its container's limit when that is lower)."""
     limits = []
-    meminfo = Path("/proc/meminfo")
     for line in meminfo.read_text().splitlines() if meminfo.is_file() else []:
         if line.startswith("MemAvailable:"):
             limits.append(int(line.split()[1]) * 1024)
-    cgroup = Path("/sys/fs/cgroup/memory.max")  # "max" when there is no limit
+    # cgroup v2's memory.max reads "max" when there is no limit
     if cgroup.is_file() and cgroup.read_text().strip().isdigit():
         limits.append(int(cgroup.read_text().strip()))
     return min(limits) // 4 if limits else UNKNOWN_MEMORY_HOLD_BYTES
@@ -257,9 +258,10 @@ def merge_candidates(
     knots = [i for i, s in enumerate(settings) if s.method.space == "knots"]
     budget = default_hold_bytes() if hold_bytes is None else hold_bytes
     basis_bytes = lora_bytes(adapters, None, "B") if knots else 0
+    knots_bytes, other_bytes = lora_bytes(adapters, None, "A"), lora_bytes(adapters, rank, "AB")
     held: set[int] = set()
     for i in range(len(settings)):
-        size = lora_bytes(adapters, *((None, "A") if i in knots else (rank, "AB")))
+        size = knots_bytes if i in knots else other_bytes
         # The basis counts once, with the first KnOTS candidate held.
         extra = basis_bytes if i in knots and not held & set(knots) else 0
         if size + extra <= budget:
@@ -298,7 +300,7 @@ def merge_candidates(
             continue
         if merged:  # the basis U, every candidate's B here: checked and kept once
             try:
-                _finite(module, [merged[0].b], torch.float32)
+                _finite(module, [merged[0].b], basis_writers[0].dtype)
             except CandidateFailedError as error:
                 for i in alive:
                     results[i].failure = str(error)

@@ -1,0 +1,147 @@
+"""The merge steps' own costs, each against its baseline in the same process.
+
+1. Trimming one chunk of TIES (5 adapters x 12 rows x 4096, float32, 1 MiB) with a bool mask
+   (`torch.where(|x| < t, 0, x)`, what the merger did before d4d23d3) against the float
+   arithmetic it does now (steps.magnitude_keep).
+2. One module's TIES (methods.merge_blocks over 5 x 80 x 4096 float32 blocks) in the
+   merger's chunks (1 MiB) against 4 MiB chunks.
+3. DARE's keep-mask: torch's CPU generator (before d4d23d3) against numpy's PCG64 (now).
+4. This machine's cost of fresh memory: seconds to first touch each of --gib GiB allocated
+   and kept in one process, against touching the same memory again.
+
+Usage: python benchmarks/steps_bench.py [--repeat N] [--gib N]
+Prints medians of --repeat timings (each timing itself a mean over many calls) with [min-max]
+and the load average; writes benchmarks/results/steps_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from langmerge.merger import methods, steps
+from langmerge.merger.methods import METHODS, MergeSettings, dare_generator
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def per_call(work: Callable[[], object], calls: int) -> float:
+    work()  # warm
+    started = time.perf_counter()
+    for _ in range(calls):
+        work()
+    return (time.perf_counter() - started) / calls
+
+
+def summary(values: list[float], scale: float) -> dict[str, Any]:
+    return {
+        "median": round(statistics.median(values) * scale, 3),
+        "range": [round(min(values) * scale, 3), round(max(values) * scale, 3)],
+    }
+
+
+def trim(repeat: int) -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(0)
+    part = torch.randn(5, 12, 4096, generator=generator)
+    limits = torch.full((5, 1, 1), 0.67)
+    masked = [per_call(lambda: torch.where(part.abs() < limits, 0.0, part), 300)]
+    floats = [per_call(lambda: part * steps.magnitude_keep(part, limits), 300)]
+    for _ in range(repeat - 1):  # interleaved: a drift of the load hits both
+        masked.append(per_call(lambda: torch.where(part.abs() < limits, 0.0, part), 300))
+        floats.append(per_call(lambda: part * steps.magnitude_keep(part, limits), 300))
+    out = {"bool_mask_us": summary(masked, 1e6), "float_us": summary(floats, 1e6)}
+    out["ratio"] = round(statistics.median(masked) / statistics.median(floats), 2)
+    return out
+
+
+def ties_module(repeat: int) -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(0)
+    blocks = torch.randn(5, 80, 4096, generator=generator)
+    settings = MergeSettings(method=METHODS["knots-ties"], weights=(0.2,) * 5, density=0.5)
+    now = methods.CACHE_CHUNK_BYTES
+    timings: dict[int, list[float]] = {now: [], 4 << 20: []}
+    try:
+        for _ in range(repeat):
+            for chunk, series in timings.items():
+                methods.CACHE_CHUNK_BYTES = chunk
+                series.append(
+                    per_call(lambda: methods.merge_blocks(blocks, settings, "m", [0.67] * 5), 20)
+                )
+    finally:
+        methods.CACHE_CHUNK_BYTES = now
+    out = {f"chunk_{chunk >> 20}_mib_ms": summary(v, 1e3) for chunk, v in timings.items()}
+    out["ratio"] = round(statistics.median(timings[4 << 20]) / statistics.median(timings[now]), 2)
+    return out
+
+
+def dare_draw(repeat: int) -> dict[str, Any]:
+    """DARE's keep-mask for 5 x 80 x 4096 entries: torch's CPU generator (`torch.rand < d`,
+    before d4d23d3) against the merger's PCG64 draw (steps.dare_keep_mask)."""
+    shape = (5, 80, 4096)
+    generator = torch.Generator().manual_seed(0)
+    rng = dare_generator(0, "m", 0)
+    old, new = [], []
+    for _ in range(repeat):
+        old.append(per_call(lambda: torch.rand(shape, generator=generator) < 0.5, 20))
+        new.append(per_call(lambda: steps.dare_keep_mask(torch.Size(shape), 0.5, rng), 20))
+    out = {"torch_rand_ms": summary(old, 1e3), "pcg64_ms": summary(new, 1e3)}
+    out["ratio"] = round(statistics.median(old) / statistics.median(new), 2)
+    return out
+
+
+def fresh_memory(gib: int) -> dict[str, Any]:
+    first, again, kept = [], [], []
+    for _ in range(gib):
+        block = torch.empty(256 << 20)  # 1 GiB of float32
+        started = time.perf_counter()
+        block.fill_(1.0)
+        first.append(round(time.perf_counter() - started, 3))
+        started = time.perf_counter()
+        block.fill_(2.0)
+        again.append(round(time.perf_counter() - started, 3))
+        kept.append(block)  # kept: the next GiB is fresh memory
+    return {"first_touch_s_per_gib": first, "touch_again_s_per_gib": again}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=5, help="timings per side (default 5)")
+    parser.add_argument("--gib", type=int, default=7, help="GiB for the fresh-memory probe")
+    parser.add_argument("--tag", default="", help="written as steps_bench[_TAG].json")
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "load_average_before": load_average(),
+    }
+    results["trim_chunk"] = trim(args.repeat)
+    print(f"trim one chunk: {results['trim_chunk']}", flush=True)
+    results["ties_module"] = ties_module(args.repeat)
+    print(f"TIES one module: {results['ties_module']}", flush=True)
+    results["dare_draw"] = dare_draw(args.repeat)
+    print(f"DARE draw: {results['dare_draw']}", flush=True)
+    results["fresh_memory"] = fresh_memory(args.gib)
+    print(f"fresh memory: {results['fresh_memory']}", flush=True)
+    results["load_average_after"] = load_average()
+    print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
+    RESULTS.mkdir(exist_ok=True)
+    name = f"steps_bench_{args.tag}.json" if args.tag else "steps_bench.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2))
+    print(f"RESULT trim_bool_mask_vs_float={results['trim_chunk']['ratio']}")
+    print(f"RESULT dare_torch_rand_vs_pcg64={results['dare_draw']['ratio']}")
+    print(f"RESULT ties_module_4mib_vs_merger_chunks={results['ties_module']['ratio']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
