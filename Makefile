@@ -6,6 +6,10 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
+# Bytecode compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this machine
+# sets it), every process would otherwise compile torch and transformers from source again,
+# about 6 s per CLI start (import of torch, transformers and peft: 11.4 s without, 5.2 s with).
+export UV_COMPILE_BYTECODE := 1
 export GOTOOLCHAIN := local
 PY := .venv/bin/python
 
