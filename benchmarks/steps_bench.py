@@ -5,7 +5,8 @@
    arithmetic it does now (steps.magnitude_keep).
 2. One module's TIES (methods.merge_blocks over 5 x 80 x 4096 float32 blocks) in the
    merger's chunks (1 MiB) against 4 MiB chunks.
-3. DARE's keep-mask: torch's CPU generator (before d4d23d3) against numpy's PCG64 (now).
+3. DARE's keep-mask: torch's CPU generator (before d4d23d3), numpy's PCG64 through
+   `integers` (d4d23d3), and the same PCG64 integers read from its raw 64-bit output (now).
 4. This machine's cost of fresh memory: seconds to first touch each of --gib GiB allocated
    and kept in one process, against touching the same memory again.
 
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from langmerge.merger import methods, steps
@@ -87,16 +89,29 @@ def ties_module(repeat: int) -> dict[str, Any]:
 
 def dare_draw(repeat: int) -> dict[str, Any]:
     """DARE's keep-mask for 5 x 80 x 4096 entries: torch's CPU generator (`torch.rand < d`,
-    before d4d23d3) against the merger's PCG64 draw (steps.dare_keep_mask)."""
+    before d4d23d3), PCG64's `integers` (d4d23d3) and the merger's draw now
+    (steps.dare_keep_mask: the same integers from the raw 64-bit output)."""
     shape = (5, 80, 4096)
     generator = torch.Generator().manual_seed(0)
     rng = dare_generator(0, "m", 0)
-    old, new = [], []
+    limit = np.uint32(1 << 31)
+
+    def integers() -> object:
+        draws = rng.integers(0, 1 << 32, size=shape, dtype=np.uint32)
+        return torch.from_numpy(draws < limit)
+
+    old, pcg, new = [], [], []
     for _ in range(repeat):
         old.append(per_call(lambda: torch.rand(shape, generator=generator) < 0.5, 20))
+        pcg.append(per_call(integers, 20))
         new.append(per_call(lambda: steps.dare_keep_mask(torch.Size(shape), 0.5, rng), 20))
-    out = {"torch_rand_ms": summary(old, 1e3), "pcg64_ms": summary(new, 1e3)}
+    out = {
+        "torch_rand_ms": summary(old, 1e3),
+        "pcg64_integers_ms": summary(pcg, 1e3),
+        "pcg64_raw_ms": summary(new, 1e3),
+    }
     out["ratio"] = round(statistics.median(old) / statistics.median(new), 2)
+    out["integers_vs_raw"] = round(statistics.median(pcg) / statistics.median(new), 2)
     return out
 
 
@@ -139,6 +154,7 @@ def main() -> int:
     (RESULTS / name).write_text(json.dumps(results, indent=2))
     print(f"RESULT trim_bool_mask_vs_float={results['trim_chunk']['ratio']}")
     print(f"RESULT dare_torch_rand_vs_pcg64={results['dare_draw']['ratio']}")
+    print(f"RESULT dare_pcg64_integers_vs_raw={results['dare_draw']['integers_vs_raw']}")
     print(f"RESULT ties_module_4mib_vs_merger_chunks={results['ties_module']['ratio']}")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -255,3 +256,12 @@ def test_dare_keeps_each_entry_with_probability_density_per_seed() -> None:
     assert abs(float((a == b).float().mean()) - 0.5) < 0.01
     other_task = steps.dare_keep_mask(torch.Size(shape), 0.5, dare_generator(0, "m", 1))
     assert abs(float((a == other_task).float().mean()) - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 4096])
+def test_uniform_uint32_are_the_generators_own_integers(count: int) -> None:
+    """DARE reads 32-bit draws from the raw 64-bit output: the same integers, even and odd
+    counts, that `integers` gives a fresh generator, so masks do not change with the speed-up."""
+    fast = steps.uniform_uint32(dare_generator(3, "m#0", 2), count)
+    plain = dare_generator(3, "m#0", 2).integers(0, 1 << 32, size=count, dtype=np.uint32)
+    assert fast.dtype == np.uint32 and np.array_equal(fast, plain)

@@ -12,6 +12,9 @@ Conventions (shared by every method):
 
 from __future__ import annotations
 
+import math
+import sys
+
 import numpy as np
 import torch
 
@@ -101,10 +104,20 @@ def dare_keep_mask(
     """Bernoulli(density) keep-mask for DARE, drawn on the CPU so results do not depend on
     the device: a uniform 32-bit integer per entry below density * 2^32 (numpy's PCG64 draws
     them at twice the rate of torch's CPU generator, and drawing is most of a DARE merge)."""
-    draws = generator.integers(0, 1 << 32, size=tuple(shape), dtype=np.uint32)
+    draws = uniform_uint32(generator, math.prod(shape)).reshape(tuple(shape))
     return torch.from_numpy(draws < np.uint32(min(int(density * (1 << 32)), (1 << 32) - 1))).to(
         device
     )
+
+
+def uniform_uint32(generator: np.random.Generator, count: int) -> np.ndarray:
+    """count uniform 32-bit integers: exactly `generator.integers(0, 2**32, count, uint32)` of a
+    fresh generator (each 64-bit output's low half, then its high half), read from the bit
+    generator's raw output at about 1.6x the rate (benchmarks/steps_bench.py)."""
+    if sys.byteorder != "little":  # the halves' order in memory differs: take the slow path
+        return generator.integers(0, 1 << 32, size=count, dtype=np.uint32)
+    raw = generator.bit_generator.random_raw((count + 1) // 2)
+    return raw.view(np.uint32)[:count]
 
 
 def dare_(values: torch.Tensor, keep: torch.Tensor, density: float) -> torch.Tensor:
