@@ -36,8 +36,9 @@ help:
 	@echo "make e2e-prepare    the e2e's one-time set-up: node binaries, images, controllers, Argo CD,"
 	@echo "                    all imported into the node's containerd (a step of make test)"
 
+# --force-reinstall: pip takes uv as installed while its metadata is left, binary gone.
 uv:
-	@[ -x "$(UV)" ] || python3 -m pip install --user --quiet "uv==$(UV_VERSION)"
+	@[ -x "$(UV)" ] || python3 -m pip install --user --quiet --force-reinstall "uv==$(UV_VERSION)"
 
 sync: uv
 	@$(UV) sync --frozen --quiet
