@@ -316,8 +316,12 @@ def _base_key(module: str) -> str:
     return module.removeprefix(PEFT_PREFIX) + ".weight"
 
 
-_FLOAT_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16}
-_FLOAT_DTYPES["BF16"] = torch.bfloat16
+_FLOAT_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+}
 
 
 def _stored_bytes(entry: dict[str, Any]) -> int:
@@ -352,8 +356,9 @@ def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float
     """Base weights plus the merged update, shard by shard and tensor by tensor, in the order
     of each shard's names. Weights the adapters do not touch are copied as stored; each merged
     weight is read into one buffer that every weight reuses, the update added there in float32
-    and written from it. No tensor is made per weight: on a VM a page touched for the first
-    time costs more than the addition (1.2-1.9 s per GiB here, benchmarks/steps_bench.py)."""
+    and written from it. The writer makes no tensor per weight (a dense merge's delta is the
+    merge's own): on a VM a page touched for the first time costs more than the addition
+    (1.2-1.9 s per GiB here, benchmarks/steps_bench.py's fresh-memory probe)."""
     targets = {_base_key(m): m for m in merger.modules}
     shards = sorted(base_dir.glob("*.safetensors"))
     if not shards:
@@ -366,13 +371,14 @@ def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float
                 raise ValueError(
                     f"base model {base_dir}: {key} in {shard.name} is stored as "
                     f"{header[key]['dtype']}; full weights need a float base model "
-                    "(F32, F16, BF16 or F64), or choose outputFormat lora"
+                    "(F32, F16, BF16 or F64), or a LoRA output (spec.output.format: lora, "
+                    "--output-format lora)"
                 )
     largest = max((_stored_bytes(e) for e in merged_entries), default=0)
     elements = max((math.prod(e["shape"]) for e in merged_entries), default=0)
     buffer = torch.empty(largest, dtype=torch.uint8)
     scratch = torch.empty(elements, dtype=torch.float32)  # the update from factors
-    widened = torch.empty(0, dtype=torch.float32)  # a weight not stored as float32, widened
+    widened = torch.empty(0, dtype=torch.float32)  # a weight not stored as float32, made once
     found: set[str] = set()
     written = 0
     for shard in shards:
