@@ -108,7 +108,7 @@ def test_a_weight_stored_as_integers_is_refused_before_anything_is_written(
     assert list(out.iterdir()) == []
 
 
-def test_a_base_model_of_another_shape_is_refused(tmp_path: Path) -> None:
+def test_a_base_model_of_another_shape_is_refused_up_front(tmp_path: Path) -> None:
     merger = _merger(tmp_path)
     base = tmp_path / "base"
     base.mkdir()
@@ -118,9 +118,10 @@ def test_a_base_model_of_another_shape_is_refused(tmp_path: Path) -> None:
     out.mkdir()
     with pytest.raises(ValueError, match="merge onto the adapters' base model"):
         write_full(merger, base, out)
+    assert list(out.iterdir()) == []
 
 
-def test_a_base_model_without_an_updated_weight_is_refused(tmp_path: Path) -> None:
+def test_a_base_model_without_an_updated_weight_is_refused_up_front(tmp_path: Path) -> None:
     merger = _merger(tmp_path)
     base = tmp_path / "base"
     base.mkdir()
@@ -131,3 +132,4 @@ def test_a_base_model_without_an_updated_weight_is_refused(tmp_path: Path) -> No
         ValueError, match=re.escape("has no weight model.layers.0.self_attn.q_proj.weight")
     ):
         write_full(merger, base, out)
+    assert list(out.iterdir()) == []

@@ -316,12 +316,7 @@ def _base_key(module: str) -> str:
     return module.removeprefix(PEFT_PREFIX) + ".weight"
 
 
-_FLOAT_DTYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-}
+_FLOAT_DTYPES = {name: dtype for dtype, name in _DTYPES.items() if dtype.is_floating_point}
 
 
 def _stored_bytes(entry: dict[str, Any]) -> int:
@@ -352,6 +347,24 @@ def _dense_update(module: MergedModule, scratch: torch.Tensor) -> torch.Tensor:
     return (b @ a).to("cpu", torch.float32)
 
 
+def _check_base_weight(merger: Merger, module: str, entry: dict[str, Any], where: str) -> None:
+    """Refuses a base weight the merged update cannot be added to: not stored as floats, or
+    not of the shape the adapters update (out features of lora_B by in features of lora_A)."""
+    if entry["dtype"] not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"{where} is stored as {entry['dtype']}; full weights need a float base model "
+            "(F32, F16, BF16 or F64), or a LoRA output (spec.output.format: lora, "
+            "--output-format lora)"
+        )
+    template = merger.adapters[0]
+    updated = [template.factor_shape(module, "B")[0], template.factor_shape(module, "A")[1]]
+    if list(entry["shape"]) != updated:
+        raise ValueError(
+            f"{where} is {list(entry['shape'])}, the adapters update a {updated} weight; "
+            "merge onto the adapters' base model"
+        )
+
+
 def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float]:
     """Base weights plus the merged update, shard by shard and tensor by tensor, in the order
     of each shard's names. Weights the adapters do not touch are copied as stored; each merged
@@ -364,22 +377,25 @@ def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float
     if not shards:
         raise FileNotFoundError(f"base model {base_dir} has no .safetensors weights")
     headers = {shard: read_header(shard) for shard in shards}
-    merged_entries = [h[key] for _, h in headers.values() for key in h if key in targets]
-    for shard, (_, header) in headers.items():
-        for key in set(header) & set(targets):
-            if header[key]["dtype"] not in _FLOAT_DTYPES:
-                raise ValueError(
-                    f"base model {base_dir}: {key} in {shard.name} is stored as "
-                    f"{header[key]['dtype']}; full weights need a float base model "
-                    "(F32, F16, BF16 or F64), or a LoRA output (spec.output.format: lora, "
-                    "--output-format lora)"
-                )
+    stored = {key for _, header in headers.values() for key in header}
+    missing = sorted(set(targets) - stored)
+    if missing:
+        raise ValueError(
+            f"base model {base_dir} has no weight {missing[0]} that the adapters update"
+        )
+    merged_entries = []
+    for shard, (_, header) in headers.items():  # every refusal before any work
+        for key in sorted(set(header) & set(targets)):
+            entry = header[key]
+            where = f"base model {base_dir}: {key} in {shard.name}"
+            _check_base_weight(merger, targets[key], entry, where)
+            merged_entries.append(entry)
     largest = max((_stored_bytes(e) for e in merged_entries), default=0)
     elements = max((math.prod(e["shape"]) for e in merged_entries), default=0)
     buffer = torch.empty(largest, dtype=torch.uint8)
     scratch = torch.empty(elements, dtype=torch.float32)  # the update from factors
-    widened = torch.empty(0, dtype=torch.float32)  # a weight not stored as float32, made once
-    found: set[str] = set()
+    narrow = any(e["dtype"] != "F32" for e in merged_entries)
+    widened = torch.empty(elements if narrow else 0, dtype=torch.float32)  # one not in float32
     written = 0
     for shard in shards:
         start, header = headers[shard]
@@ -394,28 +410,14 @@ def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float
                     continue
                 weight = _read_weight(buffer, source, entry, f"{shard}: {key}")
                 delta = _dense_update(merger.merge(targets[key]), scratch)
-                if tuple(delta.shape) != tuple(weight.shape):
-                    raise ValueError(
-                        f"base model {base_dir}: {key} is {list(weight.shape)}, the adapters "
-                        f"update a {list(delta.shape)} weight; "
-                        "merge onto the adapters' base model"
-                    )
                 if weight.dtype == torch.float32:
                     weight.add_(delta)
                 else:  # float32 arithmetic, rounded once to the stored dtype
-                    if widened.numel() < weight.numel():
-                        widened = torch.empty(elements, dtype=torch.float32)
                     wide = widened[: weight.numel()].view(weight.shape).copy_(weight)
                     weight.copy_(wide.add_(delta))
                 writer.add(key, weight)
-                found.add(key)
         writer.close()
         written += writer.bytes_written
-    missing = sorted(set(targets) - found)
-    if missing:
-        raise ValueError(
-            f"base model {base_dir} has no weight {missing[0]} that the adapters update"
-        )
     for extra in base_dir.iterdir():
         if extra.is_file() and not extra.name.endswith(".safetensors"):
             shutil.copy2(extra, out_dir / extra.name)
