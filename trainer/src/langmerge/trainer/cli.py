@@ -281,6 +281,9 @@ def run(args: argparse.Namespace) -> TrainingSummary:
         if config.packing:
             examples = pack(examples, config.max_seq_length)
         evals = [encode(r, fields, tokenizer, config.max_seq_length) for r in eval_records]
+        pad_id = tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = tokenizer.eos_token_id
         inputs = {
             "baseModel": args.base_model,
             "revision": args.base_model_revision,
@@ -290,11 +293,11 @@ def run(args: argparse.Namespace) -> TrainingSummary:
         }
         key = run_key(config, inputs)
         if not distributed.is_main():  # another rank of a data-parallel run: rank 0 publishes
-            figures = train(model_dir, examples, config, key, args.checkpoint_dir, scratch)
+            figures = train(model_dir, examples, pad_id, config, key, args.checkpoint_dir, scratch)
             return _summary(args, figures, output=None)
         with storage.staging(args.output) as staged:
             figures = train(
-                model_dir, examples, config, key, args.checkpoint_dir, staged, evals or None
+                model_dir, examples, pad_id, config, key, args.checkpoint_dir, staged, evals or None
             )
             metadata = {
                 "kind": "adapter",

@@ -208,16 +208,18 @@ def _load_checkpoint(directory: Path | None, key: str) -> dict[str, Any] | None:
 def train(
     model_dir: Path,
     examples: list[Example],
+    pad_id: int,
     config: TrainConfig,
     key: str,
     checkpoint_dir: Path | None,
     out_dir: Path,
     eval_examples: list[Example] | None = None,
 ) -> dict[str, Any]:
-    """Trains, writes the peft adapter into out_dir, and returns the run's figures."""
+    """Trains, writes the peft adapter into out_dir, and returns the run's figures. pad_id
+    comes from the caller's tokenizer: loading Gemma's a second time here held 0.3 GB more."""
     from accelerate import Accelerator, DataLoaderConfiguration
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+    from transformers import AutoModelForCausalLM, get_scheduler
 
     from langmerge.common.reproducible import deterministic
 
@@ -232,11 +234,12 @@ def train(
         cpu=not torch.cuda.is_available(),
     )
     world, rank = accelerator.num_processes, accelerator.process_index
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # Under bf16 the frozen base is held in bf16: autocast would otherwise cast every weight
+    # again at every matmul (a third of a CPU step on Gemma 3 270M), and it halves the model's
+    # memory. The LoRA weights stay float32 (peft upcasts them): the optimizer's master copy
+    # and the saved adapter. fp16 keeps a float32 base (fp16 overflows Gemma's activations).
+    base_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
