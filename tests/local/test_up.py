@@ -219,6 +219,32 @@ def test_an_update_retrains_only_what_changed(runs: Runs, tmp_path: Path) -> Non
     assert "Update one language, training compute" in update
 
 
+def test_scoring_in_bf16_re_merges_and_re_scores_the_task_that_asks_for_it(
+    runs: Runs, tmp_path: Path
+) -> None:
+    folder = tmp_path / "manifests"
+    shutil.copytree(runs.folder, folder)
+    state_dir = tmp_path / "state"
+    shutil.copytree(runs.warm_state, state_dir)
+    documents = list(yaml.safe_load_all((folder / "merged.yaml").read_text()))
+    knots = next(d for d in documents if d["metadata"]["name"] == "sentiment-knots")
+    knots["spec"]["evaluation"]["precision"] = "bf16"
+    (folder / "merged.yaml").write_text(yaml.safe_dump_all(documents, allow_unicode=True))
+    code, out = _run(folder, state_dir)
+    assert code == 0, out
+    state = State.load(state_dir / "state.json")
+    assert [r.name for r in state.phases[-1].trained] == []  # training does not change
+    assert [r.name for r in state.phases[-1].merges] == ["sentiment-knots"]  # its gate does
+    rescored, before = state.evaluation["sentiment"], runs.warm_evaluation["sentiment"]
+    assert rescored.inputs["precision"] == "bf16"
+    assert rescored.models.keys() == before.models.keys()
+    for name, languages in rescored.models.items():  # every model, scored in bf16 now
+        for language, metrics in languages.items():
+            assert metrics["loss"] != before.models[name][language]["loss"], (name, language)
+    # the other task asked for nothing: its scores stand as they were
+    assert state.evaluation["sentiment-isolated"] == runs.warm_evaluation["sentiment-isolated"]
+
+
 def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: Path) -> None:
     folder = tmp_path / "manifests"
     shutil.copytree(runs.folder, folder)

@@ -229,8 +229,9 @@ def test_each_candidate_is_exactly_the_separate_merge_with_its_parameters(
             )
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
-    tiny: dict[str, Any], tmp_path: Path
+    tiny: dict[str, Any], tmp_path: Path, precision: str
 ) -> None:
     base = builtin.path()
     datasets = {
@@ -257,8 +258,8 @@ def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
         fresh_paths[f"candidate-{index}"] = joined = tmp_path / "joined" / str(index)
         joined.mkdir(parents=True)
         result.publish(joined)
-    in_place = evaluate.score_adapters_in_place(base, adapters, datasets)
-    fresh = evaluate.score_models(base, fresh_paths, datasets)
+    in_place = evaluate.score_adapters_in_place(base, adapters, datasets, precision=precision)
+    fresh = evaluate.score_models(base, fresh_paths, datasets, precision=precision)
     for name in adapters:
         for lang in LANGUAGES:
             assert in_place[name][lang].metrics == fresh[name][lang].metrics, (name, lang)
@@ -266,6 +267,29 @@ def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
     # The adapters differ, so equal scores are not a stale first adapter scored again.
     losses = {in_place[name]["de"].metrics["loss"] for name in adapters}
     assert len(losses) == len(adapters)
+
+
+def test_bf16_scoring_holds_the_base_in_bf16_the_adapter_in_fp32_and_stays_near_fp32(
+    tiny: dict[str, Any],
+) -> None:
+    import torch
+
+    base, adapter = builtin.path(), tiny["adapters"][0]
+    dtypes = {n: p.dtype for n, p in evaluate._load(base, adapter, "bf16").named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "lora_" not in n} == {torch.bfloat16}
+    datasets = {
+        lang: evaluate.load_records(str(tiny["data"]["validation", lang]), base, "test")
+        for lang in LANGUAGES
+    }
+    models: dict[str, Path | None] = {"base": None, "adapter": adapter}
+    exact = evaluate.score_models(base, models, datasets)
+    rounded = evaluate.score_models(base, models, datasets, precision="bf16")
+    for name in models:
+        for lang in LANGUAGES:
+            ours, theirs = rounded[name][lang].metrics["loss"], exact[name][lang].metrics["loss"]
+            assert ours != theirs  # scored in bf16 indeed
+            assert abs(ours - theirs) < 0.05 * theirs, (name, lang, ours, theirs)
 
 
 def test_a_candidate_without_its_basis_is_refused_when_joined_and_when_scored(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.merged import MergedModel
 from langmerge.operator.fingerprint import adapter_fingerprint
@@ -150,3 +153,27 @@ def test_a_search_is_part_of_the_merge_fingerprint_and_absent_changes_nothing() 
     body["spec"]["search"] = {**SEARCH, "aggregate": "mean"}
     other = MergedModel.model_validate(body).spec
     assert merge_fingerprint(other, inputs, MERGER) != merge_fingerprint(searched, inputs, MERGER)
+
+
+def test_the_scoring_precision_reaches_the_merger_and_unset_keeps_the_fingerprint() -> None:
+    from langmerge.operator.fingerprint import merge_fingerprint
+
+    assert "--eval-precision" not in _args(evaluation=EVALUATION)  # the merger's default, fp32
+    bf16 = _args(evaluation={**EVALUATION, "precision": "bf16"})
+    assert _flag(bf16, "--eval-precision") == "bf16"
+    # a search is scored in it too, with no gate datasets
+    searched = _args(evaluation={"precision": "bf16"}, search=SEARCH)
+    assert _flag(searched, "--eval-precision") == "bf16"
+    # nothing is scored: nothing to pass
+    assert "--eval-precision" not in _args(evaluation={"precision": "bf16"})
+
+    body = merged_manifest(adapters={"names": ["sentiment-de"]}, evaluation=EVALUATION)
+    body["metadata"]["namespace"] = "ns"
+    unset = MergedModel.model_validate(body).spec
+    body["spec"]["evaluation"] = {**EVALUATION, "precision": "bf16"}
+    other = MergedModel.model_validate(body).spec
+    inputs = {"sentiment-de": "f" * 64}
+    assert merge_fingerprint(unset, inputs, MERGER) != merge_fingerprint(other, inputs, MERGER)
+    body["spec"]["evaluation"] = {**EVALUATION, "precision": "fp16"}
+    with pytest.raises(ValidationError, match="precision"):
+        MergedModel.model_validate(body)

@@ -1,6 +1,6 @@
-"""The merge methods' names and the options each takes, importable without torch (the CLI's
---help and choices, the search grid's validation); methods.py registers one method per name
-and checks at import that the registry agrees."""
+"""The merge methods' names and the options each takes, and the precisions a model is scored
+in, importable without torch (the CLI's --help and choices, the search grid's validation);
+methods.py registers one method per name and checks at import that the registry agrees."""
 
 METHOD_NAMES = (
     "cat",
@@ -23,3 +23,7 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "linear": (),
     "ties": ("density",),
 }
+
+# The base model's weights while scoring (langmerge.merger.evaluate): fp32 is exact; bf16 holds
+# them in bfloat16 (the adapters stay float32).
+EVAL_PRECISIONS = ("fp32", "bf16")

@@ -111,7 +111,11 @@ def _evaluate(
     elif args.gate_baseline:
         models["baseline"] = storage.fetch_dir(args.gate_baseline, scratch)
     scored = evaluate.score_models(
-        base, models, datasets, generation=args.gate_metric in GENERATION_METRICS
+        base,
+        models,
+        datasets,
+        generation=args.gate_metric in GENERATION_METRICS,
+        precision=args.eval_precision,
     )
     candidate = scored.pop("candidate")
     if args.gate_against == "individual":
@@ -220,7 +224,11 @@ def _run_search(
     usable = {str(i): w.lora() for i, w in enumerate(written) if w.failure is None}
     scored = (
         evaluate.score_adapters_in_place(
-            base, usable, validation, generation=search.metric in GENERATION_METRICS
+            base,
+            usable,
+            validation,
+            generation=search.metric in GENERATION_METRICS,
+            precision=args.eval_precision,
         )
         if usable
         else {}

@@ -456,6 +456,8 @@ def merge_args(
     evaluation = spec.evaluation
     if spec.output.format == "full" or (evaluation and evaluation.datasets) or search:
         args += ["--base-model", spec.base_model.uri or spec.base_model.name]
+    if evaluation and evaluation.precision and (evaluation.datasets or search):
+        args += ["--eval-precision", evaluation.precision]
     if evaluation and evaluation.datasets:  # the merger evaluates; a failed gate publishes nothing
         for language, uri in sorted(evaluation.datasets.items()):
             args += ["--evaluate", f"{language}={uri}"]

@@ -207,6 +207,11 @@ class EvaluationGate(ApiModel):
     )
 
 
+class EvaluationPrecision(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
 class Evaluation(ApiModel):
     datasets: dict[str, Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
         default=None,
@@ -218,6 +223,14 @@ class Evaluation(ApiModel):
         | None
     ) = Field(default=None, max_length=16, description="Metrics to compute.")
     gate: EvaluationGate | None = Field(default=None, description="Promote only merges that pass.")
+    # None is fp32: models written before the field keep their fingerprints.
+    precision: EvaluationPrecision | None = Field(
+        default=None,
+        description="The base model's weights in every scoring of the merge Job (the gate's "
+        "and the search's): fp32 (exact; the default) or bf16 (faster on CPUs with "
+        "AVX512-BF16 and on GPUs; the adapters stay float32; scores differ by bf16's "
+        "rounding).",
+    )
 
 
 class Budget(ApiModel):

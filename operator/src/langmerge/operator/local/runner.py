@@ -431,10 +431,11 @@ class LocalRunner:
         adapters: list[LanguageAdapter],
         candidates: dict[str, str],
         generation: bool = False,
+        precision: str = "fp32",
     ) -> TaskEvaluation | None:
         """BASE, each INDV adapter, COMB and the merged candidates on every language's
         held-out split (so INDV rows are also the transfer matrix); by generation (ROUGE)
-        when the task's merged models are measured so."""
+        when the task's merged models are measured so, in their scoring precision."""
         members = sorted(
             (a for a in adapters if a.spec.task == task and a.spec.dataset.eval_uri),
             key=lambda a: a.spec.language,
@@ -461,6 +462,8 @@ class LocalRunner:
             "datasets": datasets,
             "limit": self.eval_limit,
         }
+        if precision != "fp32":  # absent: fp32, as in states written before the option
+            inputs["precision"] = precision
         earlier = self.state.evaluation.get(task)
         kept = {}
         if earlier and earlier.inputs == inputs:
@@ -474,7 +477,7 @@ class LocalRunner:
         if earlier and kept:
             evaluation.chance = earlier.chance
         if to_score:
-            scored = self._score(task, base, to_score, datasets, generation, len(kept))
+            scored = self._score(task, base, to_score, datasets, generation, precision, len(kept))
             if scored is None:
                 return None
             evaluation.models, evaluation.chance = scored.models, scored.chance
@@ -488,6 +491,7 @@ class LocalRunner:
         models: dict[str, str],
         datasets: dict[str, str],
         generation: bool,
+        precision: str,
         kept: int,
     ) -> TaskEvaluation | None:
         output = self.state_dir / f"evaluation-{task}.json"
@@ -499,6 +503,7 @@ class LocalRunner:
             str(output),
             *(["--generation"] if generation else []),
             *(["--limit", str(self.eval_limit)] if self.eval_limit else []),
+            *(["--precision", precision] if precision != "fp32" else []),
         ]
         for name, uri in models.items():
             args += ["--model", f"{name}={uri}"]
@@ -524,6 +529,13 @@ def _by_generation(merged: list[MergedModel]) -> bool:
         if m.spec.evaluation
         for metric in m.spec.evaluation.metrics or []
     )
+
+
+def _scoring_precision(merged: list[MergedModel]) -> str:
+    """A task's models are scored in bf16 when every merged model of it that is evaluated
+    asks for bf16 (spec.evaluation.precision), else in fp32, the exact default."""
+    asked = {m.spec.evaluation.precision or "fp32" for m in merged if m.spec.evaluation is not None}
+    return "bf16" if asked == {"bf16"} else "fp32"
 
 
 def _gated_against_combined(merged: list[MergedModel]) -> set[str]:
@@ -593,10 +605,15 @@ def up(
                         gated.append(model.metadata.name)
             wanted = compare_combined or any(m.spec.evaluation for m in models)
             earlier = runner.state.evaluation.get(task)
-            stale = earlier is None or earlier.inputs.get("limit") != eval_limit
+            precision = _scoring_precision(models)
+            stale = (
+                earlier is None
+                or earlier.inputs.get("limit") != eval_limit
+                or earlier.inputs.get("precision", "fp32") != precision
+            )
             if wanted and (phase.ran_for(task) or stale):
                 evaluation = (
-                    runner.evaluate(task, adapters, candidates, _by_generation(models))
+                    runner.evaluate(task, adapters, candidates, _by_generation(models), precision)
                     or TaskEvaluation()
                 )
                 evaluation.gated_out = gated
