@@ -8,12 +8,24 @@
 # LANGMERGE_RESEARCH_TASKS=sentiment,summarisation runs those tasks only; unset, all three.
 # LANGMERGE_RESEARCH_EPOCHS=N trains every adapter and COMB for N epochs (the manifests:
 # sentiment 3, the others 1).
+# LANGMERGE_RESEARCH_PRECISION=bf16 trains (the frozen base in bf16, the adapters in float32)
+# and scores (spec.evaluation.precision) in bf16, fp32 in fp32, as the manifests say (exact);
+# unset or auto: bf16 where the CPU has AVX512-BF16 or AMX-BF16 instructions, else fp32.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 work=${LANGMERGE_RESEARCH_DIR:-.langmerge-research}
 limit=${LANGMERGE_RESEARCH_EVAL_LIMIT:-}
 tasks=${LANGMERGE_RESEARCH_TASKS:-}
 epochs=${LANGMERGE_RESEARCH_EPOCHS:-}
+precision=${LANGMERGE_RESEARCH_PRECISION:-auto}
+if [[ "$precision" == auto ]]; then
+  precision=fp32
+  if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then precision=bf16; fi
+fi
+if [[ "$precision" != fp32 && "$precision" != bf16 ]]; then
+  echo "LANGMERGE_RESEARCH_PRECISION=$precision: give fp32, bf16 or auto" >&2
+  exit 2
+fi
 known=$(cd examples/research && ls ./*-merged.yaml | sed 's#^./##; s#-merged.yaml$##' | tr '\n' ' ')
 for task in ${tasks//,/ }; do
   if [[ " $known" != *" $task "* ]]; then
@@ -37,10 +49,14 @@ fi
 if [[ -n "$epochs" ]]; then
   sed -i "s/^    epochs: [0-9]*$/    epochs: $epochs/" "$work"/manifests/*.yaml
 fi
+if [[ "$precision" == bf16 ]]; then  # the adapters' and COMB's training, every scoring
+  sed -i 's/^    precision: fp32$/    precision: bf16/' "$work"/manifests/*.yaml
+  sed -i 's/^  evaluation:$/  evaluation:\n    precision: bf16/' "$work"/manifests/*-merged.yaml
+fi
 langmerge=.venv/bin/langmerge
 flags=(--state-dir "$work/state" --compare-combined ${limit:+--eval-limit "$limit"})
 
-echo "== 1/2 initial setup: langmerge up -f $work/manifests ${limit:+(eval limit $limit)}${tasks:+ (tasks $tasks)}${epochs:+ ($epochs epochs)}"
+echo "== 1/2 initial setup: langmerge up -f $work/manifests ($precision)${limit:+ (eval limit $limit)}${tasks:+ (tasks $tasks)}${epochs:+ ($epochs epochs)}"
 start=$SECONDS
 "$langmerge" up -f "$work/manifests" "${flags[@]}" > "$work/initial.txt"
 echo "initial setup: $((SECONDS - start)) s"
