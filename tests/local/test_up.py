@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from langmerge.common.precision import FORCE_VARIABLE
 from langmerge.operator.api.common import RunResult
 from langmerge.operator.local import ManifestError, State, load_manifests, up
 from langmerge.operator.local.state import TaskEvaluation
@@ -220,8 +221,9 @@ def test_an_update_retrains_only_what_changed(runs: Runs, tmp_path: Path) -> Non
 
 
 def test_scoring_in_bf16_re_merges_and_re_scores_the_task_that_asks_for_it(
-    runs: Runs, tmp_path: Path
+    runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(FORCE_VARIABLE, "force")  # bf16 even on a CPU without bf16 kernels
     folder = tmp_path / "manifests"
     shutil.copytree(runs.folder, folder)
     state_dir = tmp_path / "state"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from langmerge.common import builtin
+from langmerge.common.precision import FORCE_VARIABLE
 from langmerge.merger import evaluate
 from langmerge.merger import search as grid
 from langmerge.merger.adapters import load_adapter
@@ -231,8 +232,9 @@ def test_each_candidate_is_exactly_the_separate_merge_with_its_parameters(
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
-    tiny: dict[str, Any], tmp_path: Path, precision: str
+    tiny: dict[str, Any], tmp_path: Path, precision: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(FORCE_VARIABLE, "force")  # bf16 even on a CPU without bf16 kernels
     base = builtin.path()
     datasets = {
         lang: evaluate.load_records(str(tiny["data"]["validation", lang]), base, "test")
@@ -270,10 +272,11 @@ def test_scoring_in_one_loaded_model_equals_a_fresh_load_per_adapter(
 
 
 def test_bf16_scoring_holds_the_base_in_bf16_the_adapter_in_fp32_and_stays_near_fp32(
-    tiny: dict[str, Any],
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import torch
 
+    monkeypatch.setenv(FORCE_VARIABLE, "force")
     base, adapter = builtin.path(), tiny["adapters"][0]
     dtypes = {n: p.dtype for n, p in evaluate._load(base, adapter, "bf16").named_parameters()}
     assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
@@ -290,6 +293,29 @@ def test_bf16_scoring_holds_the_base_in_bf16_the_adapter_in_fp32_and_stays_near_
             ours, theirs = rounded[name][lang].metrics["loss"], exact[name][lang].metrics["loss"]
             assert ours != theirs  # scored in bf16 indeed
             assert abs(ours - theirs) < 0.05 * theirs, (name, lang, ours, theirs)
+
+
+def test_bf16_scoring_on_a_cpu_without_bf16_kernels_scores_in_fp32_and_says_so_once(
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    monkeypatch.setattr("langmerge.common.precision.cpu_has_bf16_kernels", lambda: False)
+    evaluate._say_once.cache_clear()
+    base, adapter = builtin.path(), tiny["adapters"][0]
+    for _ in range(2):
+        loaded = evaluate._load(base, adapter, "bf16")
+        assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert capsys.readouterr().err.count("no bfloat16 kernels") == 1
+    datasets = {
+        lang: evaluate.load_records(str(tiny["data"]["validation", lang]), base, "test")
+        for lang in LANGUAGES
+    }
+    models: dict[str, Path | None] = {"adapter": adapter}
+    asked = evaluate.score_models(base, models, datasets, precision="bf16")
+    exact = evaluate.score_models(base, models, datasets)
+    for lang in LANGUAGES:
+        assert asked["adapter"][lang].metrics == exact["adapter"][lang].metrics, lang
 
 
 def test_a_candidate_without_its_basis_is_refused_when_joined_and_when_scored(

@@ -2,7 +2,8 @@
 the trained positions' logits equals the model's own loss from logits at every position, in
 value and in every LoRA gradient, for builtin:tiny (a Llama) and a small Gemma 3 with final
 logit soft-capping; the trainer trains the same adapter either way; bf16 autocast trains too
-and stays near fp32; the evaluator's label scores equal the full computation."""
+and stays near fp32, and on a CPU without bf16 kernels trains in fp32; the evaluator's label
+scores equal the full computation."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConf
 
 from langmerge.common import builtin
 from langmerge.common.logits import IGNORED, logits_at, response_loss, supported
+from langmerge.common.precision import FORCE_VARIABLE
 from langmerge.merger import evaluate
 from tests.trainer.test_train_cli import FAST, sentiment_rows, train, write_jsonl
 
@@ -118,8 +120,12 @@ def test_the_trainer_trains_the_same_adapter_with_either_logits(tmp_path: Path) 
         assert torch.allclose(adapters["response"][name], tensor, rtol=1e-4, atol=1e-6), name
 
 
-def test_bf16_autocast_trains_and_stays_near_fp32(tmp_path: Path) -> None:
-    """Each precision in a process of its own (accelerate's state is one per process)."""
+def test_bf16_autocast_trains_and_stays_near_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each precision in a process of its own (accelerate's state is one per process); bf16
+    forced, as a CPU without bf16 kernels would otherwise train in fp32 (tested below)."""
+    monkeypatch.setenv(FORCE_VARIABLE, "force")
     data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows())
     losses = {}
     for precision in ("fp32", "bf16"):
@@ -136,6 +142,27 @@ def test_bf16_autocast_trains_and_stays_near_fp32(tmp_path: Path) -> None:
         assert all(t.dtype == torch.float32 for t in saved.values())  # fp32 master weights
     assert losses["bf16"] != losses["fp32"]  # autocast ran: bf16 rounds differently
     assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * losses["fp32"], losses
+
+
+def test_bf16_on_a_cpu_without_bf16_kernels_trains_in_fp32_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What this machine's CPU offers decides the branch taken; each is forced here."""
+    monkeypatch.setattr("langmerge.common.precision.cpu_has_bf16_kernels", lambda: False)
+    data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows())
+    adapters, summaries = {}, {}
+    for asked in ("fp32", "bf16"):
+        out = tmp_path / asked
+        _, _, summaries[asked] = train(
+            tmp_path, "--dataset", str(data), "--language", "de", *FAST, "--lora-dropout", "0",
+            "--precision", asked, "--output", str(out),
+        )  # fmt: skip
+        adapters[asked] = load_file(out / "adapter_model.safetensors")
+        said = capsys.readouterr().err
+        assert ("no bfloat16 kernels" in said) == (asked == "bf16"), said
+    assert summaries["bf16"]["precision"] == summaries["fp32"]["precision"] == "fp32"
+    for name, tensor in adapters["fp32"].items():  # the same computation, bit for bit
+        assert torch.equal(adapters["bf16"][name], tensor), name
 
 
 def test_label_scores_come_from_the_label_positions_alone() -> None:

@@ -57,6 +57,9 @@ class TrainingSummary(RunSummary):
     deviceType: str | None = None  # noqa: N815
     deviceCount: int | None = None  # noqa: N815
     deviceName: str | None = None  # noqa: N815
+    # what the run computed in: the asked precision, or fp32 for bf16 on a CPU without bf16
+    # kernels (langmerge.common.precision)
+    precision: str | None = None
 
 
 class MergeSummary(RunSummary):

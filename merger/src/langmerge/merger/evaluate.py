@@ -14,11 +14,13 @@ Always: the mean token loss of the reference response. Writes one JSON report.
 
 `--precision bf16` holds the base model's weights in bfloat16 (the LoRA weights stay float32,
 the log-probabilities are taken in float32): faster where the CPU has AVX512-BF16 or on a GPU,
-and scores that differ from fp32's by bf16's rounding. fp32, the default, is exact."""
+and scores that differ from fp32's by bf16's rounding; on a CPU without bf16 kernels it scores
+in fp32 and says so (langmerge.common.precision). fp32, the default, is exact."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -32,6 +34,7 @@ from langmerge.common import models as base_models
 from langmerge.common import storage
 from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.logits import logits_at, supported
+from langmerge.common.precision import effective_precision
 from langmerge.common.prompts import prompt_ids, response_ids
 from langmerge.common.summary import (
     EvaluationSummary,
@@ -48,12 +51,20 @@ if TYPE_CHECKING:
 CLASSIFICATION_MAX_LABELS = 16
 
 
+@functools.cache
+def _say_once(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
 def _load(base: Path, model: Path | None, precision: str = "fp32") -> Any:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    computed, why = effective_precision(precision)  # bf16 without bf16 kernels: fp32
+    if why:
+        _say_once(f"scoring: {why}")
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[computed]
     if (
         model is not None
         and (model / "config.json").is_file()

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from langmerge.common.logits import response_loss, supported
+from langmerge.common.precision import effective_precision
 from langmerge.common.prompts import Example
 from langmerge.common.summary import peak_rss_bytes
 from langmerge.trainer import distributed
@@ -224,9 +225,12 @@ def train(
     from langmerge.common.reproducible import deterministic
 
     deterministic(config.seed)
-    precision = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[config.precision]
+    # bf16 on a CPU without bf16 kernels computes in fp32 (the run key keeps the asked one)
+    computed, why = effective_precision(config.precision)
+    if why and distributed.is_main():
+        print(f"langmerge-train: {why}", file=sys.stderr)
     accelerator = Accelerator(
-        mixed_precision=precision,
+        mixed_precision={"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[computed],
         gradient_accumulation_steps=config.gradient_accumulation,
         # The processes split each global batch: the scheduler steps once per optimizer step.
         dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -238,7 +242,7 @@ def train(
     # again at every matmul (a third of a CPU step on Gemma 3 270M), and it halves the model's
     # memory. The LoRA weights stay float32 (peft upcasts them): the optimizer's master copy
     # and the saved adapter. fp16 keeps a float32 base (fp16 overflows Gemma's activations).
-    base_dtype = torch.bfloat16 if config.precision == "bf16" else torch.float32
+    base_dtype = torch.bfloat16 if computed == "bf16" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -364,6 +368,7 @@ def train(
         "deviceType": device.type,
         "deviceCount": accelerator.num_processes,
         "deviceName": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+        "precision": computed,
     }
 
 
