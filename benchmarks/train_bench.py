@@ -45,6 +45,11 @@ CONFIGURATIONS = [
 ]
 
 
+# bf16 measured as bf16 on every CPU, as TRL's is: without the setting a CPU without bf16
+# kernels would train the bf16 configuration in fp32 (langmerge.common.precision).
+FORCED_BF16 = {"LANGMERGE_CPU_BF16": "force"}
+
+
 def records(count: int) -> list[dict[str, str]]:
     """Prompt/response rows from the quickstart's reviews (five languages, two labels)."""
     folder = Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "datasets"
@@ -56,7 +61,14 @@ def records(count: int) -> list[dict[str, str]]:
 
 
 def langmerge_run(
-    model: str, data: Path, out: Path, steps: int, batch: int, precision: str, logits: str
+    model: str,
+    data: Path,
+    out: Path,
+    steps: int,
+    batch: int,
+    precision: str,
+    logits: str,
+    env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     summary = out.with_suffix(".json")
     subprocess.run(
@@ -71,6 +83,7 @@ def langmerge_run(
         ],
         check=True,
         stdout=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )  # fmt: skip
     s = json.loads(summary.read_text())
     return {"tokens_per_second": s["tokensPerSecond"], "peak_rss_gb": s["peakMemoryBytes"] / 1e9}
@@ -194,7 +207,7 @@ def main() -> int:
                     runs[key].append(
                         langmerge_run(
                             name, data, Path(tmp) / f"{key}-{repeat}", steps, batch, precision,
-                            logits,
+                            logits, FORCED_BF16,
                         )
                         if tool == "langmerge"
                         else trl_run(name, data, steps, batch, precision)

@@ -3,7 +3,8 @@ without bfloat16 kernels, which computes in fp32.
 
 Where oneDNN has no bf16 kernels (a CPU with AVX2 and no AVX-512), torch multiplies bfloat16
 matrices in a scalar fallback: on an AMD EPYC (Zen 1, AVX2) a 512x640 by 640x2048 product
-took 7.6-13 s in bf16 against 80 ms in fp32. A run that asked for bf16 (a LanguageAdapter's
+took 7.6-13 s in bf16 against 80 ms in fp32, and training Gemma 3 270M ran 38x slower
+(benchmarks/cpu_bf16_bench.py). A run that asked for bf16 (a LanguageAdapter's
 default) would crawl there; it computes in fp32 instead and says so. LANGMERGE_CPU_BF16=force
 keeps bf16 on such a CPU (the tests use it to run the bf16 path on any machine)."""
 
@@ -35,7 +36,7 @@ def effective_precision(asked: str) -> tuple[str, str | None]:
     if asked != "bf16" or torch.cuda.is_available() or _forced() or cpu_has_bf16_kernels():
         return asked, None
     return "fp32", (
-        "bf16 asked, but this CPU has no bfloat16 kernels (no AVX-512 or AMX; bf16 matrix "
-        "products run about 100x slower than fp32 here): computing in fp32 "
+        "bf16 asked, but this CPU has no bfloat16 kernels (no AVX-512 or AMX; bf16 training "
+        "runs tens of times slower than fp32 here): computing in fp32 "
         f"({FORCE_VARIABLE}=force keeps bf16)"
     )
