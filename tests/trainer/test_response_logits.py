@@ -165,6 +165,22 @@ def test_bf16_on_a_cpu_without_bf16_kernels_trains_in_fp32_and_says_so(
         assert torch.equal(adapters["bf16"][name], tensor), name
 
 
+def test_a_bad_cpu_bf16_setting_fails_the_run_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FORCE_VARIABLE, "yes")
+    monkeypatch.setattr("langmerge.common.precision.cpu_has_bf16_kernels", lambda: False)
+    data = write_jsonl(tmp_path / "de.jsonl", sentiment_rows())
+    out = tmp_path / "bf16"
+    _, code, summary = train(
+        tmp_path, "--dataset", str(data), "--language", "de", *FAST, "--precision", "bf16",
+        "--output", str(out), check=False,
+    )  # fmt: skip
+    assert code == 1 and summary["result"] == "Failed"
+    assert summary["reason"] == f"{FORCE_VARIABLE}=yes: give force, auto or leave it unset"
+    assert not out.exists()  # nothing published
+
+
 def test_label_scores_come_from_the_label_positions_alone() -> None:
     model = lora(llama())
     pairs = [([5, 9, 17, 30], [41, 7]), ([8, 3], [99]), ([12, 14, 16, 18, 20, 22], [5, 6, 7])]

@@ -2,11 +2,11 @@
 without bfloat16 kernels, which computes in fp32.
 
 Where oneDNN has no bf16 kernels (a CPU with AVX2 and no AVX-512), torch multiplies bfloat16
-matrices in a scalar fallback: on an AMD EPYC (Zen 1, AVX2) a 512x640 by 640x2048 product
-took 7.6-13 s in bf16 against 80 ms in fp32, and training Gemma 3 270M ran 38x slower
-(benchmarks/cpu_bf16_bench.py). A run that asked for bf16 (a LanguageAdapter's
-default) would crawl there; it computes in fp32 instead and says so. LANGMERGE_CPU_BF16=force
-keeps bf16 on such a CPU (the tests use it to run the bf16 path on any machine)."""
+matrices in a scalar fallback: on an AMD EPYC (Zen 1, AVX2) training Gemma 3 270M ran 38x
+slower in bf16 than in fp32 (benchmarks/cpu_bf16_bench.py). A run that asked for bf16 (a
+LanguageAdapter's default) would crawl there; it computes in fp32 instead and says so.
+LANGMERGE_CPU_BF16=force keeps bf16 on such a CPU (the tests use it to run the bf16 path on
+any machine)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ def cpu_has_bf16_kernels() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+class PrecisionSettingError(ValueError):
+    """A bad LANGMERGE_CPU_BF16: the user's to fix, not an internal error."""
+
+
 def _forced() -> bool:
     value = os.environ.get(FORCE_VARIABLE, "")
     if value not in ("", "auto", "force"):
-        raise ValueError(f"{FORCE_VARIABLE}={value}: give force, auto or leave it unset")
+        raise PrecisionSettingError(f"{FORCE_VARIABLE}={value}: give force, auto or leave it unset")
     return value == "force"
 
 

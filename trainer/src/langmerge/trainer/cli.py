@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from langmerge.common import models, storage
 from langmerge.common.cli import add_version, quiet_library_warnings
+from langmerge.common.precision import PrecisionSettingError
 from langmerge.common.prompts import Fields, PromptError, encode
 from langmerge.common.summary import (
     Output,
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         summary = run(args)
-    except (UsageError, PromptError, storage.StorageError) as error:
+    except (UsageError, PromptError, PrecisionSettingError, storage.StorageError) as error:
         print(f"langmerge-train: {error}", file=sys.stderr)
         return _finish(failed(str(error)), args, code=1)
     except Exception as error:  # unexpected: trace to the log, reason to the summary
