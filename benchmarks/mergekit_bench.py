@@ -5,7 +5,7 @@ model of Llama-3.2-1B's shape (16 layers, hidden 2048, MLP 8192, 32 heads, 8 KV 
 vocabulary is --vocab, 8192 by default: the embeddings are not merged by either tool and only
 cost disk), float32. mergekit merges full models only, so the five adapters are first
 materialised as full models (base + scale * B A); then, each in a process of its own (its
-peak RSS is its own), interleaved, --repeat times:
+peak RSS is its own), interleaved, --repeat times, the disk synced before each:
 - mergekit `ties`, `dare_ties`, `task_arithmetic` (density 0.5, weights 1 and normalize for
   the TIES family; weights 0.2 for task arithmetic), full models in, a full model out;
 - langmerge `ties`, `dare-ties`, `linear` (density 0.5, weights summing to one), the
@@ -15,6 +15,7 @@ Reported: time, peak RSS, bytes written, and the largest difference between each
 merged tensors (against the size of the merged update there).
 
 Usage: python benchmarks/mergekit_bench.py [--quick] [--repeat N] [--layers N] [--vocab N]
+                                           [--pairs linear,ties,...]
 (needs the mergekit group: `uv sync --group mergekit`, as `make bench-search` does)
 Ends with RESULT name=value lines and writes benchmarks/results/mergekit_bench[_quick].json.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -180,6 +182,9 @@ def side_langmerge(method: str, fmt: str, base: Path, adapters: list[Path], out:
 def run_side(tool: str, method: str, fmt: str, built: dict[str, Any], out: Path) -> dict[str, Any]:
     args = [sys.executable, __file__, "--side", tool, method, fmt, str(built["base"]), str(out)]
     args += [str(p) for p in (built["full"] if tool == "mergekit" else built["adapters"])]
+    # The previous side's output goes to disk first: its writeback would otherwise slow this
+    # side's own writes (at 16 layers each side writes 4 GB, more than the dirty-page limit).
+    os.sync()
     started = time.perf_counter()
     result = subprocess.run(args, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
@@ -232,6 +237,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=None, help="runs per side (default 3)")
     parser.add_argument("--layers", type=int, default=None, help="layers (default 16)")
     parser.add_argument("--vocab", type=int, default=8192, help="vocabulary (default 8192)")
+    parser.add_argument(
+        "--pairs",
+        default=",".join(ours for ours, _ in PAIRS),
+        help="langmerge methods to compare, each with its mergekit counterpart (default: all "
+        "three; knots-ties, which mergekit lacks, runs with them)",
+    )
     parser.add_argument("--tag", default="", help="written as mergekit_bench[_TAG].json")
     parser.add_argument("--side", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -245,6 +256,11 @@ def main() -> int:
         peak = peak_rss_bytes()  # this process's own, not its parent's (VmHWM)
         print(json.dumps({"peak_rss_bytes": peak}))
         return 0
+    chosen = [name.strip() for name in args.pairs.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - {ours for ours, _ in PAIRS})
+    if unknown or not chosen:
+        parser.error(f"--pairs: {unknown or chosen} not among {[ours for ours, _ in PAIRS]}")
+    pairs = tuple(pair for pair in PAIRS if pair[0] in chosen)
     repeat = args.repeat or (1 if args.quick else 3)
     layers = args.layers or (2 if args.quick else 16)
     hidden, mlp = (512, 2048) if args.quick else (2048, 8192)
@@ -253,6 +269,7 @@ def main() -> int:
         "mode": "quick" if args.quick else "full",
         "shape": {"layers": layers, "hidden": hidden, "mlp": mlp, "vocab": vocab},
         "runs": repeat,
+        "pairs": [ours for ours, _ in pairs],
         "load_average_before": load_average(),
     }
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -262,8 +279,8 @@ def main() -> int:
         started = time.perf_counter()
         built = build(root, layers, hidden, mlp, vocab)
         results["materialise_seconds"] = round(time.perf_counter() - started, 1)
-        sides = [("mergekit", theirs, "full") for _, theirs in PAIRS]
-        sides += [("langmerge", ours, fmt) for ours, _ in PAIRS for fmt in ("full", "lora")]
+        sides = [("mergekit", theirs, "full") for _, theirs in pairs]
+        sides += [("langmerge", ours, fmt) for ours, _ in pairs for fmt in ("full", "lora")]
         sides += [("langmerge", method, "lora") for method in LORA_ONLY]
         for attempt in range(repeat):  # interleaved: a drift of the load hits every side
             for tool, method, fmt in sides:
@@ -312,7 +329,7 @@ def main() -> int:
             f"{value['entries_differing']:,} of {value['entries']:,} entries differ"
         )
     print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
-    for ours, theirs in PAIRS:
+    for ours, theirs in pairs:
         mk, full, lora = (
             figures[f"mergekit {theirs} full"],
             figures[f"langmerge {ours} full"],
