@@ -1,16 +1,20 @@
 """write_full: the base model's weights plus the merged update, streamed shard by shard
-through one reused buffer: its arithmetic on every stored dtype, what it copies untouched, and
-its refusals."""
+through two reused buffers, each weight written behind the next one's work: its arithmetic on
+every stored dtype, what it copies untouched, the order and failures of its writes, and its
+refusals."""
 
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from langmerge.merger import output
 from langmerge.merger.adapters import load_adapter
 from langmerge.merger.methods import METHODS, Merger, MergeSettings
 from langmerge.merger.output import write_full
@@ -92,6 +96,93 @@ def test_a_dense_merge_result_is_added_the_same_way(tmp_path: Path) -> None:
     for module in SHAPES:
         key = f"{module}.weight"
         assert torch.equal(written[key], base[key] + merger.merge(PREFIX + module).dense())
+
+
+def test_factors_held_in_float64_are_multiplied_as_a_lora_output_stores_them(
+    tmp_path: Path,
+) -> None:
+    merger = _merger(tmp_path, "linear")  # linear holds its concatenated factors in float64
+    merged = merger.merge(PREFIX + next(iter(SHAPES)))
+    assert merged.b is not None and merged.b.dtype == torch.float64
+    base = _base(tmp_path / "base", dict.fromkeys(SHAPES, torch.float32))
+    out = tmp_path / "out"
+    out.mkdir()
+    write_full(merger, tmp_path / "base", out)
+    written = load_file(str(out / "model-0.safetensors")) | load_file(
+        str(out / "model-1.safetensors")
+    )
+    for module in SHAPES:
+        key, merged = f"{module}.weight", merger.merge(PREFIX + module)
+        assert merged.b is not None and merged.a is not None
+        stored = merged.b.to(torch.float32) @ merged.a.to(torch.float32)  # the LoRA output's
+        assert torch.equal(written[key], base[key] + stored), key
+
+
+LAYERS = {  # five merged weights in a row in one shard: each buffer is refilled twice
+    f"model.layers.{i}.mlp.down_proj": (6, 12) for i in range(5)
+}
+
+
+def _layered(tmp_path: Path) -> tuple[Merger, dict[str, torch.Tensor]]:
+    folders = [make_adapter(tmp_path / f"adapter-{i}", LAYERS, seed=i) for i in range(2)]
+    merger = Merger(
+        [load_adapter(str(p), p) for p in folders],
+        MergeSettings(method=METHODS["knots-ties"], weights=(0.5, 0.5)),
+    )
+    merger.prepare()
+    generator = torch.Generator().manual_seed(3)
+    base = {f"{m}.weight": torch.randn(shape, generator=generator) for m, shape in LAYERS.items()}
+    base["model.norm.weight"] = torch.ones(6)  # after them: copied once their writes are done
+    (tmp_path / "base").mkdir()
+    save_file(base, str(tmp_path / "base" / "model.safetensors"))
+    return merger, base
+
+
+def test_a_slow_disk_never_sees_its_buffer_refilled_before_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    merger, base = _layered(tmp_path)
+    original = output.SafetensorsStreamWriter.add
+    threads = set()
+
+    def slow_add(self: output.SafetensorsStreamWriter, name: str, tensor: torch.Tensor) -> None:
+        threads.add(threading.current_thread().name)
+        time.sleep(0.2)  # the next weights are made meanwhile, in the other buffer
+        original(self, name, tensor)
+
+    monkeypatch.setattr(output.SafetensorsStreamWriter, "add", slow_add)
+    out = tmp_path / "out"
+    out.mkdir()
+    write_full(merger, tmp_path / "base", out)
+
+    written = load_file(str(out / "model.safetensors"))
+    assert written.keys() == base.keys()
+    for module in LAYERS:
+        key = f"{module}.weight"
+        assert torch.equal(written[key], base[key] + merger.merge(PREFIX + module).dense()), key
+    assert torch.equal(written["model.norm.weight"], base["model.norm.weight"])
+    assert threads and all(t.startswith("langmerge-write") for t in threads)  # behind the caller
+
+
+def test_a_failed_write_is_raised_to_the_caller_and_nothing_after_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    merger, _ = _layered(tmp_path)
+    original = output.SafetensorsStreamWriter.add
+    names: list[str] = []
+
+    def failing_add(self: output.SafetensorsStreamWriter, name: str, tensor: torch.Tensor) -> None:
+        names.append(name)
+        if len(names) == 2:  # the disk fills once; a later write would land at a wrong offset
+            raise OSError(28, "No space left on device")
+        original(self, name, tensor)
+
+    monkeypatch.setattr(output.SafetensorsStreamWriter, "add", failing_add)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OSError, match="No space left on device"):
+        write_full(merger, tmp_path / "base", out)
+    assert names == [f"model.layers.{i}.mlp.down_proj.weight" for i in range(2)]
 
 
 def test_a_weight_stored_as_integers_is_refused_before_anything_is_written(

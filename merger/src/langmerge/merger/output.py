@@ -10,6 +10,7 @@ import math
 import shutil
 import struct
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -335,16 +336,18 @@ def _read_weight(
 
 
 def _dense_update(module: MergedModule, scratch: torch.Tensor) -> torch.Tensor:
-    """The module's merged update, dense float32 on the CPU; made in scratch from factors that
-    are float32 on the CPU already."""
+    """The module's merged update, dense float32 on the CPU, made in scratch from the factors
+    as a LoRA output stores them (float32): full weights are then the base plus what the LoRA
+    output of the same merge applies, and a merge held in float64 (linear's factors) costs a
+    float32 product, not a float64 one of twice the time and bytes."""
     if module.delta is not None:
         return module.delta.to("cpu", torch.float32)
     assert module.b is not None and module.a is not None
-    b, a = module.b, module.a
-    if b.device.type == a.device.type == "cpu" and b.dtype == a.dtype == torch.float32:
-        rows, cols = b.shape[0], a.shape[1]
-        return torch.matmul(b, a, out=scratch[: rows * cols].view(rows, cols))
-    return (b @ a).to("cpu", torch.float32)
+    b, a = module.b.to(torch.float32), module.a.to(torch.float32)
+    if b.device.type != "cpu" or a.device.type != "cpu":  # made where the merge ran
+        return (b @ a).to("cpu")
+    rows, cols = b.shape[0], a.shape[1]
+    return torch.matmul(b, a, out=scratch[: rows * cols].view(rows, cols))
 
 
 def _check_base_weight(merger: Merger, module: str, entry: dict[str, Any], where: str) -> None:
@@ -365,13 +368,64 @@ def _check_base_weight(merger: Merger, module: str, entry: dict[str, Any], where
         )
 
 
+class _WriteBehind:
+    """Writes each merged weight on a thread of its own while the next one is made: past the
+    page cache's dirty limit a write goes at the disk's pace, and the next weight's read and
+    arithmetic need not wait for it. Two buffers take turns (one written while the other is
+    filled); every write to the file goes through the one thread, in order, and a failed
+    write is raised on the caller's thread. After a failed write the file is broken: the write
+    handed over behind it is skipped, not appended at the wrong offset."""
+
+    def __init__(self, size: int) -> None:
+        self._buffers = [torch.empty(size, dtype=torch.uint8) for _ in range(2)]
+        self._pending: list[Future[None] | None] = [None, None]
+        self._turn = 0
+        self._failed = False  # read and set by the one writing thread only
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="langmerge-write")
+
+    def next_buffer(self) -> torch.Tensor:
+        """The buffer to fill next, once its previous write is done."""
+        self._wait(self._turn)
+        return self._buffers[self._turn]
+
+    def write(self, writer: SafetensorsStreamWriter, name: str, weight: torch.Tensor) -> None:
+        """Writes weight, held in the buffer next_buffer gave, behind the caller."""
+        self._pending[self._turn] = self._pool.submit(self._add, writer, name, weight)
+        self._turn = 1 - self._turn
+
+    def drain(self) -> None:
+        """Every write handed over is done (before the caller writes to the file itself)."""
+        for turn in (self._turn, 1 - self._turn):  # in the order they were handed over
+            self._wait(turn)
+
+    def close(self) -> None:
+        """Ends the thread once its writes are over; reached with writes pending only when the
+        caller failed, whose error is the one to raise."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _add(self, writer: SafetensorsStreamWriter, name: str, weight: torch.Tensor) -> None:
+        if self._failed:
+            return  # the caller raises the first failure when it waits for that write
+        try:
+            writer.add(name, weight)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _wait(self, turn: int) -> None:
+        pending, self._pending[turn] = self._pending[turn], None
+        if pending is not None:
+            pending.result()
+
+
 def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float]:
     """Base weights plus the merged update, shard by shard and tensor by tensor, in the order
     of each shard's names. Weights the adapters do not touch are copied as stored; each merged
-    weight is read into one buffer that every weight reuses, the update added there in float32
-    and written from it. The writer makes no tensor per weight (a dense merge's delta is the
-    merge's own): on a VM a page touched for the first time costs more than the addition
-    (1.2-1.9 s per GiB here, benchmarks/steps_bench.py's fresh-memory probe)."""
+    weight is read into one of two buffers that every weight reuses, the update added there in
+    float32, and written from it behind the next weight's work (_WriteBehind). The writer makes
+    no tensor per weight (a dense merge's delta is the merge's own): on a VM a page touched for
+    the first time costs more than the addition (1.2-1.9 s per GiB here,
+    benchmarks/steps_bench.py's fresh-memory probe)."""
     targets = {_base_key(m): m for m in merger.modules}
     shards = sorted(base_dir.glob("*.safetensors"))
     if not shards:
@@ -392,32 +446,38 @@ def write_full(merger: Merger, base_dir: Path, out_dir: Path) -> dict[str, float
             merged_entries.append(entry)
     largest = max((_stored_bytes(e) for e in merged_entries), default=0)
     elements = max((math.prod(e["shape"]) for e in merged_entries), default=0)
-    buffer = torch.empty(largest, dtype=torch.uint8)
+    behind = _WriteBehind(largest)
     scratch = torch.empty(elements, dtype=torch.float32)  # the update from factors
     narrow = any(e["dtype"] != "F32" for e in merged_entries)
     widened = torch.empty(elements if narrow else 0, dtype=torch.float32)  # one not in float32
     written = 0
-    for shard in shards:
-        start, header = headers[shard]
-        writer = SafetensorsStreamWriter(out_dir / shard.name, header, {"format": "pt"})
-        with shard.open("rb") as source:
-            for key in sorted(header):
-                entry = header[key]
-                source.seek(start + entry["data_offsets"][0])
-                if key not in targets:
-                    size = _stored_bytes(entry)
-                    writer.add_bytes(key, entry["dtype"], entry["shape"], source, size)
-                    continue
-                weight = _read_weight(buffer, source, entry, f"{shard}: {key}")
-                delta = _dense_update(merger.merge(targets[key]), scratch)
-                if weight.dtype == torch.float32:
-                    weight.add_(delta)
-                else:  # float32 arithmetic, rounded once to the stored dtype
-                    wide = widened[: weight.numel()].view(weight.shape).copy_(weight)
-                    weight.copy_(wide.add_(delta))
-                writer.add(key, weight)
-        writer.close()
-        written += writer.bytes_written
+    try:
+        for shard in shards:
+            start, header = headers[shard]
+            writer = SafetensorsStreamWriter(out_dir / shard.name, header, {"format": "pt"})
+            with shard.open("rb") as source:
+                for key in sorted(header):
+                    entry = header[key]
+                    source.seek(start + entry["data_offsets"][0])
+                    if key not in targets:
+                        behind.drain()  # the file's bytes stay in the header's order
+                        size = _stored_bytes(entry)
+                        writer.add_bytes(key, entry["dtype"], entry["shape"], source, size)
+                        continue
+                    buffer = behind.next_buffer()
+                    weight = _read_weight(buffer, source, entry, f"{shard}: {key}")
+                    delta = _dense_update(merger.merge(targets[key]), scratch)
+                    if weight.dtype == torch.float32:
+                        weight.add_(delta)
+                    else:  # float32 arithmetic, rounded once to the stored dtype
+                        wide = widened[: weight.numel()].view(weight.shape).copy_(weight)
+                        weight.copy_(wide.add_(delta))
+                    behind.write(writer, key, weight)
+            behind.drain()
+            writer.close()
+            written += writer.bytes_written
+    finally:
+        behind.close()
     for extra in base_dir.iterdir():
         if extra.is_file() and not extra.name.endswith(".safetensors"):
             shutil.copy2(extra, out_dir / extra.name)
