@@ -40,9 +40,9 @@ CONFIGURATIONS = {  # name: (precision, environment)
 
 def cpu() -> dict[str, Any]:
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if "model name" in line]
     lines = info.splitlines()
-    flags = next((line.split(":", 1)[1].split() for line in lines if "flags" in line), [])
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     from langmerge.common.precision import cpu_has_bf16_kernels
 
     return {
