@@ -83,9 +83,10 @@ def test_each_merged_weight_is_the_base_plus_the_update_rounded_once(tmp_path: P
         assert torch.equal(written[key], base[key]) and written[key].dtype == base[key].dtype
 
 
-def test_a_dense_merge_result_is_added_the_same_way(tmp_path: Path) -> None:
-    merger = _merger(tmp_path, "dare-ties")  # a dense delta, not factors
-    assert merger.merge(PREFIX + next(iter(SHAPES))).delta is not None
+def _write_over_float32_base(
+    tmp_path: Path, merger: Merger
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The float32 base's tensors and what write_full wrote over them, every shard together."""
     base = _base(tmp_path / "base", dict.fromkeys(SHAPES, torch.float32))
     out = tmp_path / "out"
     out.mkdir()
@@ -93,6 +94,13 @@ def test_a_dense_merge_result_is_added_the_same_way(tmp_path: Path) -> None:
     written = load_file(str(out / "model-0.safetensors")) | load_file(
         str(out / "model-1.safetensors")
     )
+    return base, written
+
+
+def test_a_dense_merge_result_is_added_the_same_way(tmp_path: Path) -> None:
+    merger = _merger(tmp_path, "dare-ties")  # a dense delta, not factors
+    assert merger.merge(PREFIX + next(iter(SHAPES))).delta is not None
+    base, written = _write_over_float32_base(tmp_path, merger)
     for module in SHAPES:
         key = f"{module}.weight"
         assert torch.equal(written[key], base[key] + merger.merge(PREFIX + module).dense())
@@ -104,13 +112,7 @@ def test_factors_held_in_float64_are_multiplied_as_a_lora_output_stores_them(
     merger = _merger(tmp_path, "linear")  # linear holds its concatenated factors in float64
     merged = merger.merge(PREFIX + next(iter(SHAPES)))
     assert merged.b is not None and merged.b.dtype == torch.float64
-    base = _base(tmp_path / "base", dict.fromkeys(SHAPES, torch.float32))
-    out = tmp_path / "out"
-    out.mkdir()
-    write_full(merger, tmp_path / "base", out)
-    written = load_file(str(out / "model-0.safetensors")) | load_file(
-        str(out / "model-1.safetensors")
-    )
+    base, written = _write_over_float32_base(tmp_path, merger)
     for module in SHAPES:
         key, merged = f"{module}.weight", merger.merge(PREFIX + module)
         assert merged.b is not None and merged.a is not None
