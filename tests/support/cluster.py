@@ -44,21 +44,23 @@ class Cluster:
     def apply(self, body: dict[str, Any]) -> None:
         plural = PLURAL[body["kind"]]
         name = body["metadata"]["name"]
-        try:
-            current = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.ns, plural, name
-            )
-        except client.exceptions.ApiException:
-            self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
-            return
-        body = {
-            **body,
-            "metadata": {
-                **body["metadata"],
-                "resourceVersion": current["metadata"]["resourceVersion"],
-            },
-        }
-        self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.ns, plural, name, body)
+        while True:  # the operator may write the object between our read and our replace
+            try:
+                current = self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.ns, plural, name
+                )
+            except client.exceptions.ApiException:
+                self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, body)
+                return
+            version = current["metadata"]["resourceVersion"]
+            replacement = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+            try:
+                self.custom.replace_namespaced_custom_object(
+                    GROUP, VERSION, self.ns, plural, name, replacement
+                )
+                return
+            except client.exceptions.ConflictException:
+                continue  # read the newer version and replace that, as kubectl apply does
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL[kind], name)  # type: ignore[no-any-return]
