@@ -23,6 +23,7 @@ from langmerge.common import builtin
 from langmerge.common.logits import IGNORED, logits_at, response_loss, supported
 from langmerge.common.precision import FORCE_VARIABLE
 from langmerge.merger import evaluate
+from langmerge.trainer.train import keep_lora_inputs_in_bf16
 from tests.trainer.test_train_cli import FAST, sentiment_rows, train, write_jsonl
 
 
@@ -142,6 +143,43 @@ def test_bf16_autocast_trains_and_stays_near_fp32(
         assert all(t.dtype == torch.float32 for t in saved.values())  # fp32 master weights
     assert losses["bf16"] != losses["fp32"]  # autocast ran: bf16 rounds differently
     assert abs(losses["bf16"] - losses["fp32"]) < 0.05 * losses["fp32"], losses
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1], ids=["no-dropout", "dropout"])
+def test_bf16_lora_layers_take_their_input_in_bf16_with_the_same_numbers(dropout: float) -> None:
+    """The trainer's bf16 step (a bf16 base under autocast) without peft's float32 copy of
+    each LoRA layer's input: the loss and every LoRA gradient bit for bit those with it. With
+    dropout the copy stays (dropout in bf16 would round its scale)."""
+    seen: dict[bool, set[torch.dtype]] = {}  # the dtypes the LoRA layers' A matrices took
+    results = {}
+    for keep in (False, True):
+        torch.manual_seed(0)
+        targets = ["q_proj", "v_proj", "down_proj"]
+        config = LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=dropout, target_modules=targets,
+            init_lora_weights=False,
+        )  # fmt: skip
+        model = get_peft_model(llama().to(torch.bfloat16), config)
+        rows = batch(model.config.vocab_size)
+        kept = keep and keep_lora_inputs_in_bf16(model, dropout)
+        assert kept == (keep and dropout == 0)
+        seen[keep] = dtypes = set()
+        for name, module in model.named_modules():
+            if name.endswith("lora_A.default"):
+                module.register_forward_pre_hook(
+                    lambda _, args, into=dtypes: into.add(args[0].dtype)
+                )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = response_loss(model, rows["input_ids"], rows["attention_mask"], rows["labels"])
+        loss.backward()
+        results[keep] = (loss.detach(), grads(model))
+    assert seen[False] == {torch.float32}  # peft's copy, as before
+    assert seen[True] == ({torch.bfloat16} if dropout == 0 else {torch.float32})
+    if dropout == 0:
+        assert torch.equal(results[True][0], results[False][0])
+        assert results[True][1].keys() == results[False][1].keys()
+        for name, gradient in results[False][1].items():
+            assert torch.equal(results[True][1][name], gradient), name
 
 
 def test_bf16_on_a_cpu_without_bf16_kernels_trains_in_fp32_and_says_so(

@@ -107,6 +107,22 @@ class CausalLoss(torch.nn.Module):
         return output.loss  # type: ignore[no-any-return]
 
 
+def keep_lora_inputs_in_bf16(model: Any, dropout: float) -> bool:
+    """Under autocast with a bf16 base, lets each LoRA layer take its bf16 input as it is.
+    peft copies the input to float32 (its LoRA weights' dtype) and autocast copies it back to
+    bf16 for the matmul: the same numbers at twice the copies, in every layer, forward and
+    backward (a tenth of a step on Gemma 3 270M). With dropout the copy stays: dropout in bf16
+    would round its 1/(1-p) scale. Returns whether the inputs now stay in bf16."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if dropout > 0:
+        return False
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+    return True
+
+
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=generator).tolist()
@@ -256,6 +272,8 @@ def train(
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
+    if computed == "bf16":
+        keep_lora_inputs_in_bf16(model, config.dropout)
     loss_of = CausalLoss(model, response_only=config.logits == "response" and supported(model))
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
