@@ -13,6 +13,7 @@
    and, where the gemma group is installed, on Gemma 3 270M.
 
 Usage: python benchmarks/search_bench.py [--quick] [--repeat N] [--layers N]
+    [--parts merge scoring] [--precision fp32|bf16]
 Ends with RESULT name=value lines and writes benchmarks/results/search_bench[_quick].json.
 """
 
@@ -128,7 +129,9 @@ def _validation(base: Path, per_language: int) -> dict[str, list[dict[str, Any]]
     return data
 
 
-def scoring(base_name: str, per_language: int, repeat: int) -> dict[str, Any] | None:
+def scoring(
+    base_name: str, per_language: int, repeat: int, precision: str
+) -> dict[str, Any] | None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -161,11 +164,12 @@ def scoring(base_name: str, per_language: int, repeat: int) -> dict[str, Any] | 
         in_place, fresh = [], []
         for _ in range(repeat):
             started = time.perf_counter()
-            swapped = evaluate.score_adapters_in_place(base, candidates, data)
+            swapped = evaluate.score_adapters_in_place(base, candidates, data, precision=precision)
             in_place.append(time.perf_counter() - started)
             started = time.perf_counter()
             loaded = {
-                n: evaluate.score_models(base, {n: p[0]}, data)[n] for n, p in candidates.items()
+                n: evaluate.score_models(base, {n: p[0]}, data, precision=precision)[n]
+                for n, p in candidates.items()
             }
             fresh.append(time.perf_counter() - started)
             for name in candidates:  # the same scores both ways
@@ -177,6 +181,7 @@ def scoring(base_name: str, per_language: int, repeat: int) -> dict[str, Any] | 
         "fresh_load_s": statistics.median(fresh),
         "fresh_load_s_range": [min(fresh), max(fresh)],
         "records": per_language * len(data),
+        "precision": precision,
     }
     figures["speedup"] = figures["fresh_load_s"] / figures["in_place_s"]
     return figures
@@ -193,6 +198,12 @@ def main() -> int:
         choices=["merge", "scoring"],
         default=["merge", "scoring"],
         help="which parts to run (default: both)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="scoring precision (the research scores in bf16 on CPUs with AVX512-BF16/AMX)",
     )
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
@@ -221,7 +232,7 @@ def main() -> int:
     per_language = 4 if args.quick else 16
     results["scoring"] = {}
     for base in ("builtin:tiny", "builtin:gemma-3-270m") if "scoring" in args.parts else ():
-        figures = scoring(base, per_language, repeat)
+        figures = scoring(base, per_language, repeat, args.precision)
         if figures is not None:
             results["scoring"][base] = figures
             print(
@@ -233,6 +244,8 @@ def main() -> int:
     name = "search_bench_quick.json" if args.quick else "search_bench.json"
     if args.parts != ["merge", "scoring"]:
         name = name.replace(".json", f"_{'_'.join(args.parts)}.json")
+    if args.precision != "fp32":
+        name = name.replace(".json", f"_{args.precision}.json")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
