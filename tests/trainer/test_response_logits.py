@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
@@ -23,7 +24,7 @@ from langmerge.common import builtin
 from langmerge.common.logits import IGNORED, logits_at, response_loss, supported
 from langmerge.common.precision import FORCE_VARIABLE
 from langmerge.merger import evaluate
-from langmerge.trainer.train import keep_lora_inputs_in_bf16
+from langmerge.trainer.train import TrainConfig, keep_lora_inputs_in_bf16, lora_model
 from tests.trainer.test_train_cli import FAST, sentiment_rows, train, write_jsonl
 
 
@@ -147,23 +148,26 @@ def test_bf16_autocast_trains_and_stays_near_fp32(
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1], ids=["no-dropout", "dropout"])
 def test_bf16_lora_layers_take_their_input_in_bf16_with_the_same_numbers(dropout: float) -> None:
-    """The trainer's bf16 step (a bf16 base under autocast) without peft's float32 copy of
-    each LoRA layer's input: the loss and every LoRA gradient bit for bit those with it. With
-    dropout the copy stays (dropout in bf16 would round its scale)."""
-    seen: dict[bool, set[torch.dtype]] = {}  # the dtypes the LoRA layers' A matrices took
+    """The model the trainer trains in bf16 (lora_model, as train() builds it) takes each LoRA
+    layer's input in bf16, without peft's float32 copy; the loss and every LoRA gradient bit
+    for bit those with the copy (peft's own layers, as before). With dropout the copy stays
+    (dropout in bf16 would round its scale)."""
+    config = TrainConfig(rank=4, alpha=8, dropout=dropout, target_modules=["q_proj", "down_proj"])
+    seen: dict[str, set[torch.dtype]] = {}  # the dtypes the LoRA layers' A matrices took
     results = {}
-    for keep in (False, True):
+    for build in ("peft", "trainer"):
         torch.manual_seed(0)
-        targets = ["q_proj", "v_proj", "down_proj"]
-        config = LoraConfig(
-            r=4, lora_alpha=8, lora_dropout=dropout, target_modules=targets,
-            init_lora_weights=False,
-        )  # fmt: skip
-        model = get_peft_model(llama().to(torch.bfloat16), config)
+        model = lora_model(builtin.path(), config, "bf16")
+        if build == "peft":  # peft's default: every input cast to the LoRA weights' dtype
+            for module in model.modules():
+                if isinstance(module, BaseTunerLayer):
+                    module.cast_input_dtype_enabled = True
+        for module in model.modules():  # the same nonzero factors on both sides
+            if isinstance(module, BaseTunerLayer):
+                torch.nn.init.normal_(module.lora_B["default"].weight, std=0.02)
+        model.eval()  # dropout off between the two sides (its masks are random)
         rows = batch(model.config.vocab_size)
-        kept = keep and keep_lora_inputs_in_bf16(model, dropout)
-        assert kept == (keep and dropout == 0)
-        seen[keep] = dtypes = set()
+        seen[build] = dtypes = set()
         for name, module in model.named_modules():
             if name.endswith("lora_A.default"):
                 module.register_forward_pre_hook(
@@ -172,14 +176,15 @@ def test_bf16_lora_layers_take_their_input_in_bf16_with_the_same_numbers(dropout
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = response_loss(model, rows["input_ids"], rows["attention_mask"], rows["labels"])
         loss.backward()
-        results[keep] = (loss.detach(), grads(model))
-    assert seen[False] == {torch.float32}  # peft's copy, as before
-    assert seen[True] == ({torch.bfloat16} if dropout == 0 else {torch.float32})
-    if dropout == 0:
-        assert torch.equal(results[True][0], results[False][0])
-        assert results[True][1].keys() == results[False][1].keys()
-        for name, gradient in results[False][1].items():
-            assert torch.equal(results[True][1][name], gradient), name
+        results[build] = (loss.detach(), grads(model))
+    assert seen["peft"] == {torch.float32}
+    assert seen["trainer"] == ({torch.bfloat16} if dropout == 0 else {torch.float32})
+    assert keep_lora_inputs_in_bf16(lora(llama()), dropout) == (dropout == 0)
+    assert torch.equal(results["trainer"][0], results["peft"][0])
+    assert results["trainer"][1].keys() == results["peft"][1].keys()
+    assert len(results["peft"][1]) > 0
+    for name, gradient in results["peft"][1].items():
+        assert torch.equal(results["trainer"][1][name], gradient), name
 
 
 def test_bf16_on_a_cpu_without_bf16_kernels_trains_in_fp32_and_says_so(

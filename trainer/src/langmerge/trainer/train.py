@@ -123,6 +123,34 @@ def keep_lora_inputs_in_bf16(model: Any, dropout: float) -> bool:
     return True
 
 
+def lora_model(model_dir: Path, config: TrainConfig, computed: str) -> Any:
+    """The base model with the LoRA to train, for the precision the step computes in."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    # Under bf16 the frozen base is held in bf16: autocast would otherwise cast every weight
+    # again at every matmul (a third of a CPU step on Gemma 3 270M), and it halves the model's
+    # memory. The LoRA weights stay float32 (peft upcasts them): the optimizer's master copy
+    # and the saved adapter. fp16 keeps a float32 base (fp16 overflows Gemma's activations).
+    base_dtype = torch.bfloat16 if computed == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules,
+        use_rslora=config.rslora,
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    if computed == "bf16":
+        keep_lora_inputs_in_bf16(model, config.dropout)
+    return model
+
+
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=generator).tolist()
@@ -235,8 +263,8 @@ def train(
     """Trains, writes the peft adapter into out_dir, and returns the run's figures. pad_id
     comes from the caller's tokenizer: loading Gemma's a second time here held 0.3 GB more."""
     from accelerate import Accelerator, DataLoaderConfiguration
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from transformers import AutoModelForCausalLM, get_scheduler
+    from peft import set_peft_model_state_dict
+    from transformers import get_scheduler
 
     from langmerge.common.reproducible import deterministic
 
@@ -254,26 +282,7 @@ def train(
         cpu=not torch.cuda.is_available(),
     )
     world, rank = accelerator.num_processes, accelerator.process_index
-    # Under bf16 the frozen base is held in bf16: autocast would otherwise cast every weight
-    # again at every matmul (a third of a CPU step on Gemma 3 270M), and it halves the model's
-    # memory. The LoRA weights stay float32 (peft upcasts them): the optimizer's master copy
-    # and the saved adapter. fp16 keeps a float32 base (fp16 overflows Gemma's activations).
-    base_dtype = torch.bfloat16 if computed == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype)
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=config.dropout,
-        target_modules=config.target_modules,
-        use_rslora=config.rslora,
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
-    if computed == "bf16":
-        keep_lora_inputs_in_bf16(model, config.dropout)
+    model = lora_model(model_dir, config, computed)
     loss_of = CausalLoss(model, response_only=config.logits == "response" and supported(model))
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
