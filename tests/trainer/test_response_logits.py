@@ -153,11 +153,12 @@ def test_bf16_lora_layers_take_their_input_in_bf16_with_the_same_numbers(dropout
     for bit those with the copy (peft's own layers, as before). With dropout the copy stays
     (dropout in bf16 would round its scale)."""
     config = TrainConfig(rank=4, alpha=8, dropout=dropout, target_modules=["q_proj", "down_proj"])
+    base = builtin.path()  # built (from seeded draws) before the seed the two sides share
     seen: dict[str, set[torch.dtype]] = {}  # the dtypes the LoRA layers' A matrices took
     results = {}
     for build in ("peft", "trainer"):
         torch.manual_seed(0)
-        model = lora_model(builtin.path(), config, "bf16")
+        model = lora_model(base, config, "bf16")
         if build == "peft":  # peft's default: every input cast to the LoRA weights' dtype
             for module in model.modules():
                 if isinstance(module, BaseTunerLayer):
