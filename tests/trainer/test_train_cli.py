@@ -314,6 +314,13 @@ def test_resumes_from_the_checkpoint_after_a_kill(tmp_path: Path) -> None:
         ("good", ["--base-model", "/nonexistent/model"], "/nonexistent/model"),
         ("missing", [], "does not exist"),
         ("good", ["--language", "de", "--language", "fr"], "--language given 2 times"),
+        (  # peft alone adapts q_proj and skips the name that matches nothing
+            "good",
+            ["--target-modules", "q_proj,qq_proj"],
+            "--target-modules: qq_proj matches no module of the base model (its linear layers: "
+            "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj)",
+        ),
+        ("good", ["--target-modules", "attn"], "attn matches no module"),
     ],
 )
 def test_bad_input_fails_fast_with_a_clear_reason(

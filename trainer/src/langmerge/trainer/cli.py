@@ -250,6 +250,35 @@ def _model_dir(args: argparse.Namespace, scratch: Path) -> Path:
         raise UsageError(str(error)) from error
 
 
+def _check_target_modules(model_dir: Path, target_modules: list[str]) -> None:
+    """Refuses a name in target_modules that matches no module of the base model. peft adapts
+    the names that match and skips the others without a word, so a typo in one name would
+    train fewer layers than asked. The model is built on the meta device: no weights read."""
+    import torch
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    modules = dict(model.named_modules())
+    # peft's rule for a list of names: a module's full name or its last dotted parts
+    unmatched = [
+        target
+        for target in target_modules
+        if not any(name == target or name.endswith(f".{target}") for name in modules)
+    ]
+    if unmatched:
+        linear = {
+            n.rsplit(".", 1)[-1] for n, m in modules.items() if isinstance(m, torch.nn.Linear)
+        }
+        raise UsageError(
+            f"--target-modules: {', '.join(unmatched)} "
+            f"{'matches' if len(unmatched) == 1 else 'match'} no module of the base model "
+            f"(its linear layers: {', '.join(sorted(linear - {'lm_head'}))}); name those "
+            "(a LanguageAdapter's spec.lora.targetModules)"
+        )
+
+
 def run(args: argparse.Namespace) -> TrainingSummary:
     from langmerge.trainer.train import run_key, train
 
@@ -272,6 +301,7 @@ def run(args: argparse.Namespace) -> TrainingSummary:
             check_records(rows, fields, uri)
             eval_records += rows
         model_dir = _model_dir(args, scratch)  # only now: bad input has failed already
+        _check_target_modules(model_dir, config.target_modules)
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
