@@ -464,6 +464,42 @@ def test_weights_for_a_language_no_adapter_has_are_refused_before_merging(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b'{"prompt": "a", "response": "b"}\n{"prompt": \n', "line 2 is not valid JSON"),
+        (b'{"prompt": "a", "response": "b"}\n["a", "b"]\n', "line 2 is not a JSON object"),
+        (b'{"prompt": "Caf\xe9", "response": "b"}\n', "line 1 is not UTF-8 text"),
+        (b"\n", "no records"),
+        (None, "does not exist"),
+    ],
+)
+def test_a_bad_dataset_is_refused_before_any_merge_naming_the_flag_and_field(
+    tiny: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    content: bytes | None,
+    named: str,
+) -> None:
+    def merged(*_: Any, **__: Any) -> None:
+        raise AssertionError("merged before the datasets were read")
+
+    monkeypatch.setattr("langmerge.merger.shared.merge_candidates", merged)
+    bad = tmp_path / "ja.jsonl"
+    if content is not None:
+        bad.write_bytes(content)
+    out = tmp_path / "merged"
+    for flag, field in (
+        ("--validate", "spec.search.validation"),
+        ("--evaluate", "spec.evaluation.datasets"),
+    ):
+        code, summary = _run(tmp_path, *_search_args(tiny, GRID, out), f"{flag}=ja={bad}")
+        assert code == 1, summary
+        assert summary["reason"].startswith(f"{flag} ja={bad} ({field}.ja): "), summary
+        assert named in summary["reason"]
+        assert not out.exists()
+
+
 def test_a_search_without_validation_data_is_refused(tiny: dict[str, Any], tmp_path: Path) -> None:
     args = [a for a in _search_args(tiny, GRID, tmp_path / "m") if not a.startswith("--validate")]
     code, summary = _run(tmp_path, *args)

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from langmerge.common import jsonl, storage
 from langmerge.common import models as base_models
-from langmerge.common import storage
 from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.logits import logits_at, supported
 from langmerge.common.precision import effective_precision
@@ -331,11 +331,15 @@ def _pairs(values: list[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-def load_records(uri: str, scratch: Path, flag: str) -> list[dict[str, Any]]:
-    text = storage.fetch_file(uri, scratch).read_text(encoding="utf-8")
-    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+def load_records(uri: str, scratch: Path, name: str) -> list[dict[str, Any]]:
+    """The records of a JSON Lines dataset; name is how errors call it (the flag and field)."""
+    try:
+        raw = storage.fetch_file(uri, scratch).read_bytes()
+    except storage.StorageError as error:
+        raise jsonl.JsonlError(f"{name}: {error}") from error
+    records = jsonl.parse(raw, name)
     if not records:
-        raise ValueError(f"{flag} {uri}: no records")
+        raise jsonl.JsonlError(f"{name}: no records; point it at a file with data")
     return records
 
 
@@ -533,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.limit is not None and args.limit < 1:
                 raise ValueError(f"--limit {args.limit}: give at least 1, or leave it out")
             data = {
-                language: load_records(uri, scratch, f"--dataset {language}=")[: args.limit]
+                language: load_records(uri, scratch, f"--dataset {language}={uri}")[: args.limit]
                 for language, uri in datasets.items()
             }
             paths = {

@@ -86,25 +86,34 @@ def _compact(evaluation: dict[str, Any]) -> dict[str, Any]:
     return {**evaluation, "perLanguage": per_language, "baseline": baseline}
 
 
+# The MergedModel field behind each dataset flag: the executors show the merger's errors as
+# the model's failure, so a message names both.
+DATASET_FIELDS = {"--evaluate": "spec.evaluation.datasets", "--validate": "spec.search.validation"}
+
+
 def _datasets(pairs: list[str], flag: str, scratch: Path) -> dict[str, list[dict[str, Any]]]:
     from langmerge.merger import evaluate
 
     datasets = {}
     for pair in pairs:
         language, _, uri = pair.partition("=")
-        datasets[language] = evaluate.load_records(uri, scratch, f"{flag} {language}=")
+        name = f"{flag} {language}={uri} ({DATASET_FIELDS[flag]}.{language})"
+        datasets[language] = evaluate.load_records(uri, scratch, name)
     return datasets
 
 
 def _evaluate(
-    args: argparse.Namespace, adapters: list[LoraAdapter], staged: Path, scratch: Path
+    args: argparse.Namespace,
+    adapters: list[LoraAdapter],
+    datasets: dict[str, list[dict[str, Any]]],
+    staged: Path,
+    scratch: Path,
 ) -> dict[str, Any]:
     """Scores of the merged model per language, and the gate's verdict against the combined
     model, the individual adapters (each on its own language) or the current merged model."""
     from langmerge.merger import evaluate, gate
 
     base = evaluate.load_base(args.base_model, scratch)
-    datasets = _datasets(args.evaluate, "--evaluate", scratch)
     models: dict[str, Path | None] = {"candidate": staged}
     if args.gate_against == "individual":
         models.update({f"individual {a.language}": a.path for a in adapters if a.language})
@@ -201,6 +210,7 @@ def _run_search(
     base_settings: MergeSettings,
     adapters: list[LoraAdapter],
     rank: int | None,
+    validation: dict[str, list[dict[str, Any]]],
     scratch: Path,
 ) -> tuple[int, list[MergeSettings], list[dict[str, Any]], dict[str, float], Written]:
     """Merges and scores every candidate; returns the winner's index, every candidate's
@@ -212,7 +222,6 @@ def _run_search(
     settings = candidate_settings(
         search, base_settings, adapters, args.weight_normalization, args.topk_scope
     )
-    validation = _datasets(args.validate, "--validate", scratch)
     base = evaluate.load_base(args.base_model, scratch)
     merging = time.monotonic()
     # The shared alignment lives only while the candidates are made: scoring needs the memory.
@@ -315,6 +324,9 @@ def run(
     with tempfile.TemporaryDirectory(prefix="langmerge-merge-") as scratch_name:
         scratch = Path(scratch_name)
         adapters = _load_inputs(args, scratch)
+        # The datasets are read before any work: a bad one fails the run before the merge.
+        evaluation_data = _datasets(args.evaluate or [], "--evaluate", scratch)
+        validation = _datasets(args.validate or [], "--validate", scratch) if search else {}
         # The inputs' digests (for the provenance record) are read while the merge computes:
         # hashing releases the GIL, and the merge's own reads are of the same files.
         hashing = ThreadPoolExecutor(1, thread_name_prefix="input-digests")
@@ -326,7 +338,7 @@ def run(
         chosen: Written | None = None
         if search is not None:
             best, candidates, rows, seconds, chosen = _run_search(
-                args, search, settings, adapters, rank, scratch
+                args, search, settings, adapters, rank, validation, scratch
             )
             settings = candidates[best]
             search_record = _search_record(search, rows, best, seconds)
@@ -360,7 +372,11 @@ def run(
             if search_record is not None:
                 metadata["search"] = search_record
             evaluating = time.monotonic()
-            evaluation = _evaluate(args, adapters, staged, scratch) if args.evaluate else None
+            evaluation = (
+                _evaluate(args, adapters, evaluation_data, staged, scratch)
+                if args.evaluate
+                else None
+            )
             evaluation_seconds = time.monotonic() - evaluating
             if evaluation is not None:
                 metadata["evaluation"] = evaluation

@@ -7,11 +7,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
-from langmerge.common import storage
+from langmerge.common import jsonl, storage
 from langmerge.common.prompts import Example, Fields, PromptError
 
 
@@ -37,16 +36,6 @@ def infer_format(uri: str, declared: str) -> str:
         f"dataset {uri}: cannot tell the format from the name; set --dataset-format "
         "(jsonl, parquet, csv or arrow)"
     )
-
-
-def _decode(raw: bytes, uri: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"dataset {uri}: line {line} is not UTF-8 text; re-encode the file as UTF-8"
-        ) from error
 
 
 def read_records(uri: str, fmt: str, scratch: Path) -> tuple[list[dict[str, Any]], str]:
@@ -78,23 +67,12 @@ def read_records(uri: str, fmt: str, scratch: Path) -> tuple[list[dict[str, Any]
             return pq.read_table(io.BytesIO(raw)).to_pylist(), digest
         except Exception as error:
             raise DataError(f"dataset {uri}: not a readable Parquet file ({error})") from error
-    text = _decode(raw, uri)
-    if fmt == "csv":
-        return list(csv.DictReader(io.StringIO(text))), digest
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"dataset {uri}: line {number} is not valid JSON ({error.msg})"
-            ) from error
-        if not isinstance(record, dict):
-            raise DataError(f"dataset {uri}: line {number} is not a JSON object")
-        records.append(record)
-    return records, digest
+    try:
+        if fmt == "csv":
+            return list(csv.DictReader(io.StringIO(jsonl.decode(raw, f"dataset {uri}")))), digest
+        return jsonl.parse(raw, f"dataset {uri}"), digest
+    except jsonl.JsonlError as error:
+        raise DataError(str(error)) from error
 
 
 def check_records(records: list[dict[str, Any]], fields: Fields, uri: str) -> None:
