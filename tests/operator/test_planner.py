@@ -7,6 +7,7 @@ from typing import Any
 from langmerge.operator.api.adapter import LanguageAdapter
 from langmerge.operator.api.common import Phase
 from langmerge.operator.api.merged import MergedModel
+from langmerge.operator.api.reasons import Reason
 from langmerge.operator.conditions import adapter_conditions, phase_of
 from langmerge.operator.fingerprint import adapter_fingerprint, job_name
 from langmerge.operator.planner import (
@@ -123,6 +124,17 @@ def test_weights_are_taken_per_language() -> None:
     adapters = [trained(adapter(lang)) for lang in ("de", "ja")]
     plan = plan_merge(merged(parameters={"weights": {"ja": 1.5}}), adapters, TRAINER, MERGER)
     assert {i.language: i.weight for i in plan.inputs} == {"de": 1.0, "ja": 1.5}
+
+
+def test_weights_for_a_language_no_selected_adapter_has_block_the_merge() -> None:
+    adapters = [trained(adapter(lang)) for lang in ("de", "ja")]
+    typo = merged(parameters={"weights": {"ja": 1.5, "dee": 2.0}})
+    plan = plan_merge(typo, adapters, TRAINER, MERGER)
+    assert plan.action == Action.BLOCKED and plan.reason == Reason.INCOMPATIBLE_ADAPTERS
+    assert plan.message == (
+        "spec.parameters.weights: no selected adapter has language dee (the adapters' "
+        "languages: de, ja); weigh only those"
+    )
 
 
 def test_incompatible_adapters_block_the_merge_with_a_reason() -> None:

@@ -144,15 +144,19 @@ def _incompatibility(merged: MergedModel, adapters: list[LanguageAdapter]) -> st
                 f"{languages[adapter.spec.language]}'s; select one adapter per language"
             )
         languages[adapter.spec.language] = adapter.metadata.name
+    # A weight for a language no adapter has would be dropped without a word (a typo, or an
+    # adapter not selected): refused, as the search's weights are.
+    weighted = {"spec.parameters.weights": merged.spec.parameters.weights}
     for index, entry in enumerate(merged.spec.search.grid if merged.spec.search else []):
-        for position, weights in enumerate(entry.weights or []):
-            unknown = sorted(set(weights.languages or {}) - set(languages))
-            if unknown:
-                return (
-                    f"spec.search.grid[{index}].weights[{position}].languages: no selected "
-                    f"adapter has language {unknown[0]} (the adapters' languages: "
-                    f"{', '.join(sorted(languages))}); weigh only those"
-                )
+        for position, preset in enumerate(entry.weights or []):
+            weighted[f"spec.search.grid[{index}].weights[{position}].languages"] = preset.languages
+    for path, by_language in weighted.items():
+        unknown = sorted(set(by_language or {}) - set(languages))
+        if unknown:
+            return (
+                f"{path}: no selected adapter has language {unknown[0]} (the adapters' "
+                f"languages: {', '.join(sorted(languages))}); weigh only those"
+            )
     layouts = {tuple(sorted(a.spec.lora.target_modules)) for a in adapters}
     if len(layouts) > 1:
         return (
