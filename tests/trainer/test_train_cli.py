@@ -321,6 +321,11 @@ def test_resumes_from_the_checkpoint_after_a_kill(tmp_path: Path) -> None:
             "down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj)",
         ),
         ("good", ["--target-modules", "attn"], "attn matches no module"),
+        (  # every prompt is longer than the limit: the run trained nothing and "succeeded"
+            "long-prompts",
+            ["--max-seq-length", "16"],
+            "every record's response begins after token 16, where --max-seq-length cuts it off",
+        ),
     ],
 )
 def test_bad_input_fails_fast_with_a_clear_reason(
@@ -337,6 +342,8 @@ def test_bad_input_fails_fast_with_a_clear_reason(
                 "latin-1"
             )
         )
+    elif setup == "long-prompts":
+        write_jsonl(data, [{"prompt": "word " * 40, "response": "ok"}] * 4)
     elif setup == "broken-json":
         data.write_text('{"prompt": "a", "response": "b"}\n{"prompt": \n')
     _, code, summary = train(
@@ -347,6 +354,31 @@ def test_bad_input_fails_fast_with_a_clear_reason(
     assert expected in summary["reason"], summary["reason"]
     assert not (tmp_path / "never").exists()
     assert "trainSeconds" not in summary  # refused before any training
+
+
+def test_records_that_lose_their_response_to_the_length_limit_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = sentiment_rows(8)
+    rows[2] = {"prompt": "word " * 200, "response": "ok"}
+    rows[5] = rows[2]
+    data = write_jsonl(tmp_path / "data.jsonl", rows)
+    _, code, summary = train(
+        tmp_path,
+        "--dataset",
+        str(data),
+        "--max-steps",
+        "1",
+        "--max-seq-length",
+        "96",
+        "--output",
+        str(tmp_path / "out"),
+    )
+    assert code == 0 and summary["result"] == "Succeeded"
+    assert (
+        f"dataset {data}: 2 of 8 records (the first: record 3) lose their whole response to "
+        "--max-seq-length 96 and count for nothing"
+    ) in capsys.readouterr().err
 
 
 def test_trains_from_a_model_folder(tmp_path: Path) -> None:

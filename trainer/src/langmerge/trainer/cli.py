@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from langmerge.common import models, storage
 from langmerge.common.cli import add_version, quiet_library_warnings
 from langmerge.common.precision import PrecisionSettingError
-from langmerge.common.prompts import Fields, PromptError, encode
+from langmerge.common.prompts import Example, Fields, PromptError, encode
 from langmerge.common.summary import (
     Output,
     RunSummary,
@@ -279,6 +279,33 @@ def _check_target_modules(model_dir: Path, target_modules: list[str]) -> None:
         )
 
 
+def _check_responses_fit(examples: list[Example], name: str, max_seq_length: int) -> None:
+    """Refuses data whose every response lies beyond --max-seq-length (cut off, no token would
+    train: the run would "succeed" with a loss of 0 and an adapter that changes nothing), and
+    says how many records lose their whole response when some do."""
+    lost = [
+        n
+        for n, e in enumerate(examples, start=1)
+        if all(x == distributed.IGNORED for x in e.labels)
+    ]
+    fix = (
+        "raise --max-seq-length (a LanguageAdapter's spec.training.maxSeqLength) "
+        "or shorten the prompts"
+    )
+    if lost and len(lost) == len(examples):
+        raise UsageError(
+            f"{name}: every record's response begins after token {max_seq_length}, where "
+            f"--max-seq-length cuts it off: no response token is left to train on or score; {fix}"
+        )
+    if lost:
+        print(
+            f"langmerge-train: {name}: {len(lost)} of {len(examples)} records (the first: "
+            f"record {lost[0]}) lose their whole response to --max-seq-length {max_seq_length} "
+            f"and count for nothing; {fix}",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> TrainingSummary:
     from langmerge.trainer.train import run_key, train
 
@@ -305,13 +332,17 @@ def run(args: argparse.Namespace) -> TrainingSummary:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        examples = [
-            encode(r, fields, tokenizer, config.max_seq_length) for rows in records for r in rows
-        ]
+        examples = []
+        for uri, rows in zip(args.dataset, records, strict=True):
+            encoded = [encode(r, fields, tokenizer, config.max_seq_length) for r in rows]
+            _check_responses_fit(encoded, f"dataset {uri}", config.max_seq_length)
+            examples += encoded
         trained_records = len(examples)  # before packing: a merge search weighs adapters by it
         if config.packing:
             examples = pack(examples, config.max_seq_length)
         evals = [encode(r, fields, tokenizer, config.max_seq_length) for r in eval_records]
+        if evals:
+            _check_responses_fit(evals, "--eval-dataset", config.max_seq_length)
         pad_id = tokenizer.pad_token_id
         if pad_id is None:
             pad_id = tokenizer.eos_token_id
