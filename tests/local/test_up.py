@@ -268,6 +268,30 @@ def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: P
     assert "NOT PROMOTED" in out
 
 
+def test_a_merge_that_fails_keeps_the_last_good_model_and_names_the_field(
+    runs: Runs, tmp_path: Path
+) -> None:
+    folder = tmp_path / "manifests"
+    shutil.copytree(runs.folder, folder)
+    state_dir = tmp_path / "state"
+    shutil.copytree(runs.warm_state, state_dir)
+    good = State.load(state_dir / "state.json").merged["sentiment-knots"].artifact
+    documents = list(yaml.safe_load_all((folder / "merged.yaml").read_text()))
+    knots = next(d for d in documents if d["metadata"]["name"] == "sentiment-knots")
+    knots["spec"]["parameters"]["density"] = 0.2  # a new merge is due
+    missing = folder / "datasets" / "sentiment" / "gone.jsonl"
+    knots["spec"]["evaluation"]["datasets"]["de"] = str(missing)
+    (folder / "merged.yaml").write_text(yaml.safe_dump_all(documents, allow_unicode=True))
+    _, out = _run(folder, state_dir)
+    status = State.load(state_dir / "state.json").merged["sentiment-knots"]
+    assert status.last_run is not None and status.last_run.result == RunResult.FAILED
+    assert good is not None and status.artifact == good
+    assert (
+        f"  FAILED sentiment-knots: --evaluate de={missing} (spec.evaluation.datasets.de): "
+    ) in out
+    assert "NOT PROMOTED" not in out
+
+
 def test_bad_manifests_name_the_object_the_field_and_the_fix(tmp_path: Path) -> None:
     folder = tmp_path / "bad"
     folder.mkdir()

@@ -54,7 +54,7 @@ from langmerge.operator.local.state import (
 )
 from langmerge.operator.metrics import Metrics
 from langmerge.operator.outcome import progress_line
-from langmerge.operator.planner import Action, plan_merge, plan_training
+from langmerge.operator.planner import GATE_REASON_PREFIX, Action, plan_merge, plan_training
 
 # Locally the "images" are this installation's commands; they enter fingerprints as such.
 LOCAL_TRAINER = "local:langmerge-train"
@@ -397,7 +397,10 @@ class LocalRunner:
                 status, run, finished.inputs, adapters, self.combined_cost.get(merged.spec.task)
             )
             if applied.update is None:
-                self.say(f"  NOT PROMOTED {merged.metadata.name}: {run.reason}")
+                # A gate's refusal is a verdict on a merge that worked; anything else failed it.
+                refused = (run.reason or "").startswith(GATE_REASON_PREFIX)
+                verdict = "NOT PROMOTED" if refused else "FAILED"
+                self.say(f"  {verdict} {merged.metadata.name}: {run.reason}")
             elif self.metrics:
                 self.metrics.record_update(merged, applied.update)
             if self.metrics:
