@@ -12,7 +12,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,7 +247,11 @@ def test_scoring_in_bf16_re_merges_and_re_scores_the_task_that_asks_for_it(
     assert state.evaluation["sentiment-isolated"] == runs.warm_evaluation["sentiment-isolated"]
 
 
-def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: Path) -> None:
+def _rerun_with_knots_changed(
+    runs: Runs, tmp_path: Path, change: Callable[[dict[str, Any]], None]
+) -> tuple[str, Any, Any]:
+    """The warm run again with sentiment-knots' manifest changed (change(document)):
+    the loop's output, sentiment-knots' status after it, and its artifact before it."""
     folder = tmp_path / "manifests"
     shutil.copytree(runs.folder, folder)
     state_dir = tmp_path / "state"
@@ -255,13 +259,20 @@ def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: P
     good = State.load(state_dir / "state.json").merged["sentiment-knots"].artifact
     documents = list(yaml.safe_load_all((folder / "merged.yaml").read_text()))
     knots = next(d for d in documents if d["metadata"]["name"] == "sentiment-knots")
-    knots["spec"]["parameters"]["density"] = 0.2
-    # COMB's loss is far below any merge's here: at a margin of 0 the gate must refuse.
-    knots["spec"]["evaluation"]["gate"] = {"against": "combined", "maxDrop": 0.0}
-    knots["spec"]["evaluation"]["metrics"] = ["loss"]
+    knots["spec"]["parameters"]["density"] = 0.2  # a new merge is due
+    change(knots)
     (folder / "merged.yaml").write_text(yaml.safe_dump_all(documents, allow_unicode=True))
     _, out = _run(folder, state_dir)
-    status = State.load(state_dir / "state.json").merged["sentiment-knots"]
+    return out, State.load(state_dir / "state.json").merged["sentiment-knots"], good
+
+
+def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: Path) -> None:
+    def strict_gate(knots: dict[str, Any]) -> None:
+        # COMB's loss is far below any merge's here: at a margin of 0 the gate must refuse.
+        knots["spec"]["evaluation"]["gate"] = {"against": "combined", "maxDrop": 0.0}
+        knots["spec"]["evaluation"]["metrics"] = ["loss"]
+
+    out, status, good = _rerun_with_knots_changed(runs, tmp_path, strict_gate)
     assert status.last_run is not None and status.last_run.result == RunResult.FAILED
     assert "evaluation gate" in (status.last_run.reason or "")
     assert good is not None and status.artifact == good  # still serving the last good merge
@@ -271,19 +282,12 @@ def test_a_failing_gate_keeps_the_last_good_merged_model(runs: Runs, tmp_path: P
 def test_a_merge_that_fails_keeps_the_last_good_model_and_names_the_field(
     runs: Runs, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "manifests"
-    shutil.copytree(runs.folder, folder)
-    state_dir = tmp_path / "state"
-    shutil.copytree(runs.warm_state, state_dir)
-    good = State.load(state_dir / "state.json").merged["sentiment-knots"].artifact
-    documents = list(yaml.safe_load_all((folder / "merged.yaml").read_text()))
-    knots = next(d for d in documents if d["metadata"]["name"] == "sentiment-knots")
-    knots["spec"]["parameters"]["density"] = 0.2  # a new merge is due
-    missing = folder / "datasets" / "sentiment" / "gone.jsonl"
-    knots["spec"]["evaluation"]["datasets"]["de"] = str(missing)
-    (folder / "merged.yaml").write_text(yaml.safe_dump_all(documents, allow_unicode=True))
-    _, out = _run(folder, state_dir)
-    status = State.load(state_dir / "state.json").merged["sentiment-knots"]
+    missing = tmp_path / "manifests" / "datasets" / "sentiment" / "gone.jsonl"
+
+    def missing_dataset(knots: dict[str, Any]) -> None:
+        knots["spec"]["evaluation"]["datasets"]["de"] = str(missing)
+
+    out, status, good = _rerun_with_knots_changed(runs, tmp_path, missing_dataset)
     assert status.last_run is not None and status.last_run.result == RunResult.FAILED
     assert good is not None and status.artifact == good
     assert (
