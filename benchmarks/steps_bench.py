@@ -9,8 +9,17 @@
    `integers` (d4d23d3), and the same PCG64 integers read from its raw 64-bit output (now).
 4. This machine's cost of fresh memory: seconds to first touch each of --gib GiB allocated
    and kept in one process, against touching the same memory again.
+5. DARE's product with its keep-mask (one 256-row block of a 2048-wide module): a copy of
+   the values times the bool mask (before) against the mask read as bytes and made floats
+   (now, steps.dare); the same bits.
+6. One dense module's merge (methods._merge_dense: 5 adapters r16 on an MLP module of
+   Llama-3.2-1B's shape, 8192 x 2048, what mergekit_bench.py merges) for ties and dare-ties:
+   each 16 MiB row chunk of the updates sparsified and combined at once, with the bool
+   product (before), against cache-sized pieces with the byte mask (now); the same bits at
+   these widths.
 
-Usage: python benchmarks/steps_bench.py [--repeat N] [--gib N]
+Usage: python benchmarks/steps_bench.py [--repeat N] [--gib N] [--parts trim ties draw product
+                                        dense memory] [--tag TAG]
 Prints medians of --repeat timings (each timing itself a mean over many calls) with [min-max]
 and the load average; writes benchmarks/results/steps_bench.json.
 """
@@ -115,6 +124,50 @@ def dare_draw(repeat: int) -> dict[str, Any]:
     return out
 
 
+def _bool_product(values: torch.Tensor, keep: torch.Tensor, density: float) -> torch.Tensor:
+    """DARE before: a copy of the values times the bool mask, rescaled."""
+    return values.clone().mul_(keep).mul_(1.0 / density)
+
+
+def dare_product(repeat: int) -> dict[str, Any]:
+    rng = dare_generator(0, "m", 0)
+    keep = steps.dare_keep_mask(torch.Size((256, 2048)), 0.5, rng)
+    values = torch.randn(256, 2048, generator=torch.Generator().manual_seed(0))
+    before, now = [], []
+    for _ in range(repeat):
+        before.append(per_call(lambda: _bool_product(values, keep, 0.5), 200))
+        now.append(per_call(lambda: steps.dare(values, keep, 0.5), 200))
+    out = {"bool_product_us": summary(before, 1e6), "byte_mask_us": summary(now, 1e6)}
+    out["ratio"] = round(statistics.median(before) / statistics.median(now), 2)
+    return out
+
+
+def dense_module(repeat: int) -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(0)
+    a_list = [torch.randn(16, 2048, generator=generator) / 45 for _ in range(5)]
+    b_list = [torch.randn(8192, 16, generator=generator) / 4 for _ in range(5)]
+    out: dict[str, Any] = {}
+    now_chunk, now_product = methods.CACHE_CHUNK_BYTES, steps.dare
+    for method in ("ties", "dare-ties"):
+        settings = MergeSettings(method=METHODS[method], weights=(0.2,) * 5, density=0.5)
+
+        def merge(settings: MergeSettings = settings) -> object:
+            return methods._merge_dense("m", lambda _: (a_list, b_list), settings)
+
+        before, now = [], []
+        try:
+            for _ in range(repeat):
+                methods.CACHE_CHUNK_BYTES, steps.dare = 1 << 40, _bool_product
+                before.append(per_call(merge, 3))
+                methods.CACHE_CHUNK_BYTES, steps.dare = now_chunk, now_product
+                now.append(per_call(merge, 3))
+        finally:
+            methods.CACHE_CHUNK_BYTES, steps.dare = now_chunk, now_product
+        out[method] = {"before_ms": summary(before, 1e3), "now_ms": summary(now, 1e3)}
+        out[method]["ratio"] = round(statistics.median(before) / statistics.median(now), 2)
+    return out
+
+
 def fresh_memory(gib: int) -> dict[str, Any]:
     first, again, kept = [], [], []
     for _ in range(gib):
@@ -129,33 +182,57 @@ def fresh_memory(gib: int) -> dict[str, Any]:
     return {"first_touch_s_per_gib": first, "touch_again_s_per_gib": again}
 
 
+PARTS = {
+    "trim": ("trim one chunk", lambda args: trim(args.repeat)),
+    "ties": ("TIES one module", lambda args: ties_module(args.repeat)),
+    "draw": ("DARE draw", lambda args: dare_draw(args.repeat)),
+    "product": ("DARE product", lambda args: dare_product(args.repeat)),
+    "dense": ("dense module", lambda args: dense_module(args.repeat)),
+    "memory": ("fresh memory", lambda args: fresh_memory(args.gib)),
+}
+
+
+def ratios(results: dict[str, Any]) -> list[str]:
+    """The RESULT lines of the parts that ran."""
+    lines = []
+    if "trim" in results:
+        lines.append(f"trim_bool_mask_vs_float={results['trim']['ratio']}")
+    if "ties" in results:
+        lines.append(f"ties_module_4mib_vs_merger_chunks={results['ties']['ratio']}")
+    if "draw" in results:
+        lines.append(f"dare_torch_rand_vs_pcg64={results['draw']['ratio']}")
+        lines.append(f"dare_pcg64_integers_vs_raw={results['draw']['integers_vs_raw']}")
+    if "product" in results:
+        lines.append(f"dare_bool_product_vs_byte_mask={results['product']['ratio']}")
+    for method in ("ties", "dare-ties") if "dense" in results else ():
+        lines.append(f"dense_{method}_module_before_vs_now={results['dense'][method]['ratio']}")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="timings per side (default 5)")
     parser.add_argument("--gib", type=int, default=7, help="GiB for the fresh-memory probe")
     parser.add_argument("--tag", default="", help="written as steps_bench[_TAG].json")
+    parser.add_argument(
+        "--parts", nargs="+", choices=list(PARTS), default=list(PARTS), help="default: all"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
         "threads": torch.get_num_threads(),
         "load_average_before": load_average(),
     }
-    results["trim_chunk"] = trim(args.repeat)
-    print(f"trim one chunk: {results['trim_chunk']}", flush=True)
-    results["ties_module"] = ties_module(args.repeat)
-    print(f"TIES one module: {results['ties_module']}", flush=True)
-    results["dare_draw"] = dare_draw(args.repeat)
-    print(f"DARE draw: {results['dare_draw']}", flush=True)
-    results["fresh_memory"] = fresh_memory(args.gib)
-    print(f"fresh memory: {results['fresh_memory']}", flush=True)
+    for part in args.parts:
+        label, measure = PARTS[part]
+        results[part] = measure(args)
+        print(f"{label}: {results[part]}", flush=True)
     results["load_average_after"] = load_average()
     print(f"load average {results['load_average_before']} -> {results['load_average_after']}")
     RESULTS.mkdir(exist_ok=True)
     name = f"steps_bench_{args.tag}.json" if args.tag else "steps_bench.json"
     (RESULTS / name).write_text(json.dumps(results, indent=2))
-    print(f"RESULT trim_bool_mask_vs_float={results['trim_chunk']['ratio']}")
-    print(f"RESULT dare_torch_rand_vs_pcg64={results['dare_draw']['ratio']}")
-    print(f"RESULT dare_pcg64_integers_vs_raw={results['dare_draw']['integers_vs_raw']}")
-    print(f"RESULT ties_module_4mib_vs_merger_chunks={results['ties_module']['ratio']}")
+    for line in ratios(results):
+        print(f"RESULT {line}")
     return 0
 
 

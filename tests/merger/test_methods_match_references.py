@@ -178,9 +178,16 @@ def test_dense_methods_give_the_same_result_in_row_chunks(
 
 @pytest.mark.parametrize(
     ("method", "scope"),
-    [("knots-ties", "model"), ("knots-ties", "module"), ("knots-dare-ties", None)],
+    [
+        ("knots-ties", "model"),
+        ("knots-ties", "module"),
+        ("knots-dare-ties", None),
+        ("ties", None),
+        ("dare-ties", None),
+        ("dare-linear", None),
+    ],
 )
-def test_knots_methods_give_the_same_bits_in_cache_sized_chunks(
+def test_sparse_methods_give_the_same_bits_in_cache_sized_chunks(
     adapter_dirs: list[Path], monkeypatch: pytest.MonkeyPatch, method: str, scope: str | None
 ) -> None:
     from langmerge.merger import methods

@@ -289,35 +289,6 @@ def combine_(stack: torch.Tensor, settings: MergeSettings) -> torch.Tensor:
     return merged.mul_(settings.lambda_)
 
 
-def sparsify_(
-    stack: torch.Tensor,
-    settings: MergeSettings,
-    module: str,
-    thresholds: list[float] | None,
-    row_start: int = 0,
-    total_rows: int | None = None,
-) -> torch.Tensor:
-    """In place: the method's sparsification of each adapter's (rows, cols) tensor of a
-    module, or of rows [row_start, row_start + rows) of it."""
-    method = settings.method
-    if method.sparsify is None or settings.density >= 1.0:
-        return stack
-    rows, cols = stack.shape[1], stack.shape[2]
-    shape = (total_rows or rows, cols)
-    for task in range(stack.shape[0]):
-        if method.sparsify == "dare":
-            keep = dare_rows_mask(settings, module, task, shape, row_start, row_start + rows)
-            steps.dare_(stack[task], keep, settings.density)
-        else:
-            threshold = (
-                thresholds[task]
-                if thresholds is not None
-                else steps.magnitude_threshold(stack[task], settings.density)
-            )
-            steps.prune_by_magnitude_(stack[task], threshold)
-    return stack
-
-
 # A chunk of a stack and the steps' temporaries fit a core's L2 (2 MB here). 4 MiB chunks
 # were 1.2-1.7x slower per module (benchmarks/steps_bench.py, three runs).
 CACHE_CHUNK_BYTES = 1 << 20
@@ -328,21 +299,34 @@ def merge_blocks(
     settings: MergeSettings,
     module: str,
     thresholds: list[float] | None,
+    row_start: int = 0,
+    total_rows: int | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """sparsify_ then combine_ of a module's KnOTS blocks (n, rows, cols), left unchanged, in
-    chunks of rows small enough to stay in the CPU's cache: each step is one pass over memory,
-    and a module's stack (tens of MB) read a dozen times from DRAM costs several times its
-    chunks read from cache. What needs the whole module (a module-wide threshold, DARE's
-    mask) is found first, so the result is the same bits as the unchunked steps."""
+    """The method's sparsification, then combine_, of a module's per-adapter tensors (n, rows,
+    cols): KnOTS blocks, or rows [row_start, row_start + rows) of the dense updates (of
+    total_rows); `blocks` is left unchanged. It runs in chunks of rows small enough to stay in
+    the CPU's cache: each step is one pass over memory, and a stack of tens of MB read a dozen
+    times from DRAM costs several times its chunks read from cache. What needs the whole module
+    (a module-wide threshold, DARE's mask) is found first, so the result is the same bits as the
+    unchunked steps wherever a chunk's size is a multiple of the CPU's vector width (every
+    model's widths; elsewhere torch sums a chunk's last few entries over the adapters in
+    another order). Written into `out` (rows, cols) where given."""
     n, rows, cols = blocks.shape
     method = settings.method
     trim = method.sparsify if settings.density < 1.0 else None
     if trim == "magnitude" and thresholds is None:
         thresholds = [steps.magnitude_threshold(blocks[t], settings.density) for t in range(n)]
+    shape = (total_rows or rows, cols)
     masks = (
-        [dare_rows_mask(settings, module, t, (rows, cols), 0, rows) for t in range(n)]
+        torch.stack(
+            [
+                dare_rows_mask(settings, module, t, shape, row_start, row_start + rows)
+                for t in range(n)
+            ]
+        )
         if trim == "dare"
-        else []
+        else None
     )
     # Each task's threshold broadcast over its rows: one prune of the whole chunk, written
     # straight into a new tensor (prune_by_magnitude_ on a copy, per task, is the same bits).
@@ -352,16 +336,15 @@ def merge_blocks(
         else None
     )
     step = max(1, CACHE_CHUNK_BYTES // (n * cols * blocks.element_size()))
-    merged = blocks.new_empty((rows, cols))
+    merged = blocks.new_empty((rows, cols)) if out is None else out
     for lo in range(0, rows, step):
         part = blocks[:, lo : lo + step]
         if limits is not None:
             chunk = part * steps.magnitude_keep(part, limits)
+        elif masks is not None:
+            chunk = steps.dare(part, masks[:, lo : lo + step], settings.density)
         else:
             chunk = part.clone()
-            if trim == "dare":
-                for task in range(n):
-                    steps.dare_(chunk[task], masks[task][lo : lo + step], settings.density)
         merged[lo : lo + step] = combine_(chunk, settings)
     return merged
 
@@ -387,7 +370,8 @@ DENSE_CHUNK_ENTRIES = 1 << 22  # per adapter and chunk: 16 MiB in float32
 
 def _merge_dense(module: str, loader: FactorLoader, settings: MergeSettings) -> MergedModule:
     """dW_i = B_i A_i is streamed in row chunks (thresholds first, then the merge), so memory
-    holds one chunk per adapter plus the merged result."""
+    holds one chunk per adapter plus the merged result; each chunk is merged in pieces that
+    stay in cache (merge_blocks), as KnOTS blocks are."""
     a_list, b_list = loader(module)
     n, rows, cols = len(a_list), b_list[0].shape[0], a_list[0].shape[1]
     step = max(1, DENSE_CHUNK_ENTRIES // cols // DARE_BLOCK_ROWS) * DARE_BLOCK_ROWS
@@ -414,7 +398,7 @@ def _merge_dense(module: str, loader: FactorLoader, settings: MergeSettings) -> 
         stack = buffer[:, : hi - lo]
         for task in range(n):
             torch.matmul(b_list[task][lo:hi], a_list[task], out=stack[task])
-        delta[lo:hi] = combine_(sparsify_(stack, settings, module, thresholds, lo, rows), settings)
+        merge_blocks(stack, settings, module, thresholds, lo, rows, out=delta[lo:hi])
     return MergedModule(module, delta=delta)
 
 
