@@ -9,9 +9,10 @@
    `integers` (d4d23d3), and the same PCG64 integers read from its raw 64-bit output (now).
 4. This machine's cost of fresh memory: seconds to first touch each of --gib GiB allocated
    and kept in one process, against touching the same memory again.
-5. DARE's product with its keep-mask (one 256-row block of a 2048-wide module): a copy of
-   the values times the bool mask (before) against the mask read as bytes and made floats
-   (now, steps.dare); the same bits.
+5. DARE's product with its keep-mask on one piece as the merger takes it (5 adapters x 25
+   rows x 2048, 1 MiB): a copy of the values times the bool mask (before) against the mask
+   read as bytes and made floats into a buffer reused for every piece (now, steps.dare); the
+   same bits.
 6. One dense module's merge (methods._merge_dense: 5 adapters r16 on an MLP module of
    Llama-3.2-1B's shape, 8192 x 2048, what mergekit_bench.py merges) for ties and dare-ties:
    each 16 MiB row chunk of the updates sparsified and combined at once, with the bool
@@ -124,19 +125,28 @@ def dare_draw(repeat: int) -> dict[str, Any]:
     return out
 
 
-def _bool_product(values: torch.Tensor, keep: torch.Tensor, density: float) -> torch.Tensor:
-    """DARE before: a copy of the values times the bool mask, rescaled."""
+def _bool_product(
+    values: torch.Tensor, keep: torch.Tensor, density: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """DARE before: a copy of the values times the bool mask, rescaled (`out` unused)."""
     return values.clone().mul_(keep).mul_(1.0 / density)
 
 
 def dare_product(repeat: int) -> dict[str, Any]:
-    rng = dare_generator(0, "m", 0)
-    keep = steps.dare_keep_mask(torch.Size((256, 2048)), 0.5, rng)
-    values = torch.randn(256, 2048, generator=torch.Generator().manual_seed(0))
+    """One cache-sized piece as merge_blocks takes it: 5 adapters x 25 rows x 2048, 1 MiB."""
+    keep = torch.stack(
+        [
+            steps.dare_keep_mask(torch.Size((25, 2048)), 0.5, dare_generator(0, "m", t))
+            for t in range(5)
+        ]
+    )
+    values = torch.randn(5, 25, 2048, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(_bool_product(values, keep, 0.5), steps.dare(values, keep, 0.5))
+    buffer = torch.empty_like(values)  # as merge_blocks reuses one for its pieces
     before, now = [], []
     for _ in range(repeat):
-        before.append(per_call(lambda: _bool_product(values, keep, 0.5), 200))
-        now.append(per_call(lambda: steps.dare(values, keep, 0.5), 200))
+        before.append(per_call(lambda: _bool_product(values, keep, 0.5), 300))
+        now.append(per_call(lambda: steps.dare(values, keep, 0.5, out=buffer), 300))
     out = {"bool_product_us": summary(before, 1e6), "byte_mask_us": summary(now, 1e6)}
     out["ratio"] = round(statistics.median(before) / statistics.median(now), 2)
     return out

@@ -337,12 +337,15 @@ def merge_blocks(
     )
     step = max(1, CACHE_CHUNK_BYTES // (n * cols * blocks.element_size()))
     merged = blocks.new_empty((rows, cols)) if out is None else out
+    # DARE's pieces reuse one buffer: fresh memory per piece costs page faults on some VMs.
+    buffer = blocks.new_empty(n * min(step, rows) * cols) if masks is not None else None
     for lo in range(0, rows, step):
         part = blocks[:, lo : lo + step]
         if limits is not None:
             chunk = part * steps.magnitude_keep(part, limits)
-        elif masks is not None:
-            chunk = steps.dare(part, masks[:, lo : lo + step], settings.density)
+        elif masks is not None and buffer is not None:
+            piece = buffer[: part.numel()].view(part.shape)
+            chunk = steps.dare(part, masks[:, lo : lo + step], settings.density, out=piece)
         else:
             chunk = part.clone()
         merged[lo : lo + step] = combine_(chunk, settings)

@@ -120,14 +120,17 @@ def uniform_uint32(generator: np.random.Generator, count: int) -> np.ndarray:
     return raw.view(np.uint32)[:count]
 
 
-def dare(values: torch.Tensor, keep: torch.Tensor, density: float) -> torch.Tensor:
+def dare(
+    values: torch.Tensor, keep: torch.Tensor, density: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """DARE: the entries of values in keep (a bool mask of its shape) rescaled by 1/density,
-    the others zero; a new tensor.
+    the others zero; written into `out` (a buffer of values' shape) where given.
 
-    The mask is read as bytes and made 0.0 / 1.0 floats first: torch's CPU kernels for a float
-    times a bool (and for bool -> float) are several times slower than the byte conversion plus
-    a float product (benchmarks/steps_bench.py), and x * 1.0 and x * 0.0 are the same bits."""
-    return values.mul(keep.view(torch.uint8).to(values.dtype)).mul_(1.0 / density)
+    The mask is read as bytes and made 0.0 / 1.0 floats first: torch's CPU kernel for a float
+    times a bool is slower than the byte conversion plus a float product (by 1.1x to 2x,
+    benchmarks/steps_bench.py), and x * 1.0 and x * 0.0 are the same bits either way."""
+    out = torch.empty(values.shape, dtype=values.dtype) if out is None else out
+    return out.copy_(keep.view(torch.uint8)).mul_(values).mul_(1.0 / density)
 
 
 def elect_sign(weighted: torch.Tensor, rule: str) -> torch.Tensor:
