@@ -328,8 +328,8 @@ def merge_blocks(
         if trim == "dare"
         else None
     )
-    # Each task's threshold broadcast over its rows: one prune of the whole chunk, written
-    # straight into a new tensor (prune_by_magnitude_ on a copy, per task, is the same bits).
+    # Each task's threshold broadcast over its rows: one prune of the whole chunk (
+    # prune_by_magnitude_ on a copy, per task, is the same bits).
     limits = (
         blocks.new_tensor(thresholds).view(n, 1, 1)
         if trim == "magnitude" and thresholds is not None
@@ -337,17 +337,18 @@ def merge_blocks(
     )
     step = max(1, CACHE_CHUNK_BYTES // (n * cols * blocks.element_size()))
     merged = blocks.new_empty((rows, cols)) if out is None else out
-    # DARE's pieces reuse one buffer: fresh memory per piece costs page faults on some VMs.
-    buffer = blocks.new_empty(n * min(step, rows) * cols) if masks is not None else None
+    # Every piece is written into one buffer (combine_ consumes it): fresh memory per piece
+    # costs page faults on some VMs.
+    buffer = blocks.new_empty(n * min(step, rows) * cols)
     for lo in range(0, rows, step):
         part = blocks[:, lo : lo + step]
+        piece = buffer[: part.numel()].view(part.shape)
         if limits is not None:
-            chunk = part * steps.magnitude_keep(part, limits)
-        elif masks is not None and buffer is not None:
-            piece = buffer[: part.numel()].view(part.shape)
+            chunk = torch.mul(part, steps.magnitude_keep(part, limits), out=piece)
+        elif masks is not None:
             chunk = steps.dare(part, masks[:, lo : lo + step], settings.density, out=piece)
         else:
-            chunk = part.clone()
+            chunk = piece.copy_(part)
         merged[lo : lo + step] = combine_(chunk, settings)
     return merged
 
