@@ -13,8 +13,8 @@
    rows x 2048, 1 MiB): a copy of the values times the bool mask (before) against the mask
    read as bytes and made floats into a buffer reused for every piece (now, steps.dare); the
    same bits.
-6. One dense module's merge (methods._merge_dense: 5 adapters r16 on an MLP module of
-   Llama-3.2-1B's shape, 8192 x 2048, what mergekit_bench.py merges) for ties and dare-ties:
+6. One dense module's merge (methods._merge_dense: 5 adapters r16 on a module of each shape
+   in DENSE_SHAPES: Llama-3.2-1B's MLP, 8192 x 2048, and Llama-3.1-8B's) for ties and dare-ties:
    each 16 MiB row chunk of the updates sparsified and combined at once, with the bool
    product (before), against cache-sized pieces with the byte mask (now); the same bits at
    these widths.
@@ -152,29 +152,38 @@ def dare_product(repeat: int) -> dict[str, Any]:
     return out
 
 
+# (out, in) of the modules merged: Llama-3.2-1B's MLP (what mergekit_bench.py merges) and
+# Llama-3.1-8B's MLP and attention (what merge_bench.py merges).
+DENSE_SHAPES = ((8192, 2048), (14336, 4096), (4096, 14336), (4096, 4096))
+
+
 def dense_module(repeat: int) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
-    a_list = [torch.randn(16, 2048, generator=generator) / 45 for _ in range(5)]
-    b_list = [torch.randn(8192, 16, generator=generator) / 4 for _ in range(5)]
     out: dict[str, Any] = {}
     now_chunk, now_product = methods.CACHE_CHUNK_BYTES, steps.dare
-    for method in ("ties", "dare-ties"):
-        settings = MergeSettings(method=METHODS[method], weights=(0.2,) * 5, density=0.5)
+    for rows, cols in DENSE_SHAPES:
+        factors = (
+            [torch.randn(16, cols, generator=generator) / 45 for _ in range(5)],
+            [torch.randn(rows, 16, generator=generator) / 4 for _ in range(5)],
+        )
+        for method in ("ties", "dare-ties"):
+            settings = MergeSettings(method=METHODS[method], weights=(0.2,) * 5, density=0.5)
 
-        def merge(settings: MergeSettings = settings) -> object:
-            return methods._merge_dense("m", lambda _: (a_list, b_list), settings)
+            def merge(settings: MergeSettings = settings, factors: Any = factors) -> object:
+                return methods._merge_dense("m", lambda _: factors, settings)
 
-        before, now = [], []
-        try:
-            for _ in range(repeat):
-                methods.CACHE_CHUNK_BYTES, steps.dare = 1 << 40, _bool_product
-                before.append(per_call(merge, 3))
+            before, now = [], []
+            try:
+                for _ in range(repeat):
+                    methods.CACHE_CHUNK_BYTES, steps.dare = 1 << 40, _bool_product
+                    before.append(per_call(merge, 3))
+                    methods.CACHE_CHUNK_BYTES, steps.dare = now_chunk, now_product
+                    now.append(per_call(merge, 3))
+            finally:
                 methods.CACHE_CHUNK_BYTES, steps.dare = now_chunk, now_product
-                now.append(per_call(merge, 3))
-        finally:
-            methods.CACHE_CHUNK_BYTES, steps.dare = now_chunk, now_product
-        out[method] = {"before_ms": summary(before, 1e3), "now_ms": summary(now, 1e3)}
-        out[method]["ratio"] = round(statistics.median(before) / statistics.median(now), 2)
+            key = f"{method} {rows}x{cols}"
+            out[key] = {"before_ms": summary(before, 1e3), "now_ms": summary(now, 1e3)}
+            out[key]["ratio"] = round(statistics.median(before) / statistics.median(now), 2)
     return out
 
 
@@ -214,8 +223,9 @@ def ratios(results: dict[str, Any]) -> list[str]:
         lines.append(f"dare_pcg64_integers_vs_raw={results['draw']['integers_vs_raw']}")
     if "product" in results:
         lines.append(f"dare_bool_product_vs_byte_mask={results['product']['ratio']}")
-    for method in ("ties", "dare-ties") if "dense" in results else ():
-        lines.append(f"dense_{method}_module_before_vs_now={results['dense'][method]['ratio']}")
+    for key, figures in results.get("dense", {}).items():
+        method, shape = key.split()
+        lines.append(f"dense_{method}_{shape}_before_vs_now={figures['ratio']}")
     return lines
 
 
