@@ -248,6 +248,22 @@ def test_the_float_disjoint_mean_equals_the_masked_definition() -> None:
         assert torch.allclose(actual, expected, rtol=1e-6, atol=0.0)
 
 
+def test_dare_keeps_the_masked_entries_rescaled_bit_for_bit_into_its_buffer() -> None:
+    """steps.dare multiplies by the mask made floats: the same bits as the bool product it
+    replaced (a dropped negative entry stays -0.0), written into the buffer given."""
+    values = torch.randn(3, 5, 64, generator=torch.Generator().manual_seed(1))
+    values[0, 0, 0] = -1.5
+    keep = torch.rand(3, 5, 64, generator=torch.Generator().manual_seed(2)) < 0.4
+    keep[0, 0, 0] = False
+    expected = values.clone().mul_(keep).mul_(1.0 / 0.4)
+    buffer = torch.full_like(values, float("nan"))
+    dropped = steps.dare(values, keep, 0.4, out=buffer)
+    assert dropped.data_ptr() == buffer.data_ptr()
+    assert torch.equal(dropped.view(torch.int32), expected.view(torch.int32))
+    assert str(dropped[0, 0, 0].item()) == "-0.0"
+    assert torch.equal(steps.dare(values, keep, 0.4).view(torch.int32), expected.view(torch.int32))
+
+
 def test_dare_keeps_each_entry_with_probability_density_per_seed() -> None:
     shape = (256, 4096)
     for density in (0.1, 0.5, 0.9):
