@@ -91,38 +91,44 @@ def test_generation_reads_each_prompt_once_for_its_summary_and_its_reference_los
 ) -> None:
     """One reading of the prompts serves the greedy summaries (as transformers' own greedy
     generate decodes them, over two batches of heads of different lengths) and the reference
-    loss (as a full forward of prompt and reference computes it)."""
+    loss (as a full forward of prompt and reference computes it). A summary depends on its
+    own record alone: scored alone, it reads the same as in its batch."""
     model, tokenizer = model_and_tokenizer
     words = ["hotel", "Essen", "film", "电影", "phone", "Zimmer", "service", "livre", "hat"]
-    prompts = [f"Review {i}: the {words[i % len(words)]} " + "was " * (i % 4) for i in range(20)]
+    prompts = [f"Review {i}: the {words[i % len(words)]} " + "was " * (i % 4) for i in range(70)]
     heads = [prompt_ids(p, tokenizer) for p in prompts]
     tails = [response_ids(f"good {w} " * (1 + i % 3), tokenizer) for i, w in enumerate(prompts)]
     assert len(heads) > evaluate.GENERATION_BATCH and len({len(h) for h in heads}) > 1
     texts, logprobs = evaluate.generate_scored(model, tokenizer, heads, tails)
     assert texts == evaluate.generate(model, tokenizer, heads, [len(t) for t in tails])
+    alone = [evaluate.generate_scored(model, tokenizer, [h], [t])[0][0] for h, t in zip(
+        heads[:12], tails[:12], strict=True)]  # fmt: skip
+    assert alone == texts[:12] and len({len(t) for t in tails[:12]}) > 1
     expected = [_logprob(model, head, tail) for head, tail in zip(heads, tails, strict=True)]
     assert logprobs == pytest.approx(expected, abs=1e-4)
 
 
-def test_greedy_decoding_pads_a_row_after_its_stop_and_ends_when_every_row_has(
+def test_greedy_decoding_drops_a_row_at_its_stop_or_budget_and_ends_when_every_row_has(
     model_and_tokenizer: tuple[Any, Any],
 ) -> None:
+    """A row that stops, or spends its own budget, leaves the batch; the rows still decoding
+    continue as they would have beside it, token for token."""
     model, tokenizer = model_and_tokenizer
     heads = [prompt_ids(p, tokenizer) for p in ("Review: the hotel", "Das Essen war sehr")]
-    free = decoding.greedy(model, decoding.read_heads(model, 0, heads), 0, 6, lambda ids: False)
+
+    def decoded(budgets: list[int], ends: Any) -> list[list[int]]:
+        return decoding.greedy(model, decoding.read_heads(model, 0, heads), budgets, ends)
+
+    free = decoded([6, 6], lambda ids: False)
     assert [len(row) for row in free] == [6, 6]
+    assert decoded([2, 6], lambda ids: False) == [free[0][:2], free[1]]
+    assert decoded([6, 1], lambda ids: False) == [free[0], free[1][:1]]
     first = free[0][0]
-    at_first = decoding.read_heads(model, 0, heads)
-    stopped = decoding.greedy(model, at_first, 0, 6, lambda ids: ids[-1] == first)
-    ends = free[1].index(first) if first in free[1] else None
-    assert stopped[0] == [first] + [0] * (len(stopped[0]) - 1)
-    assert stopped[1][: len(stopped[0])] == free[1][: len(stopped[0])]
-    assert len(stopped[0]) == (6 if ends is None else ends + 1)
-    at_once = decoding.read_heads(model, 0, heads)
-    assert decoding.greedy(model, at_once, 0, 6, lambda ids: True) == [
-        [free[0][0]],
-        [free[1][0]],
-    ]
+    stopped = decoded([6, 6], lambda ids: ids[-1] == first)
+    assert stopped[0] == [first]
+    ends = free[1].index(first) + 1 if first in free[1] else 6
+    assert stopped[1] == free[1][:ends]
+    assert decoded([6, 6], lambda ids: True) == [[free[0][0]], [free[1][0]]]
 
 
 def test_a_summary_ends_at_a_line_break_after_text_or_at_the_end_of_sequence(

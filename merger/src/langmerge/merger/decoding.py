@@ -1,8 +1,8 @@
 """Reading a batch of prompts once and continuing from it: the scoring primitives under the
 evaluator. A batch of heads is left-padded so that the heads end together, run through the
 decoder once with its cache kept (a `Prefix`), and then continued: by given tails, to score
-them (each from a copy of the cache), or greedily, to generate. A summary's reference loss
-and its generation so share one pass over the text being summarised.
+them (all in one pass, each from its row's cache), or greedily, to generate. A summary's
+reference loss and its generation so share one pass over the text being summarised.
 
 Torch is imported by the callers' paths, never at import time here."""
 
@@ -54,78 +54,110 @@ def read_heads(model: Any, pad_id: int, heads: list[list[int]]) -> Prefix:
     return Prefix(state, mask, positions, logits, torch.log_softmax(logits, dim=-1))
 
 
-def tail_logprobs(
-    model: Any, prefix: Prefix, pad_id: int, tails: list[list[int] | None]
-) -> list[float]:
-    """Summed log-probability of each row's tail after its head (0.0 for a row without one),
-    continuing from a copy of the prefix's cache, so the prefix serves again."""
+# Positions whose logits are held at once: 256 x Gemma's 262,144 tokens is 0.27 GB in float32,
+# where a batch's every continuation at once (64 summaries of 25 tokens) would be 1.7 GB.
+POSITIONS = 256
+
+
+def target_logprobs(model: Any, hidden: Any, targets: Any) -> Any:
+    """The log-probability of each position's target token, from its hidden state."""
     import torch
 
-    rows = len(tails)
-    scores = [0.0] * rows
-    here = [(row, tail) for row, tail in enumerate(tails) if tail]
-    for row, tail in here:
-        scores[row] = float(prefix.next_logprobs[row, tail[0]])
-    length = max((len(tail) for _, tail in here), default=1) - 1
-    if length == 0:
+    logprobs = torch.log_softmax(output_logits(model, hidden).float(), dim=-1)
+    return logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
+
+
+def _rows_of(cache: Any, rows: Any) -> Any:
+    """A cache holding the given rows of `cache`, in that order and a row as often as it is
+    named; `cache` stays as it was (its layers are copied and each copy's tensors replaced by
+    the picked rows, new tensors), so the prefix serves again."""
+    picked = copy.copy(cache)
+    picked.layers = [copy.copy(layer) for layer in cache.layers]
+    picked.reorder_cache(rows)
+    return picked
+
+
+def continuation_logprobs(
+    model: Any, prefix: Prefix, pad_id: int, continuations: list[tuple[int, list[int]]]
+) -> list[float]:
+    """Summed log-probability of each continuation, a row of the prefix and a tail, after that
+    row's head (0.0 for an empty tail). Every tail longer than one token continues from its
+    row's cache in one pass through the decoder: a head with three options is read once and
+    continued three times side by side, not in a pass per option. The prefix stays usable."""
+    import torch
+
+    scores = [
+        float(prefix.next_logprobs[row, tail[0]]) if tail else 0.0 for row, tail in continuations
+    ]
+    longer = [(at, row, tail) for at, (row, tail) in enumerate(continuations) if len(tail) > 1]
+    if not longer:
         return scores
-    tokens = torch.full((rows, length), pad_id, dtype=torch.long)
-    keep = torch.zeros((rows, length), dtype=torch.long)
-    for row, tail in here:
-        tokens[row, : len(tail) - 1] = torch.tensor(tail[:-1])
-        keep[row, : len(tail) - 1] = 1
+    rows = torch.tensor([row for _, row, _ in longer])
+    length = max(len(tail) for _, _, tail in longer) - 1
+    tokens = torch.full((len(longer), length), pad_id, dtype=torch.long)
+    keep = torch.zeros((len(longer), length), dtype=torch.long)
+    for line, (_, _, tail) in enumerate(longer):
+        tokens[line, : len(tail) - 1] = torch.tensor(tail[:-1])
+        keep[line, : len(tail) - 1] = 1
     with torch.no_grad():
         rest = decode(
             model,
             tokens,
-            torch.cat([prefix.mask, keep], dim=1),
-            position_ids=prefix.positions[:, -1:] + 1 + torch.arange(length),
-            cache=copy.deepcopy(prefix.state.cache),
+            torch.cat([prefix.mask[rows], keep], dim=1),
+            position_ids=prefix.positions[rows, -1:] + 1 + torch.arange(length),
+            cache=_rows_of(prefix.state.cache, rows),
             use_cache=True,
         )
-        logprobs = torch.log_softmax(
-            output_logits(model, rest.last_hidden_state[keep.bool()]).float(), dim=-1
+        hidden = rest.last_hidden_state[keep.bool()]
+        targets = torch.tensor([t for _, _, tail in longer for t in tail[1:]])
+        picked = torch.cat(
+            [
+                target_logprobs(model, hidden[at : at + POSITIONS], targets[at : at + POSITIONS])
+                for at in range(0, len(targets), POSITIONS)
+            ]
         )
-    targets = torch.tensor([t for _, tail in here for t in tail[1:]])
-    picked = logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
-    at = 0
-    for row, tail in here:
-        scores[row] += float(picked[at : at + len(tail) - 1].sum())
-        at += len(tail) - 1
+    sizes = [len(tail) - 1 for _, _, tail in longer]
+    for (at, _, _), part in zip(longer, picked.split(sizes), strict=True):
+        scores[at] += float(part.sum())
     return scores
 
 
 def greedy(
-    model: Any, prefix: Prefix, pad_id: int, budget: int, ends: Callable[[list[int]], bool]
+    model: Any, prefix: Prefix, budgets: list[int], ends: Callable[[list[int]], bool]
 ) -> list[list[int]]:
-    """Greedy continuations of each head, at most `budget` tokens each, as transformers'
+    """Greedy continuations of each head, at most its budget of tokens, as transformers'
     greedy `generate` makes them, except that a row ends where `ends` says so of its tokens so
-    far (and is fed padding after); decoding ends when every row has ended. The prefix's
-    cache is used up."""
+    far. A row that ends, or spends its budget, leaves the batch (its rows of the cache are
+    dropped): a row's continuation depends on its own head and budget alone, not on the rows
+    beside it, and each step costs the rows still decoding. The prefix's cache is used up."""
     import torch
 
-    rows = prefix.mask.shape[0]
+    out: list[list[int]] = [[] for _ in range(prefix.mask.shape[0])]
+    live = list(range(len(out)))  # the rows still decoding, in the batch's order
     cache = prefix.state.cache
     mask, position = prefix.mask, prefix.positions[:, -1:]
     token = prefix.next_logits.argmax(-1)
-    ended = [False] * rows
-    out: list[list[int]] = [[] for _ in range(rows)]
     with torch.no_grad():
-        for step in range(budget):
-            token = torch.where(torch.tensor(ended), pad_id, token)
-            for row, value in enumerate(token.tolist()):
+        while True:
+            going = []
+            for line, (row, value) in enumerate(zip(live, token.tolist(), strict=True)):
                 out[row].append(value)
-                ended[row] = ended[row] or ends(out[row])
-            if all(ended) or step == budget - 1:
-                break
-            mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype)], dim=1)
+                if len(out[row]) < budgets[row] and not ends(out[row]):
+                    going.append(line)
+            if not going:
+                return out
+            if len(going) < len(live):
+                kept = torch.tensor(going)
+                cache.reorder_cache(kept)
+                mask, position, token = mask[kept], position[kept], token[kept]
+                live = [live[line] for line in going]
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype)], dim=1)
             position = position + 1
             state = decode(
                 model, token[:, None], mask, position_ids=position, cache=cache, use_cache=True
             )
             cache = state.cache
             token = output_logits(model, state.last_hidden_state[:, -1]).float().argmax(-1)
-    return out
 
 
 @functools.lru_cache(maxsize=4)  # once per tokenizer, not per model and language scored
