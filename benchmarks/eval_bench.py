@@ -10,7 +10,7 @@ languages (N/4 for summarisation), both ways in the same process and interleaved
 the predictions (the summaries) of both ways must agree.
 
     python benchmarks/eval_bench.py [--quick] [--models builtin:tiny,builtin:gemma-3-270m]
-        [--tasks sentiment,reasoning,summarisation] [--adapter LORA_FOLDER]
+        [--tasks sentiment,reasoning,summarisation] [--adapter LORA_FOLDER] [--tag TAG]
 
 Ends with RESULT name=value lines and writes benchmarks/results/eval_bench[_quick].json."""
 
@@ -139,6 +139,7 @@ def main() -> int:
         help="a LoRA adapter folder (for example a trained one under a research run's "
         "state/artifacts/) loaded on the model; give one model",
     )
+    parser.add_argument("--tag", default="", help="appended to the results file's name")
     args = parser.parse_args()
     per_language, repeats = (20, 1) if args.quick else (64, 3)
     tasks = args.tasks.split(",")
@@ -161,6 +162,8 @@ def main() -> int:
         name = name.replace(".json", f"_{'_'.join(tasks)}.json")
     if args.adapter is not None:
         name = name.replace(".json", "_adapter.json")
+    if args.tag:
+        name = name.replace(".json", f"_{args.tag}.json")
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(f"load average {load[0]:.2f} -> {results['loadAfter'][0]:.2f}")
     for model, tasks in results["models"].items():

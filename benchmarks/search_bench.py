@@ -13,7 +13,7 @@
    and, where the gemma group is installed, on Gemma 3 270M.
 
 Usage: python benchmarks/search_bench.py [--quick] [--repeat N] [--layers N]
-    [--parts merge scoring] [--precision fp32|bf16]
+    [--parts merge scoring] [--precision fp32|bf16] [--tag TAG]
 Ends with RESULT name=value lines and writes benchmarks/results/search_bench[_quick].json.
 """
 
@@ -205,6 +205,7 @@ def main() -> int:
         default="fp32",
         help="scoring precision (the research scores in bf16 on CPUs with AVX512-BF16/AMX)",
     )
+    parser.add_argument("--tag", default="", help="appended to the results file's name")
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--adapter", action="append", type=Path, help=argparse.SUPPRESS)
@@ -246,6 +247,8 @@ def main() -> int:
         name = name.replace(".json", f"_{'_'.join(args.parts)}.json")
     if args.precision != "fp32":
         name = name.replace(".json", f"_{args.precision}.json")
+    if args.tag:
+        name = name.replace(".json", f"_{args.tag}.json")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
     print(f"load average {results['load_average_before']} -> {results['load_average_after']}")

@@ -15,6 +15,7 @@ TRL from its first to its last step, by a callback); peak RSS is the process's. 
 ratios against the baseline and against TRL at the same precision.
 
     python benchmarks/train_bench.py [--quick] [--models builtin:tiny,builtin:gemma-3-270m]
+        [--tag TAG]
 
 Ends with RESULT name=value lines and writes benchmarks/results/train_bench[_quick].json."""
 
@@ -174,6 +175,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="builtin:tiny, few steps, 1 run")
     parser.add_argument("--models", default=None, help="comma-separated base models")
     parser.add_argument("--repeats", type=int, default=None, help="runs per configuration")
+    parser.add_argument("--tag", default="", help="appended to the results file's name")
     parser.add_argument("--trl-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.trl_child:
@@ -238,6 +240,8 @@ def main() -> int:
     results["load_average_after"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     target = RESULTS / ("train_bench_quick.json" if args.quick else "train_bench.json")
+    if args.tag:
+        target = target.with_name(f"{target.stem}_{args.tag}.json")
     target.write_text(json.dumps(results, indent=2) + "\n")
     print(f"load average before {load_before}, after {results['load_average_after']}")
     return 0
