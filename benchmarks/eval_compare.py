@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[1] / "examples" / "research" / "datasets"
-LANGUAGES = ("en", "de", "fr", "ja", "zh")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_bench import DATA, LANGUAGES
+
 PRIMARY = {"sentiment": "f1", "reasoning": "accuracy", "summarisation": "rougeL"}
 
 

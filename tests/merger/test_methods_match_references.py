@@ -262,6 +262,8 @@ def test_dare_keeps_the_masked_entries_rescaled_bit_for_bit_into_its_buffer() ->
     assert torch.equal(dropped.view(torch.int32), expected.view(torch.int32))
     assert str(dropped[0, 0, 0].item()) == "-0.0"
     assert torch.equal(steps.dare(values, keep, 0.4).view(torch.int32), expected.view(torch.int32))
+    # without a buffer, a new tensor on the values' device (meta stands in for a GPU here)
+    assert steps.dare(values.to("meta"), keep.to("meta"), 0.4).device.type == "meta"
 
 
 def test_dare_keeps_each_entry_with_probability_density_per_seed() -> None:

@@ -129,7 +129,7 @@ def dare(
     The mask is read as bytes and made 0.0 / 1.0 floats first: torch's CPU kernel for a float
     times a bool is slower than the byte conversion plus a float product (by 1.1x to 2x,
     benchmarks/steps_bench.py), and x * 1.0 and x * 0.0 are the same bits either way."""
-    out = torch.empty(values.shape, dtype=values.dtype) if out is None else out
+    out = torch.empty_like(values) if out is None else out  # on values' device
     return out.copy_(keep.view(torch.uint8)).mul_(values).mul_(1.0 / density)
 
 
