@@ -90,8 +90,9 @@ def test_the_response_only_loss_equals_the_full_computation(build: Any, items: A
     got = grads(model)
     assert torch.allclose(mine, full, rtol=1e-6, atol=1e-7), (mine.item(), full.item())
     assert got.keys() == expected.keys() and len(got) > 0
-    for name, gradient in expected.items():
-        assert torch.allclose(got[name], gradient, rtol=1e-5, atol=1e-8), name
+    for name, gradient in expected.items():  # up to float32 summation order
+        scale = float(gradient.abs().max())
+        assert torch.allclose(got[name], gradient, rtol=1e-5, atol=1e-6 * scale), name
 
 
 def test_the_logits_at_kept_positions_are_the_models_own() -> None:

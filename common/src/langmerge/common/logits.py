@@ -66,14 +66,26 @@ def response_loss(
 ) -> torch.Tensor:
     """The causal LM loss of transformers' models (each position predicts the next token's
     label; float32 cross-entropy summed over the trained tokens, divided by
-    num_items_in_batch, else their count), from the logits of the trained positions only."""
+    num_items_in_batch, else their count), from the logits of the trained positions only;
+    with a frozen output layer, in one pass over its weight (langmerge.common.output_loss)."""
     import torch
     from torch.nn.functional import cross_entropy
 
     targets = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)  # the positions predicting a label
     keep[:, :-1] = targets != IGNORED
-    logits = logits_at(model, input_ids, attention_mask, keep)
-    summed = cross_entropy(logits.float(), targets[keep[:, :-1]], reduction="sum")
+    hidden = decode(model, input_ids, attention_mask).last_hidden_state[keep]
+    wanted = targets[keep[:, :-1]]
+    lm = _causal_lm(model)
+    layer = lm.get_output_embeddings()
+    frozen = not any(p.requires_grad for p in layer.parameters())
+    if type(layer) is torch.nn.Linear and frozen:  # LoRA's case: one pass over the vocabulary
+        from langmerge.common.output_loss import summed_cross_entropy
+
+        cap = getattr(lm.config, "final_logit_softcapping", None)
+        summed = summed_cross_entropy(hidden, layer, wanted, cap)
+    else:  # a trained or wrapped output layer: autograd's path
+        logits = output_logits(model, hidden)
+        summed = cross_entropy(logits.float(), wanted, reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else max(int(keep.sum()), 1)
     return summed / count
