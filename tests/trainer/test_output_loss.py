@@ -3,7 +3,9 @@
 the full logits, across block boundaries (a last block shorter than the others), with the
 model's soft-capping and a bias; in bf16 the gradient stays accurate where the target's
 probability is near 1 (the target's term kept out of the rounded product); with no gradient
-wanted nothing is kept; a trained output layer takes autograd's path and gets its gradient."""
+wanted nothing is kept; a trained output layer takes autograd's path and gets its gradient;
+the targets' log-probabilities for scoring equal the full log-softmax's, and a wrapped output
+layer (a LoRA on it) is scored from its full logits."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from typing import Any
 
 import pytest
 import torch
+from peft import LoraConfig, get_peft_model
 
 from langmerge.common import output_loss
-from langmerge.common.logits import response_loss
+from langmerge.common.logits import decode, response_loss, target_logprobs
 from tests.trainer.test_response_logits import batch, gemma, grads, lora
 
 VOCABULARY, HIDDEN, POSITIONS = 520, 24, 37
@@ -60,6 +63,47 @@ def test_loss_and_gradient_equal_autograds_over_the_full_logits(
     assert loss.dtype == torch.float32
     assert torch.allclose(loss, expected_loss, rtol=1e-6), (loss.item(), expected_loss.item())
     assert torch.allclose(mine.grad, 0.5 * expected_gradient, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cap", [None, 3.0], ids=["uncapped", "soft-capped"])
+@pytest.mark.parametrize("bias", [False, True], ids=["no-bias", "bias"])
+def test_target_log_probabilities_equal_the_full_log_softmax(
+    monkeypatch: pytest.MonkeyPatch, cap: float | None, bias: bool
+) -> None:
+    monkeypatch.setattr(output_loss, "VOCABULARY_BLOCK", 100)
+    linear = layer(bias)
+    hidden = torch.randn(POSITIONS, HIDDEN) * 3
+    targets = torch.randint(0, VOCABULARY, (POSITIONS,), generator=torch.Generator().manual_seed(2))
+    logits = linear(hidden).float()
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
+    expected = torch.log_softmax(logits, dim=1)[torch.arange(POSITIONS), targets]
+    got = output_loss.target_log_probabilities(hidden, linear, targets, cap)
+    assert torch.allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_a_wrapped_output_layer_is_scored_from_its_full_logits() -> None:
+    """A LoRA on the output layer: not a plain linear layer, so the full logits serve (and the
+    walk refuses it), with the same scores as the model's own forward."""
+    model = get_peft_model(
+        gemma(), LoraConfig(r=2, target_modules=["lm_head"], init_lora_weights=False)
+    ).eval()
+    assert not output_loss.is_plain_linear(model.get_output_embeddings())
+    with pytest.raises(ValueError, match="plain linear"):
+        output_loss.target_log_probabilities(
+            torch.randn(2, 32), model.get_output_embeddings(), torch.tensor([1, 2])
+        )
+    rows = batch(model.config.vocab_size)
+    keep = rows["attention_mask"].bool()
+    keep[:, -1] = False
+    targets = rows["input_ids"][:, 1:][keep[:, :-1]]
+    with torch.no_grad():
+        full = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"]).logits
+        expected = torch.log_softmax(full[keep].float(), dim=1)
+        hidden = decode(model, rows["input_ids"], rows["attention_mask"]).last_hidden_state
+        got = target_logprobs(model, hidden[keep], targets)
+    wanted = expected[torch.arange(len(targets)), targets]
+    assert torch.allclose(got, wanted, rtol=1e-5, atol=1e-5)
 
 
 def test_bf16_gradient_stays_accurate_where_the_target_is_nearly_certain(

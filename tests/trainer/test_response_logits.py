@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
 from langmerge.common import builtin
-from langmerge.common.logits import IGNORED, logits_at, response_loss, supported
+from langmerge.common.logits import IGNORED, decode, output_logits, response_loss, supported
 from langmerge.common.precision import FORCE_VARIABLE
 from langmerge.merger import evaluate
 from langmerge.trainer.train import TrainConfig, keep_lora_inputs_in_bf16, lora_model
@@ -101,7 +101,8 @@ def test_the_logits_at_kept_positions_are_the_models_own() -> None:
     keep = rows["attention_mask"].bool()
     with torch.no_grad():
         full = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"]).logits
-        picked = logits_at(model, rows["input_ids"], rows["attention_mask"], keep)
+        hidden = decode(model, rows["input_ids"], rows["attention_mask"]).last_hidden_state
+        picked = output_logits(model, hidden[keep])
     assert torch.allclose(picked, full[keep], rtol=1e-5, atol=1e-6)
 
 
@@ -226,8 +227,9 @@ def test_a_bad_cpu_bf16_setting_fails_the_run_naming_the_variable(
     assert not out.exists()  # nothing published
 
 
-def test_label_scores_come_from_the_label_positions_alone() -> None:
-    model = lora(llama())
+@pytest.mark.parametrize("build", [llama, gemma], ids=["llama", "gemma3-softcapped"])
+def test_label_scores_come_from_the_label_positions_alone(build: Any) -> None:
+    model = lora(build())
     pairs = [([5, 9, 17, 30], [41, 7]), ([8, 3], [99]), ([12, 14, 16, 18, 20, 22], [5, 6, 7])]
     got = evaluate._logprobs(model, 0, pairs)
     for (head, tail), value in zip(pairs, got, strict=True):

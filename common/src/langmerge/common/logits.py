@@ -3,7 +3,9 @@ whole vocabulary: on Gemma 3 (262,144 tokens over a hidden size of 640) that is 
 training step and of a scoring pass, while the loss needs the response's positions only and a
 label's score the label's. These run the model's decoder, pick the positions, and apply the
 output layer (with the model's final soft-capping, where it has one) to those alone: the same
-numbers as the model's own forward at those positions, up to float summation order.
+numbers as the model's own forward at those positions, up to float summation order. Where only
+the targets' log-probabilities are wanted (the training loss, a label's score), a plain output
+layer's weight is walked once instead (langmerge.common.output_loss).
 
 Torch is imported by the callers (the trainer and the evaluator), never at import time here."""
 
@@ -48,13 +50,30 @@ def output_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     return logits  # type: ignore[no-any-return]
 
 
-def logits_at(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: torch.Tensor
-) -> torch.Tensor:
-    """The logits of the positions where keep (bool, [batch, length]) is True, in row-major
-    order: [kept, vocabulary]."""
-    hidden = decode(model, input_ids, attention_mask).last_hidden_state
-    return output_logits(model, hidden[keep])
+# Positions whose full logits are held at once where the output layer is not walked: 256 x
+# Gemma's 262,144 tokens is 0.27 GB in float32 (64 summaries of 25 tokens at once: 1.7 GB).
+POSITIONS = 256
+
+
+def target_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The log-probability (float32) of each position's target token, from its hidden state:
+    in one pass over a plain output layer's weight (langmerge.common.output_loss), else from
+    the full logits."""
+    import torch
+
+    from langmerge.common import output_loss
+
+    lm = _causal_lm(model)
+    layer = lm.get_output_embeddings()
+    if output_loss.is_plain_linear(layer):
+        cap = getattr(lm.config, "final_logit_softcapping", None)
+        return output_loss.target_log_probabilities(hidden, layer, targets, cap)
+    picked = []
+    for at in range(0, len(targets), POSITIONS):
+        logits = output_logits(model, hidden[at : at + POSITIONS]).float()
+        wanted = targets[at : at + POSITIONS].unsqueeze(1)
+        picked.append(torch.log_softmax(logits, dim=-1).gather(1, wanted).squeeze(1))
+    return torch.cat(picked) if picked else hidden.new_zeros(0, dtype=torch.float32)
 
 
 def response_loss(
@@ -78,12 +97,11 @@ def response_loss(
     wanted = targets[keep[:, :-1]]
     lm = _causal_lm(model)
     layer = lm.get_output_embeddings()
-    frozen = not any(p.requires_grad for p in layer.parameters())
-    if type(layer) is torch.nn.Linear and frozen:  # LoRA's case: one pass over the vocabulary
-        from langmerge.common.output_loss import summed_cross_entropy
+    from langmerge.common import output_loss
 
+    if output_loss.is_frozen_linear(layer):  # LoRA's case: one pass over the vocabulary
         cap = getattr(lm.config, "final_logit_softcapping", None)
-        summed = summed_cross_entropy(hidden, layer, wanted, cap)
+        summed = output_loss.summed_cross_entropy(hidden, layer, wanted, cap)
     else:  # a trained or wrapped output layer: autograd's path
         logits = output_logits(model, hidden)
         summed = cross_entropy(logits.float(), wanted, reduction="sum")

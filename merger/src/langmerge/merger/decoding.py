@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from langmerge.common.logits import decode, output_logits
+from langmerge.common.logits import decode, output_logits, target_logprobs
 
 
 @dataclass
@@ -52,19 +52,6 @@ def read_heads(model: Any, pad_id: int, heads: list[list[int]]) -> Prefix:
         state = decode(model, ids, mask, position_ids=positions, use_cache=True)
         logits = output_logits(model, state.last_hidden_state[:, -1]).float()
     return Prefix(state, mask, positions, logits, torch.log_softmax(logits, dim=-1))
-
-
-# Positions whose logits are held at once: 256 x Gemma's 262,144 tokens is 0.27 GB in float32,
-# where a batch's every continuation at once (64 summaries of 25 tokens) would be 1.7 GB.
-POSITIONS = 256
-
-
-def target_logprobs(model: Any, hidden: Any, targets: Any) -> Any:
-    """The log-probability of each position's target token, from its hidden state."""
-    import torch
-
-    logprobs = torch.log_softmax(output_logits(model, hidden).float(), dim=-1)
-    return logprobs.gather(1, targets.unsqueeze(1)).squeeze(1)
 
 
 def _rows_of(cache: Any, rows: Any) -> Any:
@@ -110,12 +97,7 @@ def continuation_logprobs(
         )
         hidden = rest.last_hidden_state[keep.bool()]
         targets = torch.tensor([t for _, _, tail in longer for t in tail[1:]])
-        picked = torch.cat(
-            [
-                target_logprobs(model, hidden[at : at + POSITIONS], targets[at : at + POSITIONS])
-                for at in range(0, len(targets), POSITIONS)
-            ]
-        )
+        picked = target_logprobs(model, hidden, targets)
     sizes = [len(tail) - 1 for _, _, tail in longer]
     for (at, _, _), part in zip(longer, picked.split(sizes), strict=True):
         scores[at] += float(part.sum())

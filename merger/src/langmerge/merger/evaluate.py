@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from langmerge.common import jsonl, storage
 from langmerge.common import models as base_models
 from langmerge.common.cli import add_version, quiet_library_warnings
-from langmerge.common.logits import logits_at, supported
+from langmerge.common.logits import decode, supported, target_logprobs
 from langmerge.common.precision import effective_precision
 from langmerge.common.prompts import prompt_ids, response_ids
 from langmerge.common.summary import (
@@ -98,13 +98,15 @@ def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]])
             ids[row, : len(head) + len(tail)] = torch.tensor(head + tail)
             mask[row, : len(head) + len(tail)] = 1
             keep[row, len(head) - 1 : len(head) + len(tail) - 1] = True
+        targets = torch.tensor([token for _, tail in chunk for token in tail])
         with torch.no_grad():
             if supported(model):
-                logits = logits_at(model, ids, mask, keep).float()
+                hidden = decode(model, ids, mask).last_hidden_state[keep]
+                picked = target_logprobs(model, hidden, targets)
             else:
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()[keep]
-        targets = torch.tensor([token for _, tail in chunk for token in tail])
-        picked = torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+                picked = torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1))
+                picked = picked.squeeze(1)
         out += [float(part.sum()) for part in picked.split([len(t) for _, t in chunk])]
     return out
 
