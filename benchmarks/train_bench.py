@@ -5,9 +5,11 @@ same prompt/response data (reviews in five languages, a one-word label as the re
 loss on the response alone), the same LoRA (r16, alpha 32, no dropout, every linear layer),
 optimizer, learning rate, batch and steps, each run in a process of its own:
 
-- `langmerge-train --logits all --precision fp32`: the output layer at every position, as
-  the model's own forward (the trainer before its response-only loss; the baseline);
-- `langmerge-train --logits response`, in fp32 and in bf16 (autocast);
+- `langmerge-train --logits all --attention sdpa --precision fp32`: the output layer at every
+  position and SDPA attention, as the model's own forward (the trainer before its
+  response-only loss and its short-row attention; the baseline);
+- `langmerge-train --logits response` (and `--attention auto`, the default), in fp32 and in
+  bf16 (autocast);
 - TRL's SFTTrainer (prompt/completion data: completion-only loss), in fp32 and in bf16.
 
 Tokens/s count every non-padding token of the batches over the training loop's seconds (for
@@ -36,13 +38,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LORA = {"rank": 16, "alpha": 32, "dropout": 0.0}
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LEARNING_RATE = 2e-4
-# (name, tool, precision, where the output layer runs)
+# (name, tool, precision, where the output layer runs, attention)
 CONFIGURATIONS = [
-    ("langmerge_fp32_logits_all", "langmerge", "fp32", "all"),
-    ("langmerge_fp32", "langmerge", "fp32", "response"),
-    ("langmerge_bf16", "langmerge", "bf16", "response"),
-    ("trl_fp32", "trl", "fp32", None),
-    ("trl_bf16", "trl", "bf16", None),
+    ("langmerge_fp32_logits_all", "langmerge", "fp32", "all", "sdpa"),
+    ("langmerge_fp32", "langmerge", "fp32", "response", "auto"),
+    ("langmerge_bf16", "langmerge", "bf16", "response", "auto"),
+    ("trl_fp32", "trl", "fp32", None, None),
+    ("trl_bf16", "trl", "bf16", None, None),
 ]
 
 
@@ -69,6 +71,7 @@ def langmerge_run(
     batch: int,
     precision: str,
     logits: str,
+    attention: str,
     env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     summary = out.with_suffix(".json")
@@ -79,8 +82,8 @@ def langmerge_run(
             "--max-steps", str(steps), "--learning-rate", str(LEARNING_RATE),
             "--lora-rank", str(LORA["rank"]), "--lora-alpha", str(LORA["alpha"]),
             "--lora-dropout", str(LORA["dropout"]), "--target-modules", ",".join(TARGETS),
-            "--precision", precision, "--logits", logits, "--output", str(out),
-            "--summary-file", str(summary), "--log-every", str(steps),
+            "--precision", precision, "--logits", logits, "--attention", attention,
+            "--output", str(out), "--summary-file", str(summary), "--log-every", str(steps),
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -206,11 +209,11 @@ def main() -> int:
             data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
             runs: dict[str, list[dict[str, float]]] = {key: [] for key, *_ in CONFIGURATIONS}
             for repeat in range(repeats):  # interleaved: a busy spell hits every configuration
-                for key, tool, precision, logits in CONFIGURATIONS:
+                for key, tool, precision, logits, attention in CONFIGURATIONS:
                     runs[key].append(
                         langmerge_run(
                             name, data, Path(tmp) / f"{key}-{repeat}", steps, batch, precision,
-                            logits, FORCED_BF16,
+                            logits, attention, FORCED_BF16,
                         )
                         if tool == "langmerge"
                         else trl_run(name, data, steps, batch, precision)

@@ -24,7 +24,7 @@ from langmerge.common.logits import response_loss, supported
 from langmerge.common.precision import effective_precision
 from langmerge.common.prompts import Example
 from langmerge.common.summary import peak_rss_bytes
-from langmerge.trainer import distributed
+from langmerge.trainer import attention, distributed
 
 CHECKPOINT = "checkpoint"
 
@@ -51,6 +51,9 @@ class TrainConfig:
     # "response": the output layer only at the trained positions (langmerge.common.logits);
     # "all": the model's own forward, logits at every position (the same loss, slower)
     logits: str = "response"
+    # "auto": short rows' attention as plain products on a CPU (langmerge.trainer.attention);
+    # "sdpa": the model's default everywhere
+    attention: str = "auto"
     gradient_checkpointing: bool = False
     seed: int = 42
     checkpoint_every: int = 50
@@ -133,7 +136,9 @@ def lora_model(model_dir: Path, config: TrainConfig, computed: str) -> Any:
     # memory. The LoRA weights stay float32 (peft upcasts them): the optimizer's master copy
     # and the saved adapter. fp16 keeps a float32 base (fp16 overflows Gemma's activations).
     base_dtype = torch.bfloat16 if computed == "bf16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype)
+    chosen = attention.implementation(model_dir, config.attention)
+    extra = {"attn_implementation": chosen} if chosen else {}
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype, **extra)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
