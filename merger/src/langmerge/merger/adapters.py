@@ -16,11 +16,23 @@ from safetensors import safe_open
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
 METADATA = "langmerge.json"
-_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<factor>[AB])(?:\.(?P<adapter>[^.]+))?\.weight$")
+LORA_KEY = re.compile(r"^(?P<module>.+)\.lora_(?P<factor>[AB])(?:\.(?P<adapter>[^.]+))?\.weight$")
 
 
 class AdapterError(ValueError):
     """An adapter, or a set of adapters, that cannot be merged; the message names it."""
+
+
+def lora_scale(config: dict[str, Any], module: str, rank: int) -> float:
+    """The factor peft multiplies a module's B @ A by: alpha/r, or alpha/sqrt(r) with rsLoRA;
+    alpha_pattern's per-module override (the rank, rank_pattern's included, is the factors')."""
+    alpha = float(config.get("lora_alpha", rank))
+    for pattern, value in (config.get("alpha_pattern") or {}).items():
+        if re.fullmatch(rf"(.*\.)?{pattern}", module):
+            alpha = float(value)
+    if config.get("use_rslora"):
+        return alpha / math.sqrt(rank)
+    return alpha / rank
 
 
 @dataclass
@@ -49,16 +61,7 @@ class LoraAdapter:
         return int(self.factor_shape(module, "A")[0])
 
     def scale(self, module: str) -> float:
-        """The factor peft multiplies B @ A by: alpha/r, or alpha/sqrt(r) with rsLoRA; per-module
-        overrides from rank_pattern / alpha_pattern."""
-        rank = self.rank(module)
-        alpha = float(self.config.get("lora_alpha", rank))
-        for pattern, value in (self.config.get("alpha_pattern") or {}).items():
-            if re.fullmatch(rf"(.*\.)?{pattern}", module):
-                alpha = float(value)
-        if self.config.get("use_rslora"):
-            return alpha / math.sqrt(rank)
-        return alpha / rank
+        return lora_scale(self.config, module, self.rank(module))
 
     def factor_shape(self, module: str, factor: str) -> tuple[int, ...]:
         key = self.modules[module][0 if factor == "A" else 1]
@@ -112,7 +115,7 @@ def load_adapter(name: str, path: Path) -> LoraAdapter:
         raise AdapterError(f"adapter {name}: {WEIGHTS} is unreadable ({error})") from error
     parts: dict[str, dict[str, str]] = {}
     for key in keys:
-        match = _KEY.match(key)
+        match = LORA_KEY.match(key)
         if match is None:
             raise AdapterError(
                 f"adapter {name}: tensor {key!r} is not a LoRA factor (embeddings, DoRA magnitudes "

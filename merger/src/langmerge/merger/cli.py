@@ -165,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-precision",
         choices=EVAL_PRECISIONS,
         default="fp32",
-        help="the base model's weights in every scoring of this run (the gate's and the "
-        "search's): fp32 (exact) or bf16 (faster on CPUs with AVX512-BF16 and on GPUs; the "
-        "adapters stay float32) (default: fp32)",
+        help="the model's weights in every scoring of this run (the gate's and the search's): "
+        "fp32 (exact) or bf16 (faster on CPUs with AVX512-BF16 and on GPUs; an adapter's update "
+        "folded into the weights in float32, then rounded) (default: fp32)",
     )
     gate.add_argument(
         "--rejected-output",

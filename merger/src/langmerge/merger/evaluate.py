@@ -12,10 +12,11 @@ Three kinds of task, told apart by the data and one flag:
   written without spaces), each with a bootstrap 95 % interval over the examples.
 Always: the mean token loss of the reference response. Writes one JSON report.
 
-`--precision bf16` holds the base model's weights in bfloat16 (the LoRA weights stay float32,
-the log-probabilities are taken in float32): faster where the CPU has AVX512-BF16 or on a GPU,
-and scores that differ from fp32's by bf16's rounding; on a CPU without bf16 kernels it scores
-in fp32 and says so (langmerge.common.precision). fp32, the default, is exact."""
+`--precision bf16` holds the model's weights in bfloat16, an adapter's update folded into them
+(W + scale * B @ A summed in float32, then rounded: langmerge.merger.folding), and takes the
+log-probabilities in float32: faster where the CPU has AVX512-BF16 or on a GPU, and scores
+that differ from fp32's by bf16's rounding; on a CPU without bf16 kernels it scores in fp32 and
+says so (langmerge.common.precision). fp32, the default, is exact: peft's LoRA layers."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from langmerge.common.summary import (
     failed,
     write_summary,
 )
-from langmerge.merger import decoding, statistics
+from langmerge.merger import decoding, folding, statistics
 from langmerge.merger.names import EVAL_PRECISIONS
 
 if TYPE_CHECKING:
@@ -71,11 +72,26 @@ def _load(base: Path, model: Path | None, precision: str = "fp32") -> Any:
         and not (model / "adapter_config.json").is_file()
     ):
         loaded = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)  # merged full weights
+    elif model is not None and computed == "bf16" and (folded := _folded(base, model)):
+        return folded
     else:
         loaded = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
         if model is not None:  # peft keeps the adapter's weights in float32
             loaded = PeftModel.from_pretrained(loaded, model)
     return loaded.eval()
+
+
+def _folded(base: Path, adapter: Path) -> Any:
+    """The adapter folded into a bf16 base model (langmerge.merger.folding), or None where
+    peft's layers must score it."""
+    if not (adapter / "adapter_model.safetensors").is_file():
+        return None
+    config, weights = _lora_source([adapter])
+    try:
+        return folding.load(base, adapter.name, config, weights, keep=False).model
+    except folding.UnfoldableError as why:
+        _say_once(f"scoring: {why}; peft's layers score it, the base in bf16")
+        return None
 
 
 BATCH = 64
@@ -410,45 +426,78 @@ def score_adapters_in_place(
     memory (output.HeldLora: a search's candidates that fit its memory budget). Each adapter's
     weights are copied into the parameters of the one adapter slot (peft's
     set_peft_model_state_dict) when its config is the slot's; one with another config (other
-    ranks) gets a slot of its own, and the slot before is deleted. So a search's candidates
-    cost their own weights, not a model load each. Scores equal a fresh load's."""
-    from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+    ranks) gets a slot of its own, and the slot before is deleted. In bf16 each adapter is
+    folded into the one model's weights instead (langmerge.merger.folding.refold; a model load
+    again where it targets other layers). So a search's candidates cost their own weights,
+    not a model load each. Scores equal a fresh load's."""
     from transformers import AutoTokenizer
 
     from langmerge.common.reproducible import deterministic
 
     deterministic()
     tokenizer = AutoTokenizer.from_pretrained(base)
+    fold = effective_precision(precision)[0] == "bf16"
+    folded: folding.Folded | None = None
     model: Any = None
     slot: tuple[str, dict[str, Any]] | None = None  # the slot's adapter name and config
     scored: dict[str, dict[str, Scored]] = {}
     for name, source in adapters.items():
         stored, weights = _lora_source(source)
-        config = LoraConfig.from_peft_type(**LoraConfig.check_kwargs(**stored))
-        config.inference_mode = True
-        if model is None:
-            model = PeftModel(_load(base, None, precision), config, adapter_name=name)
-            slot = (name, config.to_dict())
-        elif slot is None or config.to_dict() != slot[1]:
-            model.add_adapter(name, config)
-            model.set_adapter(name)
-            if slot is not None:
-                model.delete_adapter(slot[0])
-            slot = (name, config.to_dict())
-        assert slot is not None
-        loaded = set_peft_model_state_dict(model, weights, adapter_name=slot[0])
-        missing = [k for k in loaded.missing_keys if "lora_" in k and f".{slot[0]}." in k]
-        if loaded.unexpected_keys or missing:
-            raise ValueError(
-                f"adapter {name} ({_described(source)}) does not fit its config: "
-                f"unexpected {loaded.unexpected_keys[:2]}, missing {missing[:2]}"
-            )
-        model.eval()
+        scoring: Any = None
+        if fold:
+            try:
+                if folded is None or not folding.refold(folded, name, stored, weights):
+                    folded = None  # its originals go before the next model's come
+                    folded = folding.load(base, name, stored, weights, keep=True)
+                scoring = folded.model
+            except folding.UnfoldableError as why:
+                _say_once(f"scoring: {why}; peft's layers score it, the base in bf16")
+            except ValueError as error:
+                raise ValueError(f"{error} ({_described(source)})") from error
+        if scoring is None:
+            model, slot = _into_slot(base, model, slot, name, stored, weights, source, precision)
+            scoring = model
         scored[name] = {
-            language: evaluate(model, tokenizer, records, "prompt", "response", generation)
+            language: evaluate(scoring, tokenizer, records, "prompt", "response", generation)
             for language, records in datasets.items()
         }
     return scored
+
+
+def _into_slot(
+    base: Path,
+    model: Any,
+    slot: tuple[str, dict[str, Any]] | None,
+    name: str,
+    stored: dict[str, Any],
+    weights: dict[str, Any],
+    source: list[Path] | HeldLora,
+    precision: str,
+) -> tuple[Any, tuple[str, dict[str, Any]]]:
+    """The peft model with the adapter's weights in its one slot (a new slot, and the model
+    loaded if there is none yet, when the adapter's config is not the slot's)."""
+    from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+
+    config = LoraConfig.from_peft_type(**LoraConfig.check_kwargs(**stored))
+    config.inference_mode = True
+    if model is None:
+        model = PeftModel(_load(base, None, precision), config, adapter_name=name)
+        slot = (name, config.to_dict())
+    elif slot is None or config.to_dict() != slot[1]:
+        model.add_adapter(name, config)
+        model.set_adapter(name)
+        if slot is not None:
+            model.delete_adapter(slot[0])
+        slot = (name, config.to_dict())
+    assert slot is not None
+    loaded = set_peft_model_state_dict(model, weights, adapter_name=slot[0])
+    missing = [k for k in loaded.missing_keys if "lora_" in k and f".{slot[0]}." in k]
+    if loaded.unexpected_keys or missing:
+        raise ValueError(
+            f"adapter {name} ({_described(source)}) does not fit its config: "
+            f"unexpected {loaded.unexpected_keys[:2]}, missing {missing[:2]}"
+        )
+    return model.eval(), slot
 
 
 def _gold_labels(records: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
@@ -508,8 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         choices=EVAL_PRECISIONS,
         default="fp32",
-        help="the base model's weights while scoring: fp32 (exact) or bf16 (faster on CPUs "
-        "with AVX512-BF16 and on GPUs; the adapters stay float32) (default: fp32)",
+        help="the model's weights while scoring: fp32 (exact) or bf16 (faster on CPUs with "
+        "AVX512-BF16 and on GPUs; an adapter's update folded into the weights in float32, "
+        "then rounded) (default: fp32)",
     )
     parser.add_argument(
         "--output",

@@ -24,6 +24,6 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "ties": ("density",),
 }
 
-# The base model's weights while scoring (langmerge.merger.evaluate): fp32 is exact; bf16 holds
-# them in bfloat16 (the adapters stay float32).
+# The model's weights while scoring (langmerge.merger.evaluate): fp32 is exact; bf16 holds them
+# in bfloat16, an adapter's update folded in (langmerge.merger.folding).
 EVAL_PRECISIONS = ("fp32", "bf16")

@@ -226,10 +226,10 @@ class Evaluation(ApiModel):
     # None is fp32: models written before the field keep their fingerprints.
     precision: EvaluationPrecision | None = Field(
         default=None,
-        description="The base model's weights in every scoring of the merge Job (the gate's "
-        "and the search's): fp32 (exact; the default) or bf16 (faster on CPUs with "
-        "AVX512-BF16 and on GPUs; the adapters stay float32; scores differ by bf16's "
-        "rounding).",
+        description="The model's weights in every scoring of the merge Job (the gate's and "
+        "the search's): fp32 (exact; the default) or bf16 (faster on CPUs with AVX512-BF16 "
+        "and on GPUs; an adapter's update folded into the weights in float32, then rounded; "
+        "scores differ by bf16's rounding).",
     )
 
 
