@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,31 @@ def lora_scale(config: dict[str, Any], module: str, rank: int) -> float:
     if config.get("use_rslora"):
         return alpha / math.sqrt(rank)
     return alpha / rank
+
+
+def lora_factors(keys: Iterable[str], name: str) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Each module's (key of lora_A, key of lora_B), and the keys that are no LoRA factor.
+    Raises AdapterError, naming the adapter and the missing key, for a factor without its
+    pair."""
+    parts: dict[str, dict[str, str]] = {}
+    strays = []
+    for key in keys:
+        match = LORA_KEY.match(key)
+        if match is None:
+            strays.append(key)
+        else:
+            parts.setdefault(match["module"], {})[match["factor"]] = key
+    missing = [
+        f"{module}.lora_{'B' if 'A' in pair else 'A'}.weight"
+        for module, pair in parts.items()
+        if len(pair) != 2
+    ]
+    if missing:
+        raise AdapterError(
+            f"adapter {name} does not fit its config: missing {sorted(missing)[:2]} (a LoRA "
+            "factor without its pair)"
+        )
+    return {module: (pair["A"], pair["B"]) for module, pair in parts.items()}, strays
 
 
 @dataclass
@@ -113,22 +139,12 @@ def load_adapter(name: str, path: Path) -> LoraAdapter:
             keys = list(handle.keys())
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise AdapterError(f"adapter {name}: {WEIGHTS} is unreadable ({error})") from error
-    parts: dict[str, dict[str, str]] = {}
-    for key in keys:
-        match = LORA_KEY.match(key)
-        if match is None:
-            raise AdapterError(
-                f"adapter {name}: tensor {key!r} is not a LoRA factor (embeddings, DoRA magnitudes "
-                "and extra trained modules cannot be merged)"
-            )
-        parts.setdefault(match["module"], {})[match["factor"]] = key
-    modules = {}
-    for module, factors in parts.items():
-        if set(factors) != {"A", "B"}:
-            raise AdapterError(
-                f"adapter {name}: {module} has lora_{''.join(factors)} without its pair"
-            )
-        modules[module] = (factors["A"], factors["B"])
+    modules, strays = lora_factors(keys, name)
+    if strays:
+        raise AdapterError(
+            f"adapter {name}: tensor {strays[0]!r} is not a LoRA factor (embeddings, DoRA "
+            "magnitudes and extra trained modules cannot be merged)"
+        )
     if not modules:
         raise AdapterError(f"adapter {name}: {WEIGHTS} holds no LoRA factors")
     adapter = LoraAdapter(name=name, path=path, config=config, metadata=metadata, modules=modules)

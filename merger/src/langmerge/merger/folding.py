@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langmerge.merger.adapters import LORA_KEY, lora_scale
+from langmerge.merger.adapters import lora_factors, lora_scale
 
 PEFT_PREFIX = "base_model.model."  # how peft names the wrapped model's modules
 
@@ -74,22 +74,15 @@ def updates(
     reason = _unfoldable_config(config)
     if reason:
         raise UnfoldableError(f"adapter {name}: {reason}")
-    factors: dict[str, dict[str, Any]] = {}
-    for key, tensor in tensors.items():
-        match = LORA_KEY.match(key)
-        if match is None or not match["module"].startswith(PEFT_PREFIX):
-            raise UnfoldableError(f"adapter {name}: tensor {key!r} is not a LoRA factor")
-        factors.setdefault(match["module"], {})[match["factor"]] = tensor
-    missing = [
-        f"{module}.lora_{'B' if 'A' in pair else 'A'}.weight"
-        for module, pair in factors.items()
-        if len(pair) != 2
-    ]
-    if missing:
-        raise ValueError(f"adapter {name} does not fit its config: missing {sorted(missing)[:2]}")
+    modules, strays = lora_factors(tensors, name)
+    outside = [module for module in modules if not module.startswith(PEFT_PREFIX)]
+    if strays or outside:  # an embedding, a DoRA magnitude, a module named another way
+        raise UnfoldableError(
+            f"adapter {name}: tensor {(strays + outside)[0]!r} is not a LoRA factor"
+        )
     shared = _tied_weights(model)
     out: dict[str, Update] = {}
-    for module, pair in factors.items():
+    for module, (key_a, key_b) in modules.items():
         layer_name = module[len(PEFT_PREFIX) :]
         try:
             layer = model.get_submodule(layer_name)
@@ -101,7 +94,7 @@ def updates(
             raise UnfoldableError(
                 f"adapter {name}: {layer_name}'s weight is tied to another layer's"
             )
-        a, b = pair["A"], pair["B"]
+        a, b = tensors[key_a], tensors[key_b]
         if a.dim() != 2 or b.dim() != 2 or (b.shape[0], a.shape[1]) != tuple(layer.weight.shape):
             raise ValueError(
                 f"adapter {name}: {layer_name} has lora_A {list(a.shape)} and lora_B "
@@ -130,13 +123,11 @@ def load(
 
     exact = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16).eval()
-    originals = {
-        layer_name: update.weight.detach()
-        for layer_name, update in updates(exact, name, config, tensors).items()
-    }
+    found = updates(exact, name, config, tensors)
+    originals = {layer_name: update.weight.detach() for layer_name, update in found.items()}
     del exact  # only the targeted weights' float32 originals stay
     folded = Folded(model, originals)
-    refold(folded, name, config, tensors)
+    _write(folded, found)
     if not keep:
         folded.originals = {}
     return folded
@@ -145,14 +136,19 @@ def load(
 def refold(folded: Folded, name: str, config: dict[str, Any], tensors: dict[str, Any]) -> bool:
     """Folds another adapter into the originals in place of the one before; False (the model
     unchanged) when it targets a layer whose original is not kept."""
-    import torch
-
     found = updates(folded.model, name, config, tensors)
     if not set(found) <= set(folded.originals):
         return False
+    _write(folded, found)
+    return True
+
+
+def _write(folded: Folded, found: dict[str, Update]) -> None:
+    """Every kept layer's weight: its original plus its update, if the adapter has one."""
+    import torch
+
     with torch.no_grad():
         for layer_name, original in folded.originals.items():
             weight = folded.model.get_submodule(layer_name).weight
             update = found.get(layer_name)
             weight.copy_(update.added_to(original) if update else original)
-    return True
