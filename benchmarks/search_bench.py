@@ -11,9 +11,13 @@
 2. Scoring 8 candidates on validation data (5 languages) in one loaded model (their weights
    copied into one adapter slot) against a fresh model load per candidate, on builtin:tiny
    and, where the gemma group is installed, on Gemma 3 270M.
+3. (`--parts languages`, not in the default run) One loaded model's validation records, every
+   language's in shared batches (the evaluator's `evaluate_languages`) against a language at
+   a time, both in this process, alternating which goes first, --repeat rounds; the
+   predictions must agree.
 
 Usage: python benchmarks/search_bench.py [--quick] [--repeat N] [--layers N]
-    [--parts merge scoring] [--precision fp32|bf16] [--tag TAG]
+    [--parts merge scoring languages] [--precision fp32|bf16] [--tag TAG]
 Ends with RESULT name=value lines and writes benchmarks/results/search_bench[_quick].json.
 """
 
@@ -187,6 +191,54 @@ def scoring(
     return figures
 
 
+def languages_together(
+    base_name: str, per_language: int, repeat: int, precision: str
+) -> dict[str, Any] | None:
+    from transformers import AutoTokenizer
+
+    from langmerge.common import models
+    from langmerge.common.reproducible import deterministic
+    from langmerge.merger import evaluate
+
+    deterministic()
+    with tempfile.TemporaryDirectory(prefix="search-bench-languages-") as scratch:
+        try:
+            base = models.resolve(base_name, Path(scratch))
+        except (ValueError, FileNotFoundError) as missing:
+            print(f"skipped {base_name}: {missing}")
+            return None
+        model = evaluate._load(base, None, precision)
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    data = _validation(base, per_language)
+
+    def alone() -> dict[str, Any]:
+        return {
+            language: evaluate.evaluate(model, tokenizer, records, "prompt", "response", False)
+            for language, records in data.items()
+        }
+
+    def together() -> dict[str, Any]:
+        return evaluate.evaluate_languages(model, tokenizer, data, "prompt", "response", False)
+
+    seconds: dict[str, list[float]] = {"alone": [], "together": []}
+    for round_ in range(repeat):
+        sides = [("alone", alone), ("together", together)]
+        for side, score in sides if round_ % 2 == 0 else sides[::-1]:
+            started = time.perf_counter()
+            scored = score()
+            seconds[side].append(time.perf_counter() - started)
+            if side == "alone":
+                predicted = {language: s.predicted for language, s in scored.items()}
+            else:
+                assert predicted == {language: s.predicted for language, s in scored.items()}
+    figures: dict[str, Any] = {"records": per_language * len(data), "precision": precision}
+    for side, runs in seconds.items():
+        figures[f"{side}_s"] = statistics.median(runs)
+        figures[f"{side}_s_runs"] = runs
+    figures["speedup"] = figures["alone_s"] / figures["together_s"]
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="reduced run, a few minutes")
@@ -195,9 +247,9 @@ def main() -> int:
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=["merge", "scoring"],
+        choices=["merge", "scoring", "languages"],
         default=["merge", "scoring"],
-        help="which parts to run (default: both)",
+        help="which parts to run (default: merge and scoring)",
     )
     parser.add_argument(
         "--precision",
@@ -241,6 +293,15 @@ def main() -> int:
                 f"model {figures['in_place_s']:.1f} s, a fresh load each "
                 f"{figures['fresh_load_s']:.1f} s"
             )
+    results["languages"] = {}
+    for base in ("builtin:tiny", "builtin:gemma-3-270m") if "languages" in args.parts else ():
+        figures = languages_together(base, per_language, repeat, args.precision)
+        if figures is not None:
+            results["languages"][base] = figures
+            print(
+                f"one model's {figures['records']} records ({base}): a language at a time "
+                f"{figures['alone_s']:.3f} s, every language together {figures['together_s']:.3f} s"
+            )
     results["load_average_after"] = load_average()
     name = "search_bench_quick.json" if args.quick else "search_bench.json"
     if args.parts != ["merge", "scoring"]:
@@ -259,6 +320,9 @@ def main() -> int:
     for base, figures in results["scoring"].items():
         key = base.split(":")[1].replace("-", "_").replace(".", "_")
         print(f"RESULT scoring_in_place_speedup_{key}={figures['speedup']:.2f}")
+    for base, figures in results["languages"].items():
+        key = base.split(":")[1].replace("-", "_").replace(".", "_")
+        print(f"RESULT languages_together_speedup_{key}={figures['speedup']:.2f}")
     return 0
 
 

@@ -65,6 +65,77 @@ def test_a_response_outside_its_choices_is_refused(model_and_tokenizer: tuple[An
         evaluate.evaluate(model, tokenizer, records, "prompt", "response", False)
 
 
+def _languages() -> dict[str, list[dict[str, Any]]]:
+    """Three languages, each with labels of its own and prompts of different lengths."""
+    reviews = {
+        "en": (["the room was clean", "the food was cold and late"], ["good", "bad"]),
+        "de": (["das Zimmer war sauber", "das Essen war kalt"], ["gut", "schlecht"]),
+        "fr": (["la chambre", "le repas était froid et tardif ce soir"], ["bon", "mauvais"]),
+    }
+    return {
+        language: [
+            {"prompt": f"Review: {text}\nSentiment:", "response": labels[i % 2]}
+            for i, text in enumerate(texts * 3)
+        ]
+        for language, (texts, labels) in reviews.items()
+    }
+
+
+@pytest.mark.parametrize("kind", ["classification", "choice", "generation", "reference"])
+def test_languages_scored_together_read_as_each_scored_alone(
+    model_and_tokenizer: tuple[Any, Any], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every language's records go through the model in shared batches, and each language's
+    Scored is its own records': the same labels, summaries and losses as when it is scored
+    alone (the losses up to float summation order: batches of other widths)."""
+    model, tokenizer = model_and_tokenizer
+    datasets = _languages()
+    if kind == "choice":
+        for records in datasets.values():
+            for i, record in enumerate(records):
+                record["choices"] = ["yes", "no, not at all"] if i % 2 else ["no", "yes it was"]
+                record["response"] = record["choices"][i % 2]
+    rows: list[int] = []
+    read_heads = decoding.read_heads
+    monkeypatch.setattr(
+        decoding, "read_heads", lambda m, pad, heads: rows.append(len(heads)) or read_heads(
+            m, pad, heads)
+    )  # fmt: skip
+    generation = kind == "generation"
+    if kind == "reference":  # more distinct responses than labels: the reference loss alone
+        for records in datasets.values():
+            for i, record in enumerate(records):
+                record["response"] = f"{record['response']} {i}"
+        monkeypatch.setattr(evaluate, "CLASSIFICATION_MAX_LABELS", 2)
+    together = evaluate.evaluate_languages(
+        model, tokenizer, datasets, "prompt", "response", generation
+    )
+    if kind != "reference":  # one reading of every language's prompts
+        assert rows == [sum(len(records) for records in datasets.values())]
+    for language, records in datasets.items():
+        alone = evaluate.evaluate(model, tokenizer, records, "prompt", "response", generation)
+        mine = together[language]
+        assert (mine.gold, mine.predicted) == (alone.gold, alone.predicted)
+        assert mine.values == alone.values
+        assert mine.metrics == pytest.approx(alone.metrics, rel=1e-4)
+        assert mine.metrics["examples"] == len(records)
+        if kind == "classification":
+            assert set(mine.gold) == {r["response"] for r in records}
+
+
+def test_a_bad_record_of_one_language_is_refused_before_the_model_runs(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    _, tokenizer = model_and_tokenizer
+    good = [{"prompt": "x", "response": "a", "choices": ["a", "b"]}]
+    bad = [{"prompt": "y", "response": "c", "choices": ["a", "b"]}]
+    with pytest.raises(ValueError, match="'response' is not one of its 'choices': 'c'"):
+        # no model: any scoring before the refusal would fail otherwise
+        evaluate.evaluate_languages(
+            None, tokenizer, {"de": good, "fr": bad}, "prompt", "response", False
+        )
+
+
 def test_batched_generation_decodes_what_one_at_a_time_does(
     model_and_tokenizer: tuple[Any, Any],
 ) -> None:

@@ -280,6 +280,129 @@ def generate(model: Any, tokenizer: Any, heads: list[list[int]], budgets: list[i
     return texts
 
 
+@dataclass
+class _Read:
+    """One data set's records, read for scoring: how they are scored (`kind`: "options" for
+    classification and multiple choice, "generation", "reference" for the loss alone) and the
+    token ids the model takes."""
+
+    kind: str
+    choose: bool
+    heads: list[list[int]]
+    tails: list[list[int]]
+    references: list[str]
+    options: list[list[str]]  # each record's labels or alternatives ("options" only)
+    encoded: list[list[list[int]]]
+
+
+def _read(
+    tokenizer: Any,
+    records: list[dict[str, Any]],
+    prompt_field: str,
+    response_field: str,
+    generation: bool,
+    choices_field: str,
+) -> _Read:
+    labels = sorted({r[response_field] for r in records})
+    choose = not generation and is_multiple_choice(records, choices_field)
+    classify = not generation and not choose and len(labels) <= CLASSIFICATION_MAX_LABELS
+    heads = [prompt_ids(r[prompt_field], tokenizer) for r in records]
+    references = [r[response_field] for r in records]
+    tails = [response_ids(reference, tokenizer) for reference in references]
+    kind = "options" if classify or choose else "generation" if generation else "reference"
+    options: list[list[str]] = []
+    encoded: list[list[list[int]]] = []
+    if kind == "options":
+        # Classification: every record's options are the labels; multiple choice: its own.
+        options = [list(r[choices_field]) if choose else labels for r in records]
+        for record, choices in zip(records, options, strict=True):
+            if record[response_field] not in choices:
+                raise ValueError(
+                    f"a record's {response_field!r} is not one of its {choices_field!r}: "
+                    f"{record[response_field]!r}"
+                )
+        ids = {c: response_ids(c, tokenizer) for c in {c for cs in options for c in cs}}
+        encoded = [[ids[c] for c in choices] for choices in options]
+    return _Read(kind, choose, heads, tails, references, options, encoded)
+
+
+def _through_model(model: Any, tokenizer: Any, kind: str, read: list[_Read]) -> list[Any]:
+    """Each record's outcome, for data sets of one kind taken together: its options'
+    log-probabilities, its (summary, reference log-probability), or its reference's."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    heads = [head for one in read for head in one.heads]
+    if kind == "options":
+        return _option_logprobs(model, pad_id, heads, [o for one in read for o in one.encoded])
+    tails = [tail for one in read for tail in one.tails]
+    if kind == "generation":
+        return list(zip(*generate_scored(model, tokenizer, heads, tails), strict=True))
+    return _logprobs(model, pad_id, list(zip(heads, tails, strict=True)))
+
+
+def _scored(read: _Read, outcomes: list[Any]) -> Scored:
+    """The metrics of one data set from its records' outcomes (_through_model)."""
+    gold: list[str] = []
+    predicted: list[str] = []
+    texts: list[str] = []
+    if read.kind == "options":
+        reference_logprobs = []
+        for choices, reference, here in zip(read.options, read.references, outcomes, strict=True):
+            best = max(range(len(choices)), key=lambda k: here[k])
+            right = choices.index(reference)
+            reference_logprobs.append(here[right])
+            if read.choose:  # answer positions: the metrics read them as labels
+                gold.append(str(right + 1))
+                predicted.append(str(best + 1))
+            else:
+                gold.append(reference)
+                predicted.append(choices[best])
+    elif read.kind == "generation":
+        texts = [text for text, _ in outcomes]
+        reference_logprobs = [logprob for _, logprob in outcomes]
+    else:
+        reference_logprobs = outcomes
+    tokens = sum(len(t) for t in read.tails)
+    examples = float(len(read.heads))
+    metrics = {"loss": -sum(reference_logprobs) / max(tokens, 1), "examples": examples}
+    if read.kind == "options":
+        metrics.update(statistics.classification_metrics(gold, predicted))
+        return Scored({k: round(v, 6) for k, v in metrics.items()}, gold, predicted)
+    values: dict[str, list[float]] = {}
+    if read.kind == "generation":
+        pairs = [rouge(t, r) for t, r in zip(texts, read.references, strict=True)]
+        values = {"rouge1": [p[0] for p in pairs], "rougeL": [p[1] for p in pairs]}
+        for metric, per_example in values.items():
+            metrics.update(statistics.mean_with_interval(metric, per_example))
+    return Scored({k: round(v, 6) for k, v in metrics.items()}, values=values)
+
+
+def evaluate_languages(
+    model: Any,
+    tokenizer: Any,
+    datasets: dict[str, list[dict[str, Any]]],
+    prompt_field: str,
+    response_field: str,
+    generation: bool,
+    choices_field: str = "choices",
+) -> dict[str, Scored]:
+    """language -> Scored, every language's records read before any is scored (a bad record
+    is refused before the model runs). Records of one kind go through the model together, so
+    batches fill across languages: a search's validation sets hold a few dozen records a
+    language, less than a batch (benchmarks/search_bench.py). Each language's metrics are its
+    own records'."""
+    read = {
+        language: _read(tokenizer, records, prompt_field, response_field, generation, choices_field)
+        for language, records in datasets.items()
+    }
+    outcomes: dict[str, list[Any]] = {}
+    for kind in dict.fromkeys(one.kind for one in read.values()):
+        languages = [language for language, one in read.items() if one.kind == kind]
+        together = iter(_through_model(model, tokenizer, kind, [read[x] for x in languages]))
+        for language in languages:
+            outcomes[language] = [next(together) for _ in read[language].heads]
+    return {language: _scored(one, outcomes[language]) for language, one in read.items()}
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -289,55 +412,12 @@ def evaluate(
     generation: bool,
     choices_field: str = "choices",
 ) -> Scored:
-    labels = sorted({r[response_field] for r in records})
-    choose = not generation and is_multiple_choice(records, choices_field)
-    classify = not generation and not choose and len(labels) <= CLASSIFICATION_MAX_LABELS
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    heads = [prompt_ids(r[prompt_field], tokenizer) for r in records]
-    references = [r[response_field] for r in records]
-    tails = [response_ids(reference, tokenizer) for reference in references]
-    gold: list[str] = []
-    predicted: list[str] = []
-    if classify or choose:
-        # Classification: every record's options are the labels; multiple choice: its own.
-        options = [list(r[choices_field]) if choose else labels for r in records]
-        for record, choices in zip(records, options, strict=True):
-            if record[response_field] not in choices:
-                raise ValueError(
-                    f"a record's {response_field!r} is not one of its {choices_field!r}: "
-                    f"{record[response_field]!r}"
-                )
-        encoded = {c: response_ids(c, tokenizer) for c in {c for cs in options for c in cs}}
-        scores = _option_logprobs(
-            model, pad_id, heads, [[encoded[c] for c in choices] for choices in options]
-        )
-        reference_logprobs = []
-        for choices, reference, here in zip(options, references, scores, strict=True):
-            best = max(range(len(choices)), key=lambda k: here[k])
-            right = choices.index(reference)
-            reference_logprobs.append(here[right])
-            if choose:  # answer positions: the metrics read them as labels
-                gold.append(str(right + 1))
-                predicted.append(str(best + 1))
-            else:
-                gold.append(reference)
-                predicted.append(choices[best])
-    elif generation:
-        texts, reference_logprobs = generate_scored(model, tokenizer, heads, tails)
-    else:
-        reference_logprobs = _logprobs(model, pad_id, list(zip(heads, tails, strict=True)))
-    tokens = sum(len(t) for t in tails)
-    metrics = {"loss": -sum(reference_logprobs) / max(tokens, 1), "examples": float(len(records))}
-    if classify or choose:
-        metrics.update(statistics.classification_metrics(gold, predicted))
-        return Scored({k: round(v, 6) for k, v in metrics.items()}, gold, predicted)
-    values: dict[str, list[float]] = {}
-    if generation:
-        pairs = [rouge(text, reference) for text, reference in zip(texts, references, strict=True)]
-        values = {"rouge1": [p[0] for p in pairs], "rougeL": [p[1] for p in pairs]}
-        for metric, per_example in values.items():
-            metrics.update(statistics.mean_with_interval(metric, per_example))
-    return Scored({k: round(v, 6) for k, v in metrics.items()}, values=values)
+    """One data set's Scored (evaluate_languages)."""
+    one = {"records": records}
+    scored = evaluate_languages(
+        model, tokenizer, one, prompt_field, response_field, generation, choices_field
+    )
+    return scored["records"]
 
 
 def _pairs(values: list[str], flag: str) -> dict[str, str]:
@@ -387,12 +467,9 @@ def score_models(
     scored: dict[str, dict[str, Scored]] = {}
     for name, path in models.items():
         model = _load(base, path, precision)
-        scored[name] = {
-            language: evaluate(
-                model, tokenizer, records, prompt_field, response_field, generation, choices_field
-            )
-            for language, records in datasets.items()
-        }
+        scored[name] = evaluate_languages(
+            model, tokenizer, datasets, prompt_field, response_field, generation, choices_field
+        )
     return scored
 
 
@@ -457,10 +534,9 @@ def score_adapters_in_place(
         if scoring is None:
             model, slot = _into_slot(base, model, slot, name, stored, weights, source, precision)
             scoring = model
-        scored[name] = {
-            language: evaluate(scoring, tokenizer, records, "prompt", "response", generation)
-            for language, records in datasets.items()
-        }
+        scored[name] = evaluate_languages(
+            scoring, tokenizer, datasets, "prompt", "response", generation
+        )
     return scored
 
 
