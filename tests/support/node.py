@@ -359,7 +359,23 @@ class Node:
         """Streams the images from podman's storage into containerd as one archive on a pipe,
         so a layer they share (the trainer's and the merger's dependencies) goes once and no
         archive of the images is written. podman still buffers each layer whose size it does
-        not know in a file under /var/tmp while it writes that layer: one layer at a time."""
+        not know in a file under /var/tmp while it writes that layer: one layer at a time.
+
+        One failure whose cause is a vanished parent snapshot is tried again: containerd
+        1.6's unpacker finds a layer's snapshot present, skips it, and prepares the next layer
+        on it, and its garbage collector can remove that snapshot in between (left without a
+        reference by a version of the image _prune removed). Seen once in CI: "failed to
+        prepare extraction snapshot ...: parent snapshot sha256:... does not exist". The
+        second import finds the snapshot gone and unpacks the layer again."""
+        failure = self._import_once(names)
+        if failure is not None and "does not exist" in failure:
+            print(f"importing into containerd again after: {failure}", file=sys.stderr)
+            failure = self._import_once(names)
+        if failure is not None:
+            raise RuntimeError(f"importing {', '.join(names)} into containerd failed: {failure}")
+
+    def _import_once(self, names: tuple[str, ...]) -> str | None:
+        """One streamed import (_import); what failed, or None."""
         save = subprocess.Popen(
             ["podman", "save", "--quiet", "--format", "docker-archive", "--multi-image-archive",
              *names],
@@ -372,13 +388,13 @@ class Node:
         finally:
             save.stdout.close()
             saved = save.wait()
-        if saved != 0 or imported.returncode != 0:
-            stderr = save.stderr.read().decode(errors="replace") if save.stderr else ""
-            raise RuntimeError(
-                f"importing {', '.join(names)} into containerd failed: podman save exited "
-                f"{saved} ({stderr.strip()}), ctr import {imported.returncode} "
-                f"({imported.stderr.strip()})"
-            )
+        if saved == 0 and imported.returncode == 0:
+            return None
+        stderr = save.stderr.read().decode(errors="replace") if save.stderr else ""
+        return (
+            f"podman save exited {saved} ({stderr.strip()}), ctr import {imported.returncode} "
+            f"({imported.stderr.strip()})"
+        )
 
     def load_image(self, short_name: str) -> str:
         """Imports localhost/langmerge-<short_name>:dev into containerd when podman's copy
