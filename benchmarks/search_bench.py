@@ -317,12 +317,10 @@ def main() -> int:
         print(f"RESULT search_merge_vs_one={merge['search_vs_one']:.2f}")
         print(f"RESULT separate_merges_vs_one={merge['separate_vs_one']:.2f}")
         print(f"RESULT separate_merges_vs_search={merge['separate_vs_search']:.2f}")
-    for base, figures in results["scoring"].items():
-        key = base.split(":")[1].replace("-", "_").replace(".", "_")
-        print(f"RESULT scoring_in_place_speedup_{key}={figures['speedup']:.2f}")
-    for base, figures in results["languages"].items():
-        key = base.split(":")[1].replace("-", "_").replace(".", "_")
-        print(f"RESULT languages_together_speedup_{key}={figures['speedup']:.2f}")
+    for part, label in (("scoring", "scoring_in_place"), ("languages", "languages_together")):
+        for base, figures in results[part].items():
+            key = base.split(":")[1].replace("-", "_").replace(".", "_")
+            print(f"RESULT {label}_speedup_{key}={figures['speedup']:.2f}")
     return 0
 
 

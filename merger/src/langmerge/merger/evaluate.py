@@ -376,6 +376,35 @@ def _scored(read: _Read, outcomes: list[Any]) -> Scored:
     return Scored({k: round(v, 6) for k, v in metrics.items()}, values=values)
 
 
+def read_languages(
+    tokenizer: Any,
+    datasets: dict[str, list[dict[str, Any]]],
+    prompt_field: str,
+    response_field: str,
+    generation: bool,
+    choices_field: str = "choices",
+) -> dict[str, _Read]:
+    """Every language's records read for scoring, once for however many models score them;
+    a bad record is refused here, before any model runs."""
+    return {
+        language: _read(tokenizer, records, prompt_field, response_field, generation, choices_field)
+        for language, records in datasets.items()
+    }
+
+
+def score_languages(model: Any, tokenizer: Any, read: dict[str, _Read]) -> dict[str, Scored]:
+    """language -> Scored. Records of one kind go through the model together, so batches fill
+    across languages: a search's validation sets hold a few dozen records a language, less
+    than a batch (benchmarks/search_bench.py). Each language's metrics are its own records'."""
+    outcomes: dict[str, list[Any]] = {}
+    for kind in dict.fromkeys(one.kind for one in read.values()):
+        languages = [language for language, one in read.items() if one.kind == kind]
+        together = iter(_through_model(model, tokenizer, kind, [read[x] for x in languages]))
+        for language in languages:
+            outcomes[language] = [next(together) for _ in read[language].heads]
+    return {language: _scored(one, outcomes[language]) for language, one in read.items()}
+
+
 def evaluate_languages(
     model: Any,
     tokenizer: Any,
@@ -385,22 +414,11 @@ def evaluate_languages(
     generation: bool,
     choices_field: str = "choices",
 ) -> dict[str, Scored]:
-    """language -> Scored, every language's records read before any is scored (a bad record
-    is refused before the model runs). Records of one kind go through the model together, so
-    batches fill across languages: a search's validation sets hold a few dozen records a
-    language, less than a batch (benchmarks/search_bench.py). Each language's metrics are its
-    own records'."""
-    read = {
-        language: _read(tokenizer, records, prompt_field, response_field, generation, choices_field)
-        for language, records in datasets.items()
-    }
-    outcomes: dict[str, list[Any]] = {}
-    for kind in dict.fromkeys(one.kind for one in read.values()):
-        languages = [language for language, one in read.items() if one.kind == kind]
-        together = iter(_through_model(model, tokenizer, kind, [read[x] for x in languages]))
-        for language in languages:
-            outcomes[language] = [next(together) for _ in read[language].heads]
-    return {language: _scored(one, outcomes[language]) for language, one in read.items()}
+    """language -> Scored for one model (read_languages, then score_languages)."""
+    read = read_languages(
+        tokenizer, datasets, prompt_field, response_field, generation, choices_field
+    )
+    return score_languages(model, tokenizer, read)
 
 
 def evaluate(
@@ -464,12 +482,12 @@ def score_models(
 
     deterministic()
     tokenizer = AutoTokenizer.from_pretrained(base)
+    read = read_languages(
+        tokenizer, datasets, prompt_field, response_field, generation, choices_field
+    )
     scored: dict[str, dict[str, Scored]] = {}
     for name, path in models.items():
-        model = _load(base, path, precision)
-        scored[name] = evaluate_languages(
-            model, tokenizer, datasets, prompt_field, response_field, generation, choices_field
-        )
+        scored[name] = score_languages(_load(base, path, precision), tokenizer, read)
     return scored
 
 
@@ -513,6 +531,7 @@ def score_adapters_in_place(
 
     deterministic()
     tokenizer = AutoTokenizer.from_pretrained(base)
+    read = read_languages(tokenizer, datasets, "prompt", "response", generation)
     fold = effective_precision(precision)[0] == "bf16"
     folded: folding.Folded | None = None
     model: Any = None
@@ -534,9 +553,7 @@ def score_adapters_in_place(
         if scoring is None:
             model, slot = _into_slot(base, model, slot, name, stored, weights, source, precision)
             scoring = model
-        scored[name] = evaluate_languages(
-            scoring, tokenizer, datasets, "prompt", "response", generation
-        )
+        scored[name] = score_languages(scoring, tokenizer, read)
     return scored
 
 
