@@ -58,6 +58,40 @@ def test_multiple_choice_picks_each_records_likeliest_alternative(
     assert scored.metrics["examples"] == 4
 
 
+def test_each_record_keeps_its_own_scores_when_batches_reorder_the_records(
+    model_and_tokenizer: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records go through the model longest first, in batches cut by length
+    (decoding.length_batches); each record's options and reference still get their own
+    log-probabilities: a full forward of that record alone."""
+    model, tokenizer = model_and_tokenizer
+    monkeypatch.setattr(evaluate, "BATCH", 4)
+    monkeypatch.setattr(evaluate, "BATCH_CHARGE", 10**6)  # 4 batches, of rows of several lengths
+    words = ["hotel", "Essen", "film", "电影", "phone", "Zimmer", "livre"]
+    prompts = [f"Review: the {words[i % 7]} " + "was " * (i * 3 % 5) for i in range(13)]
+    heads = [prompt_ids(p, tokenizer) for p in prompts]
+    lengths = [len(head) for head in heads]
+    assert lengths != sorted(lengths, reverse=True) and len(set(lengths)) > 2
+    options = [
+        [response_ids(c, tokenizer) for c in ("good", f"bad {words[i % 7]}", "fine " * i)]
+        for i in range(13)
+    ]
+    read: list[int] = []
+    read_heads = decoding.read_heads
+    monkeypatch.setattr(
+        decoding, "read_heads", lambda m, pad, rows: read.append(len(rows)) or read_heads(
+            m, pad, rows)
+    )  # fmt: skip
+    pad_id = tokenizer.pad_token_id
+    scored = evaluate._option_logprobs(model, pad_id, heads, options)
+    assert len(read) > 3 and sum(read) == len(heads)
+    for head, opts, mine in zip(heads, options, scored, strict=True):
+        assert mine == pytest.approx([_logprob(model, head, o) for o in opts], abs=1e-4)
+    pairs = [(head, opts[i % 3]) for i, (head, opts) in enumerate(zip(heads, options, strict=True))]
+    loss = evaluate._logprobs(model, pad_id, pairs)
+    assert loss == pytest.approx([_logprob(model, h, t) for h, t in pairs], abs=1e-4)
+
+
 def test_a_response_outside_its_choices_is_refused(model_and_tokenizer: tuple[Any, Any]) -> None:
     model, tokenizer = model_and_tokenizer
     records = [{"prompt": "x", "response": "c", "choices": ["a", "b"]}]

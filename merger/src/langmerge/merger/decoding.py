@@ -29,6 +29,28 @@ class Prefix:
     next_logprobs: Any  # their log-softmax
 
 
+def length_batches(lengths: list[int], most: int, charge: int) -> list[list[int]]:
+    """The rows' indices in batches of at most `most`, rows of near one length together: the
+    rows sorted longest first (ties in their order) and cut where the batches' padded
+    positions (a row padded to its batch's longest) plus `charge` positions a batch come
+    least. The first batch is the widest."""
+    order = sorted(range(len(lengths)), key=lambda row: -lengths[row])
+    widths = [lengths[row] for row in order]
+    # cheapest[i]: the least cost of the first i rows in batches; cut[i]: where its last starts
+    cheapest, cut = [0] * (len(order) + 1), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        cheapest[end], cut[end] = min(
+            (cheapest[start] + (end - start) * widths[start] + charge, start)
+            for start in range(max(0, end - most), end)
+        )
+    batches: list[list[int]] = []
+    end = len(order)
+    while end:
+        batches.append(order[cut[end] : end])
+        end = cut[end]
+    return batches[::-1]
+
+
 def left_padded(heads: list[list[int]], pad_id: int) -> tuple[Any, Any]:
     """Token ids and attention mask of heads padded on the left, so that they end together
     (where a continuation or a generation starts)."""

@@ -94,7 +94,13 @@ def _folded(base: Path, adapter: Path) -> Any:
         return None
 
 
-BATCH = 64
+BATCH = 64  # rows a batch at most
+# Rows of near one length go together (decoding.length_batches): in the given order, batches
+# of 64 padded the research's held-out sets to 1.12-1.29x their positions. A batch more costs
+# its passes' fixed part (the continuation's pass and the output layer's walk read every
+# weight whatever the rows), here counted as 256 positions: on Gemma 3 270M in bf16 on 2
+# cores, 256 scored the research's reviews and choices 1.04-1.05x faster than 64 did.
+BATCH_CHARGE = 256
 
 
 def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]]) -> list[float]:
@@ -103,9 +109,9 @@ def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]])
     only at the positions that predict a tail's tokens (langmerge.common.logits)."""
     import torch
 
-    out: list[float] = []
-    for start in range(0, len(pairs), BATCH):
-        chunk = pairs[start : start + BATCH]
+    out = [0.0] * len(pairs)
+    for rows in decoding.length_batches([len(h) + len(t) for h, t in pairs], BATCH, BATCH_CHARGE):
+        chunk = [pairs[row] for row in rows]
         width = max(len(h) + len(t) for h, t in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -123,7 +129,8 @@ def _logprobs(model: Any, pad_id: int, pairs: list[tuple[list[int], list[int]]])
                 logits = model(input_ids=ids, attention_mask=mask).logits.float()[keep]
                 picked = torch.log_softmax(logits, dim=-1).gather(1, targets.unsqueeze(1))
                 picked = picked.squeeze(1)
-        out += [float(part.sum()) for part in picked.split([len(t) for _, t in chunk])]
+        for row, part in zip(rows, picked.split([len(t) for _, t in chunk]), strict=True):
+            out[row] = float(part.sum())
     return out
 
 
@@ -143,13 +150,13 @@ def _option_logprobs(
         pairs = [(h, o) for h, opts in zip(heads, options, strict=True) for o in opts]
         flat = iter(_logprobs(model, pad_id, pairs))
         return [[next(flat) for _ in opts] for opts in options]
-    out: list[list[float]] = []
-    for start in range(0, len(heads), BATCH):
-        choices = options[start : start + BATCH]
-        prefix = decoding.read_heads(model, pad_id, heads[start : start + BATCH])
-        pairs = [(row, option) for row, opts in enumerate(choices) for option in opts]
+    out: list[list[float]] = [[] for _ in heads]
+    for rows in decoding.length_batches([len(head) for head in heads], BATCH, BATCH_CHARGE):
+        prefix = decoding.read_heads(model, pad_id, [heads[row] for row in rows])
+        pairs = [(line, option) for line, row in enumerate(rows) for option in options[row]]
         flat = iter(decoding.continuation_logprobs(model, prefix, pad_id, pairs))
-        out += [[next(flat) for _ in opts] for opts in choices]
+        for row in rows:
+            out[row] = [next(flat) for _ in options[row]]
     return out
 
 
@@ -204,6 +211,9 @@ class Scored:
 # Rows per decoding step. With each row leaving at its own end, 64 rather than 16 made the
 # research's summaries 1.5x faster to score on a 2-core CPU (benchmarks/eval_compare.py).
 GENERATION_BATCH = 64
+# A generation batch more costs decoding steps of its own, each reading every weight whatever
+# its rows (hence 64 rows, above): in effect the fewest batches, the rows sorted by length.
+GENERATION_CHARGE = 4096
 GENERATION_SLACK = 16  # new tokens beyond a row's reference
 
 
@@ -242,14 +252,18 @@ def generate_scored(
         texts = generate(model, tokenizer, heads, [len(t) for t in tails])
         return texts, _logprobs(model, pad_id, list(zip(heads, tails, strict=True)))
     ends = summary_ends(model, tokenizer)
-    texts: list[str] = []
-    logprobs: list[float] = []
-    for start in range(0, len(heads), GENERATION_BATCH):
-        batch = tails[start : start + GENERATION_BATCH]
-        prefix = decoding.read_heads(model, pad_id, heads[start : start + GENERATION_BATCH])
-        logprobs += decoding.continuation_logprobs(model, prefix, pad_id, list(enumerate(batch)))
+    texts = [""] * len(heads)
+    logprobs = [0.0] * len(heads)
+    for rows in decoding.length_batches(
+        [len(head) for head in heads], GENERATION_BATCH, GENERATION_CHARGE
+    ):
+        batch = [tails[row] for row in rows]
+        prefix = decoding.read_heads(model, pad_id, [heads[row] for row in rows])
+        scores = decoding.continuation_logprobs(model, prefix, pad_id, list(enumerate(batch)))
         budgets = [len(tail) + GENERATION_SLACK for tail in batch]
-        texts += [_summary(tokenizer, row) for row in decoding.greedy(model, prefix, budgets, ends)]
+        generated = decoding.greedy(model, prefix, budgets, ends)
+        for row, score, ids in zip(rows, scores, generated, strict=True):
+            logprobs[row], texts[row] = score, _summary(tokenizer, ids)
     return texts, logprobs
 
 
@@ -260,23 +274,23 @@ def generate(model: Any, tokenizer: Any, heads: list[list[int]], budgets: list[i
     import torch
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    texts: list[str] = []
-    for start in range(0, len(heads), GENERATION_BATCH):
-        ids, mask = decoding.left_padded(heads[start : start + GENERATION_BATCH], pad_id)
+    texts = [""] * len(heads)
+    for rows in decoding.length_batches(
+        [len(head) for head in heads], GENERATION_BATCH, GENERATION_CHARGE
+    ):
+        ids, mask = decoding.left_padded([heads[row] for row in rows], pad_id)
         width = ids.shape[1]
+        kept = [budgets[row] + GENERATION_SLACK for row in rows]
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids,
                 attention_mask=mask,
-                max_new_tokens=max(budgets[start : start + GENERATION_BATCH]) + GENERATION_SLACK,
+                max_new_tokens=max(kept),
                 do_sample=False,
                 pad_token_id=pad_id,
             )
-        kept = [b + GENERATION_SLACK for b in budgets[start : start + GENERATION_BATCH]]
-        texts += [
-            _summary(tokenizer, row[width : width + n].tolist())
-            for row, n in zip(out, kept, strict=True)
-        ]
+        for row, generated, n in zip(rows, out, kept, strict=True):
+            texts[row] = _summary(tokenizer, generated[width : width + n].tolist())
     return texts
 
 
