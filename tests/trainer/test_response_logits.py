@@ -259,3 +259,31 @@ def test_options_scored_after_one_cached_pass_equal_each_scored_in_full(build: A
     flat = [value for per_head in got for value in per_head]
     assert [len(g) for g in got] == [len(o) for o in options]
     assert flat == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("response_only", [True, False], ids=["response-logits", "all-logits"])
+def test_the_held_out_loss_is_the_mean_over_every_response_token(response_only: bool) -> None:
+    """Batches holding responses of different lengths weigh each token alike: the held-out
+    loss is the summed loss over all examples' response tokens over their count."""
+    from torch.nn.functional import cross_entropy
+
+    from langmerge.common.prompts import Example
+    from langmerge.trainer.train import CausalLoss, _evaluate
+
+    model = lora(gemma())
+    generator = torch.Generator().manual_seed(3)
+    shapes = [(6, 1), (4, 9), (7, 2), (3, 12), (5, 1)]  # (prompt, response) lengths
+    examples = []
+    for prompt, response in shapes:
+        ids = torch.randint(5, 512, (prompt + response,), generator=generator).tolist()
+        examples.append(Example(ids, [IGNORED] * prompt + ids[prompt:]))
+    summed = 0.0
+    with torch.no_grad():
+        for example in examples:
+            logits = model(input_ids=torch.tensor([example.input_ids])).logits[0, :-1].float()
+            targets = torch.tensor(example.labels[1:])
+            summed += float(cross_entropy(logits, targets, ignore_index=IGNORED, reduction="sum"))
+    expected = summed / sum(response for _, response in shapes)
+    loss_of = CausalLoss(model, response_only=response_only)
+    held_out = _evaluate(loss_of, examples, TrainConfig(batch_size=2), 0, torch.device("cpu"))
+    assert held_out == pytest.approx(expected, rel=1e-5)

@@ -407,12 +407,14 @@ def train(
 def _evaluate(
     loss_of: Any, examples: list[Example], config: TrainConfig, pad_id: int, device: torch.device
 ) -> float:
+    """The mean token loss over every held-out response token, as the evaluator's loss is:
+    each batch's summed loss (num_items_in_batch 1), over the tokens that carry one."""
     loss_of.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for cpu_batch in _batches(examples, config.batch_size, pad_id, list(range(len(examples)))):
             batch = {k: v.to(device) for k, v in cpu_batch.items()}
-            total += float(loss_of(**batch)) * len(batch["input_ids"])
-            count += len(batch["input_ids"])
+            total += float(loss_of(**batch, num_items_in_batch=1))
+            count += int((cpu_batch["labels"][:, 1:] != distributed.IGNORED).sum())
     loss_of.train()
     return round(total / max(count, 1), 6)
