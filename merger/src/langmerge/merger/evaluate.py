@@ -96,10 +96,10 @@ def _folded(base: Path, adapter: Path) -> Any:
 
 BATCH = 64  # rows a batch at most
 # Rows of near one length go together (decoding.length_batches): in the given order, batches
-# of 64 padded the research's held-out sets to 1.12-1.29x their positions. A batch more costs
-# its passes' fixed part (the continuation's pass and the output layer's walk read every
-# weight whatever the rows), here counted as 256 positions: on Gemma 3 270M in bf16 on 2
-# cores, 256 scored the research's reviews and choices 1.04-1.05x faster than 64 did.
+# of 64 padded the research's held-out sets to 1.12-1.23x their positions
+# (benchmarks/batching_bench.py). A batch more costs its passes' fixed part (the
+# continuation's pass and the output layer's walk read every weight whatever the rows),
+# counted as 256 positions: about what such a pass costs Gemma 3 270M in bf16 on 2 cores.
 BATCH_CHARGE = 256
 
 
