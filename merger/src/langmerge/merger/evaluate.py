@@ -153,8 +153,8 @@ def _option_logprobs(
     out: list[list[float]] = [[] for _ in heads]
     for rows in decoding.length_batches([len(head) for head in heads], BATCH, BATCH_CHARGE):
         prefix = decoding.read_heads(model, pad_id, [heads[row] for row in rows])
-        pairs = [(line, option) for line, row in enumerate(rows) for option in options[row]]
-        flat = iter(decoding.continuation_logprobs(model, prefix, pad_id, pairs))
+        tails = [(line, option) for line, row in enumerate(rows) for option in options[row]]
+        flat = iter(decoding.continuation_logprobs(model, prefix, pad_id, tails))
         for row in rows:
             out[row] = [next(flat) for _ in options[row]]
     return out
