@@ -283,25 +283,25 @@ def main() -> int:
             f"{merge['separate_seconds']:.1f} s ({merge['separate_peak_rss_gb']:.2f} GB)"
         )
     per_language = 4 if args.quick else 16
-    results["scoring"] = {}
-    for base in ("builtin:tiny", "builtin:gemma-3-270m") if "scoring" in args.parts else ():
-        figures = scoring(base, per_language, repeat, args.precision)
-        if figures is not None:
-            results["scoring"][base] = figures
-            print(
-                f"scoring 8 candidates on {figures['records']} records ({base}): in one loaded "
-                f"model {figures['in_place_s']:.1f} s, a fresh load each "
-                f"{figures['fresh_load_s']:.1f} s"
-            )
-    results["languages"] = {}
-    for base in ("builtin:tiny", "builtin:gemma-3-270m") if "languages" in args.parts else ():
-        figures = languages_together(base, per_language, repeat, args.precision)
-        if figures is not None:
-            results["languages"][base] = figures
-            print(
-                f"one model's {figures['records']} records ({base}): a language at a time "
-                f"{figures['alone_s']:.3f} s, every language together {figures['together_s']:.3f} s"
-            )
+    model_parts = {  # part -> how it is measured, and its line of figures
+        "scoring": (
+            scoring,
+            "scoring 8 candidates on {records} records ({base}): in one loaded model "
+            "{in_place_s:.1f} s, a fresh load each {fresh_load_s:.1f} s",
+        ),
+        "languages": (
+            languages_together,
+            "one model's {records} records ({base}): a language at a time {alone_s:.3f} s, "
+            "every language together {together_s:.3f} s",
+        ),
+    }
+    for part, (measure, line) in model_parts.items():
+        results[part] = {}
+        for base in ("builtin:tiny", "builtin:gemma-3-270m") if part in args.parts else ():
+            figures = measure(base, per_language, repeat, args.precision)
+            if figures is not None:
+                results[part][base] = figures
+                print(line.format(base=base, **figures))
     results["load_average_after"] = load_average()
     name = "search_bench_quick.json" if args.quick else "search_bench.json"
     if args.parts != ["merge", "scoring"]:

@@ -58,6 +58,19 @@ def test_multiple_choice_picks_each_records_likeliest_alternative(
     assert scored.metrics["examples"] == 4
 
 
+def _batches_read(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows of each batch of heads the evaluator reads from now on, in order."""
+    rows: list[int] = []
+    read_heads = decoding.read_heads
+
+    def counted(model: Any, pad_id: int, heads: list[list[int]]) -> decoding.Prefix:
+        rows.append(len(heads))
+        return read_heads(model, pad_id, heads)
+
+    monkeypatch.setattr(decoding, "read_heads", counted)
+    return rows
+
+
 def test_each_record_keeps_its_own_scores_when_batches_reorder_the_records(
     model_and_tokenizer: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,12 +89,7 @@ def test_each_record_keeps_its_own_scores_when_batches_reorder_the_records(
         [response_ids(c, tokenizer) for c in ("good", f"bad {words[i % 7]}", "fine " * i)]
         for i in range(13)
     ]
-    read: list[int] = []
-    read_heads = decoding.read_heads
-    monkeypatch.setattr(
-        decoding, "read_heads", lambda m, pad, rows: read.append(len(rows)) or read_heads(
-            m, pad, rows)
-    )  # fmt: skip
+    read = _batches_read(monkeypatch)
     pad_id = tokenizer.pad_token_id
     scored = evaluate._option_logprobs(model, pad_id, heads, options)
     assert len(read) > 3 and sum(read) == len(heads)
@@ -129,12 +137,7 @@ def test_languages_scored_together_read_as_each_scored_alone(
             for i, record in enumerate(records):
                 record["choices"] = ["yes", "no, not at all"] if i % 2 else ["no", "yes it was"]
                 record["response"] = record["choices"][i % 2]
-    rows: list[int] = []
-    read_heads = decoding.read_heads
-    monkeypatch.setattr(
-        decoding, "read_heads", lambda m, pad, heads: rows.append(len(heads)) or read_heads(
-            m, pad, heads)
-    )  # fmt: skip
+    rows = _batches_read(monkeypatch)
     generation = kind == "generation"
     if kind == "reference":  # more distinct responses than labels: the reference loss alone
         for records in datasets.values():

@@ -99,7 +99,7 @@ BATCH = 64  # rows a batch at most
 # of 64 padded the research's held-out sets to 1.12-1.23x their positions
 # (benchmarks/batching_bench.py). A batch more costs its passes' fixed part (the
 # continuation's pass and the output layer's walk read every weight whatever the rows),
-# counted as 256 positions: about what such a pass costs Gemma 3 270M in bf16 on 2 cores.
+# counted as 256 positions: an estimate for Gemma 3 270M in bf16 on 2 cores, not a measurement.
 BATCH_CHARGE = 256
 
 
