@@ -58,7 +58,7 @@ e2e-prepare: sync control-plane
 lint: sync
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	.venv/bin/mypy -p langmerge.operator
+	.venv/bin/mypy -p langmerge.operator -p langmerge.common -p langmerge.trainer -p langmerge.merger
 
 format: sync
 	.venv/bin/ruff format .

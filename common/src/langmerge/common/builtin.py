@@ -21,10 +21,29 @@ import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
+from typing import TypedDict
 
 NAME = "builtin:tiny"
 LANGUAGES = ("en", "de", "fr", "ja", "zh")
-RECIPE = {
+
+
+class Recipe(TypedDict):
+    version: int
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    num_hidden_layers: int
+    max_position_embeddings: int
+    pretrain_steps: int
+    pretrain_batch: int
+    pretrain_length: int
+    learning_rate: float
+    seed: int
+
+
+RECIPE: Recipe = {
     "version": 2,
     "vocab_size": 1024,
     "hidden_size": 64,

@@ -64,11 +64,13 @@ def encode(record: dict[str, Any], fields: Fields, tokenizer: Any, max_length: i
     """Token ids and labels of one record; the loss covers the response (or all plain text)."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    style = fields.style
+    style = fields.style  # checks that the style's columns are named
     if style == "text":
+        assert fields.text is not None
         ids = list(tokenizer(record[fields.text], add_special_tokens=False)["input_ids"]) + eos
         labels = list(ids)
     elif style == "messages":
+        assert fields.messages is not None
         messages = record[fields.messages]
         if has_template:
             ids = _chat(tokenizer, messages, False) + eos
@@ -79,6 +81,7 @@ def encode(record: dict[str, Any], fields: Fields, tokenizer: Any, max_length: i
             prompt_len = 0
         labels = [-100] * prompt_len + ids[prompt_len:]
     else:
+        assert fields.prompt is not None and fields.response is not None
         head = prompt_ids(record[fields.prompt], tokenizer)
         tail = response_ids(record[fields.response], tokenizer)
         ids = head + tail

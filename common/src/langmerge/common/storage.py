@@ -39,8 +39,8 @@ def overlaps(first: str, second: str) -> bool:
     if is_local(first):
         a, b = local_path(first).resolve(), local_path(second).resolve()
         return a == b or a in b.parents or b in a.parents
-    a, b = first.rstrip("/") + "/", second.rstrip("/") + "/"
-    return a.startswith(b) or b.startswith(a)
+    x, y = first.rstrip("/") + "/", second.rstrip("/") + "/"
+    return x.startswith(y) or y.startswith(x)
 
 
 def check_under_root(uri: str, root: str | None, what: str) -> None:

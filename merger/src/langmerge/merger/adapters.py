@@ -77,7 +77,7 @@ class LoraAdapter:
         return self.metadata.get("language")
 
     @property
-    def base_model(self) -> tuple[str, str | None]:
+    def base_model(self) -> tuple[str | None, str | None]:  # None: the adapter does not say
         return (
             self.metadata.get("baseModel", self.config.get("base_model_name_or_path")),
             self.metadata.get("baseModelRevision", self.config.get("revision")),

@@ -66,6 +66,7 @@ def _load(base: Path, model: Path | None, precision: str = "fp32") -> Any:
     if why:
         _say_once(f"scoring: {why}")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[computed]
+    loaded: Any  # a transformers model, or the peft model round it
     if (
         model is not None
         and (model / "config.json").is_file()
@@ -597,7 +598,8 @@ def _into_slot(
             model.delete_adapter(slot[0])
         slot = (name, config.to_dict())
     assert slot is not None
-    loaded = set_peft_model_state_dict(model, weights, adapter_name=slot[0])
+    # torch's (missing_keys, unexpected_keys), which peft's annotation leaves untyped
+    loaded: Any = set_peft_model_state_dict(model, weights, adapter_name=slot[0])
     missing = [k for k in loaded.missing_keys if "lora_" in k and f".{slot[0]}." in k]
     if loaded.unexpected_keys or missing:
         raise ValueError(

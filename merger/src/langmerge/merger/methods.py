@@ -23,6 +23,7 @@ from langmerge.merger.names import METHOD_NAMES, METHOD_OPTIONS
 
 Space = Literal["factors", "dense", "knots"]
 Sparsify = Literal["magnitude", "dare"] | None
+TopkScope = Literal["model", "module"]  # what TIES's top-k spans: the whole model, or a module
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class MergeSettings:
     density: float = 0.5
     lambda_: float = 1.0
     majority_sign: str = "total"
-    topk_scope: Literal["model", "module"] | None = "model"  # None: the method has no top-k
+    topk_scope: TopkScope | None = "model"  # None: the method has no top-k
     seed: int = 0
     rank: int | None = None  # compress factor/dense results to this rank for a LoRA output
     device: str = "cpu"
@@ -395,9 +396,9 @@ def _merge_dense(module: str, loader: FactorLoader, settings: MergeSettings) -> 
             for task in range(n):
                 streamed.collect(task, chunk(task, lo, hi))
         thresholds = streamed.thresholds()
-    like = {"dtype": b_list[0].dtype, "device": b_list[0].device}
-    delta = torch.empty((rows, cols), **like)
-    buffer = torch.empty((n, min(step, rows), cols), **like)
+    dtype, device = b_list[0].dtype, b_list[0].device
+    delta = torch.empty((rows, cols), dtype=dtype, device=device)
+    buffer = torch.empty((n, min(step, rows), cols), dtype=dtype, device=device)
     for lo, hi in spans:
         stack = buffer[:, : hi - lo]
         for task in range(n):

@@ -12,6 +12,7 @@ import struct
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -273,8 +274,7 @@ def join_lora(parts: list[Path], out_dir: Path) -> None:
     stored."""
     files = [part / WEIGHTS for part in parts]
     headers = [read_header(path) for path in files]
-    # Each file's names in the order of its data.
-    names = [sorted(h, key=lambda n, h=h: h[n]["data_offsets"][0]) for _, h in headers]
+    names = [_in_data_order(header) for _, header in headers]
     order = joined_names(names, str(parts))
     writer = SafetensorsStreamWriter(out_dir / WEIGHTS, [n for n, _ in order], {"format": "pt"})
     sources = [path.open("rb") for path in files]
@@ -325,12 +325,17 @@ def _stored_bytes(entry: dict[str, Any]) -> int:
     return int(high - low)
 
 
+def _in_data_order(header: dict[str, Any]) -> list[str]:
+    """A safetensors header's tensor names in the order of their data in the file."""
+    return sorted(header, key=lambda name: header[name]["data_offsets"][0])
+
+
 def _read_weight(
-    buffer: torch.Tensor, source: BinaryIO, entry: dict[str, Any], where: str
+    buffer: torch.Tensor, source: BufferedReader, entry: dict[str, Any], where: str
 ) -> torch.Tensor:
     """The tensor stored at source's position, read into buffer's first bytes (no new memory)."""
     size = _stored_bytes(entry)
-    if source.readinto(memoryview(buffer.numpy())[:size]) != size:
+    if source.readinto(buffer.numpy().data[:size]) != size:
         raise ValueError(f"{where}: its data ends early")
     return buffer[:size].view(_FLOAT_DTYPES[entry["dtype"]]).view(entry["shape"])
 

@@ -24,7 +24,7 @@ from langmerge.merger.card import model_card
 
 if TYPE_CHECKING:  # torch loads only once a run starts
     from langmerge.merger.adapters import LoraAdapter
-    from langmerge.merger.methods import MergeSettings
+    from langmerge.merger.methods import MergeSettings, TopkScope
     from langmerge.merger.shared import Written
 
 
@@ -51,10 +51,10 @@ AGGREGATE_WORDS = {
 }  # the best few candidates; langmerge.json and the card keep them all
 
 
-def topk_scope(method: str, requested: str | None) -> str | None:
+def topk_scope(method: str, requested: str | None) -> TopkScope | None:
     """What the method's TIES trimming actually spans: recorded as such in the summary."""
     if method == "knots-ties":
-        return requested or "model"
+        return "module" if requested == "module" else "model"
     if method == "ties":
         if requested == "model":
             raise UsageError(
@@ -389,13 +389,14 @@ def run(
                         storage.publish_dir(rejected, args.rejected_output)
                 raise GateFailedError(_compact(evaluation), args.rejected_output)
             digest = storage.publish_dir(staged, args.output)
+    figures_shown: dict[str, Any] = {k: v for k, v in figures.items() if k != "bytes"}
     return MergeSummary(
         result="Succeeded",
         method=settings.method.name,
         parameters=parameters(settings),
         inputs=[{"sha256": i["sha256"], "language": i["language"]} for i in inputs],
         output=Output(uri=args.output, sha256=digest, format=args.output_format),
-        **{k: v for k, v in figures.items() if k != "bytes"},
+        **figures_shown,
         wallSeconds=round(time.monotonic() - started, 3),
         peakRssBytes=peak_rss_bytes(),
         device=args.device,

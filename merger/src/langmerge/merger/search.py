@@ -233,7 +233,7 @@ def _expand(entry: Any, where: str, number: int, start: int) -> list[Candidate]:
     weights = _list(entry, "weights", where, _weights, ["uniform"])
     seeds = _list(entry, "seeds", where, _seed, [DEFAULTS["seed"]] if "seed" in takes else None)
     assert lambdas is not None and weights is not None
-    out = []
+    out: list[Candidate] = []
     for density, lambda_, weight, seed in itertools.product(
         densities or [None], lambdas, weights, seeds or [None]
     ):

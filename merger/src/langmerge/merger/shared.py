@@ -323,9 +323,10 @@ def merge_candidates(
     for i in knots:
         if results[i].failure is None:
             results[i].figures = writers[i].close()
+            own = writers[i].held
             if i in held:
-                assert writers[i].held is not None and held_basis is not None
-                results[i].held = [writers[i].held, held_basis]
+                assert own is not None and held_basis is not None
+                results[i].held = [own, held_basis]
     for i, candidate in enumerate(settings):
         if candidate.method.space == "knots":
             continue

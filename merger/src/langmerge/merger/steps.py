@@ -166,7 +166,8 @@ def disjoint_weighted_mean_(
 
 def weighted_sum(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """sum_i w_i * x_i over the first dimension (task arithmetic)."""
-    return torch.tensordot(weights.to(stack.dtype), stack, dims=1)
+    summed: torch.Tensor = torch.tensordot(weights.to(stack.dtype), stack, dims=1)
+    return summed
 
 
 def apply_weights_(stack: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

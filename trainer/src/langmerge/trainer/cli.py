@@ -13,7 +13,7 @@ import time
 import traceback
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from langmerge.common import models, storage
 from langmerge.common.cli import add_version, quiet_library_warnings
@@ -393,7 +393,7 @@ def run(args: argparse.Namespace) -> TrainingSummary:
 
 
 def _summary(
-    args: argparse.Namespace, figures: dict[str, object], output: Output | None
+    args: argparse.Namespace, figures: dict[str, Any], output: Output | None
 ) -> TrainingSummary:
     return TrainingSummary(
         result="Succeeded",

@@ -121,8 +121,8 @@ def keep_lora_inputs_in_bf16(model: Any, dropout: float) -> bool:
     if dropout > 0:
         return False
     for module in model.modules():
-        if isinstance(module, BaseTunerLayer):
-            module.cast_input_dtype_enabled = False
+        if isinstance(module, BaseTunerLayer):  # each kind of layer sets the flag in __init__
+            module.cast_input_dtype_enabled = False  # type: ignore[attr-defined]
     return True
 
 
@@ -138,13 +138,13 @@ def lora_model(model_dir: Path, config: TrainConfig, computed: str) -> Any:
     base_dtype = torch.bfloat16 if computed == "bf16" else torch.float32
     chosen = attention.implementation(model_dir, config.attention)
     extra = {"attn_implementation": chosen} if chosen else {}
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype, **extra)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=base_dtype, **extra)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     lora = LoraConfig(
         r=config.rank,
-        lora_alpha=config.alpha,
+        lora_alpha=config.alpha,  # type: ignore[arg-type]  # annotated int; a float scales alike
         lora_dropout=config.dropout,
         target_modules=config.target_modules,
         use_rslora=config.rslora,
@@ -248,7 +248,7 @@ def _save_checkpoint(
 def _load_checkpoint(directory: Path | None, key: str) -> dict[str, Any] | None:
     if directory is None or not (directory / CHECKPOINT / "state.pt").is_file():
         return None
-    state = torch.load(directory / CHECKPOINT / "state.pt", weights_only=False)
+    state: dict[str, Any] = torch.load(directory / CHECKPOINT / "state.pt", weights_only=False)
     if state.get("key") != key:
         emit({"event": "checkpointIgnored", "reason": "settings or inputs changed"})
         return None
