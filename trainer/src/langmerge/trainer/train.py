@@ -24,7 +24,7 @@ from langmerge.common.logits import response_loss, supported
 from langmerge.common.precision import effective_precision
 from langmerge.common.prompts import Example
 from langmerge.common.summary import peak_rss_bytes
-from langmerge.trainer import attention, distributed
+from langmerge.trainer import attention, distributed, norms
 
 CHECKPOINT = "checkpoint"
 
@@ -151,6 +151,7 @@ def lora_model(model_dir: Path, config: TrainConfig, computed: str) -> Any:
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, lora)
+    norms.install(model)  # after LoRA froze the base: only frozen norms are replaced
     if computed == "bf16":
         keep_lora_inputs_in_bf16(model, config.dropout)
     return model
@@ -289,8 +290,10 @@ def train(
     world, rank = accelerator.num_processes, accelerator.process_index
     model = lora_model(model_dir, config, computed)
     loss_of = CausalLoss(model, response_only=config.logits == "response" and supported(model))
+    # Fused: one kernel over every LoRA tensor. The loop over them (torch's default on a CPU)
+    # launches a dozen small operations per tensor, 252 tensors on Gemma 3 270M at every step.
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
+        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, fused=True
     )
 
     batches_per_epoch = math.ceil(len(examples) / config.batch_size)
