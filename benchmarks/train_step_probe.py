@@ -5,7 +5,10 @@ The step is the trainer's (a bf16 base under autocast, or fp32; LoRA r16 on ever
 layer, no dropout; the response-only loss; AdamW), on train_bench.py's rows, batches of 8,
 seeded. --variant picks what changes:
 
-- `trainer`: the step as the trainer takes it (LoRA inputs kept in bf16);
+- `trainer`: the step as the trainer takes it (LoRA inputs kept in bf16, Gemma's norms with
+  their closed-form backward, fused AdamW);
+- `own-norms`: the model's own RMS norms (autograd's backward of them);
+- `loop-adamw`: AdamW's loop over the LoRA tensors (torch's default on a CPU);
 - `compile`: the loss under `torch.compile(dynamic=True)` (its first step compiles);
 - `eager`: transformers' eager attention instead of SDPA;
 - `threads=N`: N intra-op threads (run two such processes side by side to read the
@@ -15,7 +18,7 @@ Prints each step's seconds and loss, then the tokens/s from the third step on ("
 and over every step.
 
     python benchmarks/train_step_probe.py [--model builtin:gemma-3-270m] [--precision bf16]
-        [--steps 16] [--variant trainer|compile|eager|threads=N]"""
+        [--steps 16] [--variant trainer|own-norms|loop-adamw|compile|eager|threads=N]"""
 
 from __future__ import annotations
 
@@ -45,12 +48,16 @@ def main() -> int:
     from langmerge.common import models
     from langmerge.common.logits import response_loss
     from langmerge.common.prompts import prompt_ids, response_ids
+    from langmerge.trainer import norms
     from langmerge.trainer.train import TrainConfig, lora_model
 
+    variants = ("trainer", "own-norms", "loop-adamw", "compile", "eager")
     if args.variant.startswith("threads="):
         torch.set_num_threads(int(args.variant.split("=", 1)[1]))
-    elif args.variant not in ("trainer", "compile", "eager"):
-        parser.error(f"--variant {args.variant!r}: give trainer, compile, eager or threads=N")
+    elif args.variant not in variants:
+        parser.error(f"--variant {args.variant!r}: give {', '.join(variants)} or threads=N")
+    if args.variant == "own-norms":
+        norms.install = lambda model: 0  # lora_model then keeps the model's own norms
     folder = models.resolve(args.model, Path(tempfile.gettempdir()))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
@@ -63,7 +70,8 @@ def main() -> int:
     loss_of = (
         torch.compile(response_loss, dynamic=True) if args.variant == "compile" else response_loss
     )
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trained, lr=2e-4, fused=args.variant != "loop-adamw")
     rows = []
     for record in records(args.steps * BATCH):
         head = prompt_ids(record["prompt"], tokenizer)
@@ -90,7 +98,7 @@ def main() -> int:
         timed.append((seconds, int(mask.sum())))
         print(f"step {step}: {seconds:.3f} s, loss {float(loss):.4f}", flush=True)
     steady = timed[2:] or timed
-    name = args.variant.replace("=", "")  # RESULT keys are name=value
+    name = args.variant.replace("=", "").replace("-", "_")  # RESULT keys are name=value
     print(
         f"RESULT {name}_steady_tokens_per_second="
         f"{sum(n for _, n in steady) / sum(s for s, _ in steady):.1f}"
