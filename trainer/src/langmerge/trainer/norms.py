@@ -1,14 +1,14 @@
 """Gemma 3's RMS norms with a hand-written backward, for frozen norm weights (LoRA's case).
 
 Gemma 3 normalises in float32 and scales by (1 + weight): ten small operations forward, and
-autograd's backward of them about twice as many, each on a fresh [tokens, hidden] float32
-tensor. A Gemma 3 270M layer has six norms (four on the hidden states, two on the queries and
-keys), 108 a step. With the weight frozen only the input's gradient is needed, and it has a
-closed form: for y = x * r, r = 1 / rms(x), out = y * s,
+autograd's backward goes back through each of them, each on a fresh float32 tensor of the
+input's size. A Gemma 3 270M layer has six norms (four on the hidden states, two on the
+queries and keys), 108 in its 18 layers. With the weight frozen only the input's gradient
+is needed, and it has a closed form: for y = x * r, r = 1 / rms(x), out = y * s,
 
     dx = r * (dy - y * mean(dy * y)),   dy = d_out * s,
 
-which the backward computes in six operations from the input and r, the only tensors kept
+which the backward computes in one short pass from the input and r, the only tensors kept
 (the bf16 input instead of autograd's float32 intermediates). The forward is the model's own,
 operation for operation, so its outputs are the same bits; the input's gradient is the same
 function, rounded differently (tests/trainer/test_norms.py). A norm whose weight is trained
