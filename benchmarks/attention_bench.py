@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_bench import FORCED_BF16, LORA, RESULTS, TARGETS, records
+from train_bench import FORCED_BF16, LORA, RESULTS, TARGETS, records, step_batches
 
 RESEARCH = Path(__file__).resolve().parents[1] / "examples" / "research" / "datasets"
 BATCH, ROWS = 8, 64
@@ -61,13 +61,7 @@ def _trainer(model_dir: Path, precision: str, attention: str) -> tuple[Any, Any]
 def _batches(model_dir: Path, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
     from transformers import AutoTokenizer
 
-    from langmerge.common.prompts import Fields, encode
-    from langmerge.trainer import train
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    fields = Fields(prompt="prompt", response="response")
-    encoded = [encode(row, fields, tokenizer, 1024) for row in rows]
-    return train._batches(encoded, BATCH, tokenizer.pad_token_id, list(range(len(encoded))))
+    return step_batches(AutoTokenizer.from_pretrained(model_dir), rows, BATCH)
 
 
 def _step(side: tuple[Any, Any], batch: dict[str, Any], precision: str) -> float:

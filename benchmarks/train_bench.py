@@ -63,6 +63,17 @@ def records(count: int) -> list[dict[str, str]]:
     return [rows[i % len(rows)] for i in range(count)]
 
 
+def step_batches(tokenizer: Any, rows: list[dict[str, str]], batch: int) -> list[dict[str, Any]]:
+    """The rows as the trainer batches them (its encoding and padding), in the given order."""
+    from langmerge.common.prompts import Fields, encode
+    from langmerge.trainer import train
+
+    fields = Fields(prompt="prompt", response="response")
+    encoded = [encode(row, fields, tokenizer, 1024) for row in rows]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return train._batches(encoded, batch, pad_id, list(range(len(encoded))))
+
+
 def langmerge_run(
     model: str,
     data: Path,

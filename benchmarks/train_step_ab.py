@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_bench import LORA, TARGETS, records
+from train_bench import LORA, TARGETS, records, step_batches
 
 BATCH = 8
 SIDES = ("trainer", "own-norms", "loop-adamw", "before")
@@ -75,29 +75,14 @@ def main() -> int:
 
     from langmerge.common import models
     from langmerge.common.logits import response_loss
-    from langmerge.common.prompts import prompt_ids, response_ids
 
     folder = models.resolve(args.model, Path(tempfile.gettempdir()))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     sides = {side: side_model(side, folder, args.precision) for side in SIDES}
-    batches = []
-    rows = records(args.steps * BATCH)
-    for step in range(args.steps):
-        chosen = rows[step * BATCH : (step + 1) * BATCH]
-        encoded = []
-        for record in chosen:
-            head = prompt_ids(record["prompt"], tokenizer)
-            tail = response_ids(record["response"], tokenizer)
-            encoded.append((head + tail, [-100] * len(head) + tail))
-        width = max(len(ids) for ids, _ in encoded)
-        ids = torch.zeros((BATCH, width), dtype=torch.long)
-        labels = torch.full((BATCH, width), -100, dtype=torch.long)
-        mask = torch.zeros((BATCH, width), dtype=torch.long)
-        for row, (tokens, targets) in enumerate(encoded):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            labels[row, : len(tokens)] = torch.tensor(targets)
-            mask[row, : len(tokens)] = 1
-        batches.append((ids, mask, labels))
+    batches = [
+        (b["input_ids"], b["attention_mask"], b["labels"])
+        for b in step_batches(tokenizer, records(args.steps * BATCH), BATCH)
+    ]
 
     seconds: dict[str, list[float]] = {side: [] for side in SIDES}
     tokens: list[int] = []

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_bench import LORA, TARGETS, records
+from train_bench import LORA, TARGETS, records, step_batches
 
 BATCH = 8
 
@@ -47,7 +47,6 @@ def main() -> int:
 
     from langmerge.common import models
     from langmerge.common.logits import response_loss
-    from langmerge.common.prompts import prompt_ids, response_ids
     from langmerge.trainer import norms
     from langmerge.trainer.train import TrainConfig, lora_model
 
@@ -72,22 +71,9 @@ def main() -> int:
     )
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=2e-4, fused=args.variant != "loop-adamw")
-    rows = []
-    for record in records(args.steps * BATCH):
-        head = prompt_ids(record["prompt"], tokenizer)
-        tail = response_ids(record["response"], tokenizer)
-        rows.append((head + tail, [-100] * len(head) + tail))
     timed = []
-    for step in range(args.steps):
-        chosen = rows[step * BATCH : (step + 1) * BATCH]
-        width = max(len(ids) for ids, _ in chosen)
-        ids = torch.zeros((BATCH, width), dtype=torch.long)
-        labels = torch.full((BATCH, width), -100, dtype=torch.long)
-        mask = torch.zeros((BATCH, width), dtype=torch.long)
-        for row, (tokens, targets) in enumerate(chosen):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            labels[row, : len(tokens)] = torch.tensor(targets)
-            mask[row, : len(tokens)] = 1
+    for step, batch in enumerate(step_batches(tokenizer, records(args.steps * BATCH), BATCH)):
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
         started = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
             loss = loss_of(model, ids, mask, labels)
