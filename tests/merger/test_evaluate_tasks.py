@@ -287,3 +287,39 @@ def test_gate_on_rouge_compares_per_example_scores() -> None:
     verdict = decide({"de": ours}, {"de": theirs}, "rougeL", 0.05, "combined")
     assert not verdict.passed and "rougeL 0.400 is 0.100 below" in verdict.reason
     assert decide({"de": ours}, {"de": theirs}, "rougeL", 0.15, "combined").passed
+
+
+def test_records_that_name_their_group_get_intervals_over_the_groups(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    model, tokenizer = model_and_tokenizer
+    records = [
+        {"prompt": f"Review: the {thing} was {word}.", "response": label, "scenario": thing}
+        for thing in ("soup", "room", "film", "phone", "bed", "tea")
+        for word, label in (("good", "positive"), ("bad", "negative"), ("fine", "positive"))
+    ]
+    grouped = evaluate.evaluate(
+        model, tokenizer, records, "prompt", "response", False, group_field="scenario"
+    )
+    groups = [r["scenario"] for r in records]
+    assert grouped.groups == groups
+    assert grouped.metrics["groups"] == 6 and grouped.metrics["examples"] == 18
+    expected = statistics.classification_metrics(grouped.gold, grouped.predicted, groups)
+    for key, value in expected.items():
+        assert grouped.metrics[key] == pytest.approx(value, abs=1e-6)
+    # Without the field named, the same records are resampled one by one.
+    alone = evaluate.evaluate(model, tokenizer, records, "prompt", "response", False)
+    assert alone.groups is None and "groups" not in alone.metrics
+    assert alone.predicted == grouped.predicted
+
+
+def test_groups_named_by_some_records_only_are_refused_naming_the_dataset(
+    model_and_tokenizer: tuple[Any, Any],
+) -> None:
+    _, tokenizer = model_and_tokenizer
+    good = [{"prompt": "x", "response": "a", "group": "t1"}, {"prompt": "y", "response": "b"}]
+    with pytest.raises(ValueError, match="dataset fr: record 2 has no 'group', while 1 of 2"):
+        evaluate.evaluate_languages(None, tokenizer, {"fr": good}, "prompt", "response", False)
+    odd = [{"prompt": "x", "response": "a", "group": ["t1"]}]
+    with pytest.raises(ValueError, match=r"dataset de: record 1: 'group' is \['t1'\]; a group"):
+        evaluate.evaluate_languages(None, tokenizer, {"de": odd}, "prompt", "response", False)

@@ -12,6 +12,10 @@ Three kinds of task, told apart by the data and one flag:
   written without spaces), each with a bootstrap 95 % interval over the examples.
 Always: the mean token loss of the reference response. Writes one JSON report.
 
+Records that name their group (`--group-field`, default `group`: the template, scenario or
+text a record was written from) have their intervals resample whole groups, not records:
+records written from one source are not independent draws (langmerge.merger.statistics).
+
 `--precision bf16` holds the model's weights in bfloat16, an adapter's update folded into them
 (W + scale * B @ A summed in float32, then rounded: langmerge.merger.folding), and takes the
 log-probabilities in float32: faster where the CPU has AVX512-BF16 or on a GPU, and scores
@@ -26,7 +30,7 @@ import json
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,6 +211,7 @@ class Scored:
     gold: list[str] = field(default_factory=list)
     predicted: list[str] = field(default_factory=list)
     values: dict[str, list[float]] = field(default_factory=dict)  # metric -> per example
+    groups: list[Hashable] | None = None  # each example's group, where the records name one
 
 
 # Rows per decoding step. With each row leaving at its own end, 64 rather than 16 made the
@@ -308,6 +313,32 @@ class _Read:
     references: list[str]
     options: list[list[str]]  # each record's labels or alternatives ("options" only)
     encoded: list[list[list[int]]]
+    groups: list[Hashable] | None
+
+
+def _groups(records: list[dict[str, Any]], group_field: str) -> list[Hashable] | None:
+    """Each record's group, or None where no record names one. Some records with a group and
+    some without is refused: the interval would mix two units."""
+    named = [group_field in record for record in records]
+    if not any(named):
+        return None
+    if not all(named):
+        row = named.index(False) + 1
+        raise ValueError(
+            f"record {row} has no {group_field!r}, while {sum(named)} of {len(records)} "
+            f"records name one: the intervals resample whole groups only when every record "
+            f"names its group; give every record a {group_field!r} (the template, scenario or "
+            f"text it was written from), or none"
+        )
+    groups: list[Hashable] = []
+    for row, record in enumerate(records, start=1):
+        value = record[group_field]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(
+                f"record {row}: {group_field!r} is {value!r}; a group is a string or an integer"
+            )
+        groups.append(value)
+    return groups
 
 
 def _read(
@@ -317,7 +348,9 @@ def _read(
     response_field: str,
     generation: bool,
     choices_field: str,
+    group_field: str = "group",
 ) -> _Read:
+    groups = _groups(records, group_field)
     labels = sorted({r[response_field] for r in records})
     choose = not generation and is_multiple_choice(records, choices_field)
     classify = not generation and not choose and len(labels) <= CLASSIFICATION_MAX_LABELS
@@ -338,7 +371,7 @@ def _read(
                 )
         ids = {c: response_ids(c, tokenizer) for c in {c for cs in options for c in cs}}
         encoded = [[ids[c] for c in choices] for choices in options]
-    return _Read(kind, choose, heads, tails, references, options, encoded)
+    return _Read(kind, choose, heads, tails, references, options, encoded, groups)
 
 
 def _through_model(model: Any, tokenizer: Any, kind: str, read: list[_Read]) -> list[Any]:
@@ -379,16 +412,20 @@ def _scored(read: _Read, outcomes: list[Any]) -> Scored:
     tokens = sum(len(t) for t in read.tails)
     examples = float(len(read.heads))
     metrics = {"loss": -sum(reference_logprobs) / max(tokens, 1), "examples": examples}
+    if read.groups is not None:  # what the intervals resample
+        metrics["groups"] = float(len(set(read.groups)))
     if read.kind == "options":
-        metrics.update(statistics.classification_metrics(gold, predicted))
-        return Scored({k: round(v, 6) for k, v in metrics.items()}, gold, predicted)
+        metrics.update(statistics.classification_metrics(gold, predicted, read.groups))
+        rounded = {k: round(v, 6) for k, v in metrics.items()}
+        return Scored(rounded, gold, predicted, groups=read.groups)
     values: dict[str, list[float]] = {}
     if read.kind == "generation":
         pairs = [rouge(t, r) for t, r in zip(texts, read.references, strict=True)]
         values = {"rouge1": [p[0] for p in pairs], "rougeL": [p[1] for p in pairs]}
         for metric, per_example in values.items():
-            metrics.update(statistics.mean_with_interval(metric, per_example))
-    return Scored({k: round(v, 6) for k, v in metrics.items()}, values=values)
+            metrics.update(statistics.mean_with_interval(metric, per_example, read.groups))
+    rounded = {k: round(v, 6) for k, v in metrics.items()}
+    return Scored(rounded, values=values, groups=read.groups)
 
 
 def read_languages(
@@ -398,13 +435,25 @@ def read_languages(
     response_field: str,
     generation: bool,
     choices_field: str = "choices",
+    group_field: str = "group",
 ) -> dict[str, _Read]:
     """Every language's records read for scoring, once for however many models score them;
-    a bad record is refused here, before any model runs."""
-    return {
-        language: _read(tokenizer, records, prompt_field, response_field, generation, choices_field)
-        for language, records in datasets.items()
-    }
+    a bad record is refused here, before any model runs, naming its dataset."""
+    read = {}
+    for language, records in datasets.items():
+        try:
+            read[language] = _read(
+                tokenizer,
+                records,
+                prompt_field,
+                response_field,
+                generation,
+                choices_field,
+                group_field,
+            )
+        except ValueError as error:
+            raise ValueError(f"dataset {language}: {error}") from error
+    return read
 
 
 def score_languages(model: Any, tokenizer: Any, read: dict[str, _Read]) -> dict[str, Scored]:
@@ -428,10 +477,11 @@ def evaluate_languages(
     response_field: str,
     generation: bool,
     choices_field: str = "choices",
+    group_field: str = "group",
 ) -> dict[str, Scored]:
     """language -> Scored for one model (read_languages, then score_languages)."""
     read = read_languages(
-        tokenizer, datasets, prompt_field, response_field, generation, choices_field
+        tokenizer, datasets, prompt_field, response_field, generation, choices_field, group_field
     )
     return score_languages(model, tokenizer, read)
 
@@ -444,11 +494,12 @@ def evaluate(
     response_field: str,
     generation: bool,
     choices_field: str = "choices",
+    group_field: str = "group",
 ) -> Scored:
     """One data set's Scored (evaluate_languages)."""
     one = {"records": records}
     scored = evaluate_languages(
-        model, tokenizer, one, prompt_field, response_field, generation, choices_field
+        model, tokenizer, one, prompt_field, response_field, generation, choices_field, group_field
     )
     return scored["records"]
 
@@ -489,6 +540,7 @@ def score_models(
     response_field: str = "response",
     choices_field: str = "choices",
     precision: str = "fp32",
+    group_field: str = "group",
 ) -> dict[str, dict[str, Scored]]:
     """model name -> language -> Scored; a model of None is the base model alone."""
     from transformers import AutoTokenizer
@@ -498,7 +550,7 @@ def score_models(
     deterministic()
     tokenizer = AutoTokenizer.from_pretrained(base)
     read = read_languages(
-        tokenizer, datasets, prompt_field, response_field, generation, choices_field
+        tokenizer, datasets, prompt_field, response_field, generation, choices_field, group_field
     )
     scored: dict[str, dict[str, Scored]] = {}
     for name, path in models.items():
@@ -660,6 +712,13 @@ def build_parser() -> argparse.ArgumentParser:
         "of them) (default: choices)",
     )
     parser.add_argument(
+        "--group-field",
+        default="group",
+        help="field naming the group a record was written from (its template, scenario or "
+        "text): where every record has one, the intervals resample whole groups; where none "
+        "has, single records (default: group)",
+    )
+    parser.add_argument(
         "--generation", action="store_true", help="score by generation (ROUGE) (default: off)"
     )
     parser.add_argument(
@@ -715,6 +774,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.response_field,
                 args.choices_field,
                 args.precision,
+                args.group_field,
             )
     except (ValueError, KeyError, storage.StorageError) as error:
         print(f"langmerge-eval: {error}", file=sys.stderr)

@@ -4,8 +4,8 @@ language, by more than the evaluation's own uncertainty can explain?
 Baselines: `combined` (the COMB model trained on every language: the research's claim is
 parity with it), `individual` (each language's own adapter, on its own language) or
 `current` (the merged model served now). For a classification metric the gate takes the
-paired bootstrap 95 % interval of (merged - baseline) over the same held-out examples (for
-ROUGE, of the mean per-example difference) and
+paired bootstrap 95 % interval of (merged - baseline) over the same held-out examples, or
+their groups where the records name them (for ROUGE, of the mean per-example difference) and
 blocks the merge when the whole interval lies below -max_drop: the evidence says the merge
 lost more than the margin. A difference that the interval cannot tell from the margin
 passes, so the gate does not flap on evaluation noise. For `loss` (no per-example labels)
@@ -67,11 +67,11 @@ def decide(
         else:
             if metric in ours.values and metric in theirs.values:  # per-example means (ROUGE)
                 difference, low, high = paired_mean_difference(
-                    ours.values[metric], theirs.values[metric]
+                    ours.values[metric], theirs.values[metric], ours.groups
                 )
             else:
                 difference, low, high = paired_difference(
-                    ours.gold, ours.predicted, theirs.predicted, metric
+                    ours.gold, ours.predicted, theirs.predicted, metric, ours.groups
                 )
             verdict.comparisons[language] = {
                 "difference": round(difference, 6),

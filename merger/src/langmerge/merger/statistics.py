@@ -2,18 +2,26 @@
 the paired interval of a difference between two models on the same examples (what the
 evaluation gate decides on).
 
+The bootstrap resamples examples, or, where the records name their groups, whole groups:
+examples written from one template, scenario or text are not independent draws (200
+questions from 20 scenarios say about as much as the 20), and resampling them one by one
+gives an interval too narrow for the data. A resample is a weight per example: how often
+its group was drawn, so every metric is a weighted count or mean over the same examples.
+
 Everything is vectorised over resamples with numpy and seeded, so the same predictions give
 the same intervals on every run."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
 RESAMPLES = 2000
 LEVEL = 0.95
 SEED = 20260
+
+Groups = Sequence[Hashable] | None  # each example's group; None: each example its own
 
 
 def _codes(gold: Sequence[str], *predictions: Sequence[str]) -> tuple[np.ndarray, ...]:
@@ -26,14 +34,22 @@ def _codes(gold: Sequence[str], *predictions: Sequence[str]) -> tuple[np.ndarray
     )
 
 
-def _scores(gold: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, np.ndarray]:
-    """Macro precision/recall/F1 and accuracy over the last axis (any leading batch axes)."""
+def _scores(
+    gold: np.ndarray, predicted: np.ndarray, classes: int, weights: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Macro precision/recall/F1 and accuracy, one per row of `weights` (resamples x
+    examples: how often each example counts)."""
+
+    def count(hits: np.ndarray) -> np.ndarray:
+        total: np.ndarray = np.sum(weights * hits, axis=-1)  # pairwise: alike on every run
+        return total
+
     precisions, recalls, f1s = [], [], []
     for c in range(classes):
         is_gold, is_pred = gold == c, predicted == c
-        tp = np.sum(is_gold & is_pred, axis=-1).astype(np.float64)
-        fp = np.sum(~is_gold & is_pred, axis=-1)
-        fn = np.sum(is_gold & ~is_pred, axis=-1)
+        tp = count(is_gold & is_pred)
+        fp = count(~is_gold & is_pred)
+        fn = count(is_gold & ~is_pred)
         precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=(tp + fp) > 0)
         recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=(tp + fn) > 0)
         both = precision + recall
@@ -42,15 +58,34 @@ def _scores(gold: np.ndarray, predicted: np.ndarray, classes: int) -> dict[str, 
         recalls.append(recall)
         f1s.append(f1)
     return {
-        "accuracy": np.mean(gold == predicted, axis=-1),
+        "accuracy": count(gold == predicted) / np.sum(weights, axis=-1),
         "precision": np.mean(precisions, axis=0),
         "recall": np.mean(recalls, axis=0),
         "f1": np.mean(f1s, axis=0),
     }
 
 
-def _resample(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(RESAMPLES, n))
+def _resample(n: int, groups: Groups, seed: int) -> np.ndarray:
+    """RESAMPLES x n weights: in each resample as many groups drawn with replacement as there
+    are, and each example weighted by how often its group was drawn. Without groups this is
+    the usual bootstrap over examples."""
+    if groups is None:
+        codes = np.arange(n)
+    else:
+        if len(groups) != n:
+            raise ValueError(f"{len(groups)} groups for {n} examples")
+        first: dict[Hashable, int] = {}
+        codes = np.array([first.setdefault(g, len(first)) for g in groups], dtype=np.int64)
+    count = int(codes.max()) + 1
+    draws = np.random.default_rng(seed).integers(0, count, size=(RESAMPLES, count))
+    offsets = (np.arange(RESAMPLES) * count)[:, None]
+    drawn = np.bincount((draws + offsets).ravel(), minlength=RESAMPLES * count)
+    return drawn.reshape(RESAMPLES, count)[:, codes].astype(np.float64)
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    mean: np.ndarray = np.sum(weights * values, axis=-1) / np.sum(weights, axis=-1)
+    return mean
 
 
 def _bounds(samples: np.ndarray) -> tuple[float, float]:
@@ -60,20 +95,19 @@ def _bounds(samples: np.ndarray) -> tuple[float, float]:
 
 
 def classification_metrics(
-    gold: Sequence[str], predicted: Sequence[str], seed: int = SEED
+    gold: Sequence[str], predicted: Sequence[str], groups: Groups = None, seed: int = SEED
 ) -> dict[str, float]:
     """accuracy, macro precision/recall/F1, each with a bootstrap 95 % interval
-    (`f1Low`, `f1High`, ...) over the examples; `examples` is n."""
+    (`f1Low`, `f1High`, ...) over the examples, or over their groups; `examples` is n."""
     if not gold:
         raise ValueError("no examples to score")
     g, p = _codes(gold, predicted)
     classes = len(set(gold))
-    point = _scores(g, p, classes)
-    idx = _resample(len(g), seed)
-    sampled = _scores(g[idx], p[idx], classes)
+    point = _scores(g, p, classes, np.ones((1, len(g))))
+    sampled = _scores(g, p, classes, _resample(len(g), groups, seed))
     out: dict[str, float] = {"examples": float(len(g))}
     for metric, value in point.items():
-        out[metric] = float(value)
+        out[metric] = float(value[0])
         out[f"{metric}Low"], out[f"{metric}High"] = _bounds(sampled[metric])
     return out
 
@@ -83,37 +117,43 @@ def paired_difference(
     candidate: Sequence[str],
     baseline: Sequence[str],
     metric: str,
+    groups: Groups = None,
     seed: int = SEED,
 ) -> tuple[float, float, float]:
     """candidate - baseline on one metric, and its paired bootstrap 95 % interval: both models
-    are scored on the same resampled examples, so the shared difficulty cancels."""
+    are scored on the same resampled examples (or groups), so the shared difficulty
+    cancels."""
     g, c, b = _codes(gold, candidate, baseline)
     classes = len(set(gold))
-    point = float(_scores(g, c, classes)[metric] - _scores(g, b, classes)[metric])
-    idx = _resample(len(g), seed)
-    samples = _scores(g[idx], c[idx], classes)[metric] - _scores(g[idx], b[idx], classes)[metric]
+    once = np.ones((1, len(g)))
+    point = float(_scores(g, c, classes, once)[metric][0] - _scores(g, b, classes, once)[metric][0])
+    weights = _resample(len(g), groups, seed)
+    samples = _scores(g, c, classes, weights)[metric] - _scores(g, b, classes, weights)[metric]
     low, high = _bounds(samples)
     return point, low, high
 
 
-def mean_with_interval(metric: str, values: Sequence[float], seed: int = SEED) -> dict[str, float]:
-    """The mean of per-example scores (ROUGE) with its bootstrap 95 % interval."""
+def mean_with_interval(
+    metric: str, values: Sequence[float], groups: Groups = None, seed: int = SEED
+) -> dict[str, float]:
+    """The mean of per-example scores (ROUGE) with its bootstrap 95 % interval over the
+    examples, or over their groups."""
     if not values:
         raise ValueError("no examples to score")
     v = np.asarray(values, dtype=np.float64)
-    low, high = _bounds(v[_resample(len(v), seed)].mean(axis=1))
+    low, high = _bounds(_weighted_mean(v, _resample(len(v), groups, seed)))
     return {metric: float(v.mean()), f"{metric}Low": low, f"{metric}High": high}
 
 
 def paired_mean_difference(
-    candidate: Sequence[float], baseline: Sequence[float], seed: int = SEED
+    candidate: Sequence[float], baseline: Sequence[float], groups: Groups = None, seed: int = SEED
 ) -> tuple[float, float, float]:
     """mean(candidate - baseline) of per-example scores on the same examples, and its
-    paired bootstrap 95 % interval."""
+    paired bootstrap 95 % interval (over the examples, or over their groups)."""
     if len(candidate) != len(baseline) or not candidate:
         raise ValueError("paired scores need the same, non-empty examples")
     d = np.asarray(candidate, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    low, high = _bounds(d[_resample(len(d), seed)].mean(axis=1))
+    low, high = _bounds(_weighted_mean(d, _resample(len(d), groups, seed)))
     return float(d.mean()), low, high
 
 

@@ -197,7 +197,8 @@ class EvaluationGate(ApiModel):
         le=1,
         description="Margin in metric points (0.05 = 5 points of F1). A merge is not promoted "
         "when, in some language, the 95 % paired bootstrap interval of (merged - baseline) "
-        "lies wholly below -maxDrop: a drop that evaluation noise cannot explain.",
+        "lies wholly below -maxDrop: a drop that evaluation noise cannot explain. The "
+        "bootstrap resamples records, or whole groups where every record names its group.",
     )
     combined_model_uri: str | None = Field(
         default=None,
@@ -216,7 +217,10 @@ class Evaluation(ApiModel):
     datasets: dict[str, Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
         default=None,
         json_schema_extra={"maxProperties": 64},
-        description="Held-out dataset URI per language.",
+        description="Held-out dataset URI per language: JSON Lines, each record a prompt and "
+        "a response (and choices, for multiple choice). Where every record names a group "
+        "(the template, scenario or text it was written from), the intervals resample "
+        "groups, not records.",
     )
     metrics: (
         list[Annotated[str, Field(pattern=r"^(accuracy|f1|precision|recall|rouge1|rougeL|loss)$")]]
