@@ -16,7 +16,12 @@ training set and a v2 (v1 plus new examples: "new data for one language"), and a
 split (50 / 50 / 30) on which each task's merge search chooses: no record of it is in eval
 or training; its reasoning scenarios are its own, its reviews and news texts come from the
 eval templates (a development set from the test's distribution). It is drawn with a random
-stream of its own, after the other splits, which it leaves as they were."""
+stream of its own, after the other splits, which it leaves as they were.
+
+Eval and validation records name their `group`: the hand-written unit that decides their
+answer (a review's predicate, a COPA scenario, a news text). Many records are written from
+one such unit, so the evaluator's intervals resample the groups, not the records
+(langmerge.merger.statistics). Training records carry no group."""
 
 from __future__ import annotations
 
@@ -76,8 +81,11 @@ def sentiment_reviews(language: str, split: str, label: str) -> list[Record]:
                 C=_upper_first(context),
                 c=context,
             )
-            texts[text] = subject
-    return [{"text": text, "_group": subject} for text, subject in sorted(texts.items())]
+            texts[text] = (subject, predicate)
+    return [
+        {"text": text, "_group": subject, "group": predicate}
+        for text, (subject, predicate) in sorted(texts.items())
+    ]
 
 
 def sentiment_records(language: str, split: str, count: int, rng: random.Random) -> list[Record]:
@@ -87,13 +95,18 @@ def sentiment_records(language: str, split: str, count: int, rng: random.Random)
     rows: list[Record] = []
     for label in sentiment.LABELS:
         picked = _spread(sentiment_reviews(language, split, label), count, rng)
-        rows += [{"prompt": prompt.format(text=r["text"]), "response": label} for r in picked]
+        rows += [
+            {"prompt": prompt.format(text=r["text"]), "response": label, "group": r["group"]}
+            for r in picked
+        ]
     return rows
 
 
-def copa_items(language: str, scenario: dict[str, tuple[str, str, str, str]]) -> list[Record]:
+def copa_items(
+    language: str, scenario: dict[str, tuple[str, str, str, str]], group: str
+) -> list[Record]:
     """Each question of a scenario once per name, the right alternative first (`_alternate`
-    places it)."""
+    places it); `group` names the scenario."""
     cause, effect, wrong_cause, wrong_effect = scenario[language]
     items = []
     for name in copa.NAMES[language]:
@@ -104,7 +117,7 @@ def copa_items(language: str, scenario: dict[str, tuple[str, str, str, str]]) ->
         ):
             items.append({"kind": kind, "premise": premise, "choices": [right, wrong]})
     unique = {json.dumps(i, ensure_ascii=False, sort_keys=True): i for i in items}
-    return [unique[k] for k in sorted(unique)]
+    return [{**unique[k], "group": group} for k in sorted(unique)]
 
 
 def _alternate(language: str, items: list[Record]) -> list[Record]:
@@ -117,26 +130,26 @@ def _alternate(language: str, items: list[Record]) -> list[Record]:
         prompt = copa.PROMPTS[language][item["kind"]].format(
             premise=item["premise"], a=choices[0], b=choices[1]
         )
-        rows.append({"prompt": prompt, "response": right, "choices": choices})
+        rows.append(
+            {"prompt": prompt, "response": right, "choices": choices, "group": item["group"]}
+        )
     return rows
 
 
-def summary_items(language: str, frames: list[dict[str, tuple[str, str]]]) -> list[Record]:
-    prompt = summaries.PROMPTS[language]
-    items = []
-    for frame in frames:
-        text, summary = frame[language]
+def summary_items(language: str, frame: dict[str, tuple[str, str]], group: str) -> list[Record]:
+    """Every filling of one news text's slots; `group` names the text."""
+    prompt, (text, summary) = summaries.PROMPTS[language], frame[language]
+    return [
+        {
+            "prompt": prompt.format(text=text.format(**slots)),
+            "response": summary.format(**slots),
+            "group": group,
+        }
         for town, person, day in itertools.product(
             summaries.TOWNS[language], summaries.PEOPLE[language], summaries.DAYS[language]
-        ):
-            slots = {"town": town, "person": person, "day": day}
-            items.append(
-                {
-                    "prompt": prompt.format(text=text.format(**slots)),
-                    "response": summary.format(**slots),
-                }
-            )
-    return items
+        )
+        for slots in [{"town": town, "person": person, "day": day}]
+    ]
 
 
 def _spread(items: list[Record], count: int, rng: random.Random) -> list[Record]:
@@ -175,12 +188,16 @@ def task_splits(task: str, language: str, seed: int) -> dict[str, list[Record]]:
     else:
         if task == "reasoning":
             cut = copa.TRAIN_SCENARIOS
-            train_groups = [copa_items(language, s) for s in copa.SCENARIOS[:cut]]
-            eval_groups = [copa_items(language, s) for s in copa.SCENARIOS[cut:]]
+            scenarios = [
+                copa_items(language, s, f"scenario {i}") for i, s in enumerate(copa.SCENARIOS)
+            ]
+            train_groups, eval_groups = scenarios[:cut], scenarios[cut:]
         else:
             cut = summaries.TRAIN_FRAMES
-            train_groups = [summary_items(language, [f]) for f in summaries.FRAMES[:cut]]
-            eval_groups = [summary_items(language, [f]) for f in summaries.FRAMES[cut:]]
+            texts = [
+                summary_items(language, f, f"text {i}") for i, f in enumerate(summaries.FRAMES)
+            ]
+            train_groups, eval_groups = texts[:cut], texts[cut:]
         evaluation = _spread(_grouped(eval_groups), n_eval, rng)
         training = _spread(_grouped(train_groups), n_train + n_extra, rng)
         v1, new = training[:n_train], training[n_train:]
@@ -189,7 +206,12 @@ def task_splits(task: str, language: str, seed: int) -> dict[str, list[Record]]:
     if task == "reasoning":
         evaluation, v1, new = (_alternate(language, rows) for rows in (evaluation, v1, new))
     validation = validation_records(task, language, evaluation, random.Random(f"{seed}-{task}-v"))
+    v1, new = _ungrouped(v1), _ungrouped(new)  # a group is what evaluation resamples
     return {"eval": evaluation, "train": v1, "train-v2": v1 + new, "valid": validation}
+
+
+def _ungrouped(rows: list[Record]) -> list[Record]:
+    return [{k: v for k, v in row.items() if k != "group"} for row in rows]
 
 
 def validation_records(
@@ -209,15 +231,21 @@ def validation_records(
                 if prompt.format(text=r["text"]) not in held
             ]
             picked = _spread(pool, count // 2, rng)
-            rows += [{"prompt": prompt.format(text=r["text"]), "response": label} for r in picked]
+            rows += [
+                {"prompt": prompt.format(text=r["text"]), "response": label, "group": r["group"]}
+                for r in picked
+            ]
     elif task == "reasoning":
-        groups = [copa_items(language, s) for s in copa.VALIDATION_SCENARIOS]
+        groups = [
+            copa_items(language, s, f"validation scenario {i}")
+            for i, s in enumerate(copa.VALIDATION_SCENARIOS)
+        ]
         rows = _spread(_grouped(groups), count, rng)
     else:
         frames = summaries.FRAMES[summaries.TRAIN_FRAMES :]
         groups = [
-            [i for i in summary_items(language, [f]) if str(i["prompt"]) not in held]
-            for f in frames
+            [i for i in summary_items(language, f, f"text {n}") if str(i["prompt"]) not in held]
+            for n, f in enumerate(frames, start=summaries.TRAIN_FRAMES)
         ]
         rows = _spread(_grouped(groups), count, rng)
     rng.shuffle(rows)

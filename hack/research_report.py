@@ -157,13 +157,15 @@ def search_target(reading: dict[str, Any]) -> dict[str, Any]:
     return {"met": met, "detail": detail}
 
 
-def render(reading: dict[str, Any], n: dict[str, int]) -> str:
+def render(reading: dict[str, Any], n: dict[str, int], groups: dict[str, str]) -> str:
     parts = ["# The research in miniature: Gemma 3 270M, three tasks, five languages"]
     for task, r in reading.items():
         metric = r["metric"]
+        # where the records name their groups (scenarios, texts, ...) the intervals resample those
+        over = f", intervals over {groups[task]} groups a language" if groups.get(task) else ""
         parts.append(
             f"\n## {task} ({metric}, mean over {len(r['languages'])} languages, "
-            f"n = {n.get(task, '?')} per language)\n"
+            f"n = {n.get(task, '?')} per language{over})\n"
         )
         parts.append("| Model | mean | 95 % interval |\n|---|---|---|")
         for name, m in r["models"].items():
@@ -188,7 +190,9 @@ def render(reading: dict[str, Any], n: dict[str, int]) -> str:
 
 def main(state: Path) -> int:
     report = json.loads((state / "report.json").read_text())
-    reading, n = {}, {}
+    reading: dict[str, Any] = {}
+    n: dict[str, int] = {}
+    groups: dict[str, str] = {}  # task -> its languages' group counts, "10" or "9-10"
     for task, section in report["tasks"].items():
         if not section.get("evaluation"):
             continue
@@ -199,8 +203,10 @@ def main(state: Path) -> int:
             reading[task]["targets"]["searchedWinnerAtLeastDefault"] = search_target(search)
         cells = [c for row in section["evaluation"]["rows"] for c in row["perLanguage"].values()]
         n[task] = int(max((c.get("n", 0) for c in cells), default=0))
+        counts = sorted({int(c["groups"]) for c in cells if "groups" in c})
+        groups[task] = "-".join(map(str, dict.fromkeys([counts[0], counts[-1]]))) if counts else ""
     (state / "research.json").write_text(json.dumps(reading, indent=2))
-    text = render(reading, n)
+    text = render(reading, n, groups)
     (state / "research.md").write_text(text)
     print(text)
     for path in write_figures(reading, state / "figures"):

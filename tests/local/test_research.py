@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,8 @@ def test_each_task_is_scored_its_own_way(research: dict[str, Any]) -> None:
             for cell in row["perLanguage"].values():
                 if row["kind"] != "chance":
                     assert cell["n"] == EVAL_LIMIT  # the limit, honoured and reported
+                    # the records name their scenario, text or predicate: resampled as such
+                    assert 1 <= cell["groups"] <= EVAL_LIMIT
                     assert cell[f"{metric}Low"] <= cell[metric] <= cell[f"{metric}High"]
         transfer = evaluation["transfer"]
         assert sorted(transfer) == sorted(LANGUAGES)
@@ -140,6 +143,10 @@ def test_the_research_reading_names_each_target(research: dict[str, Any]) -> Non
         }, task
         assert all(isinstance(t["met"], bool) and t["detail"] for t in targets.values())
         assert f"## {task} ({PRIMARY[task]}" in research["reading"]
+    for task in TASKS:
+        header = re.search(rf"## {task} \(.*, n = (\d+) per language(.*)\)", research["reading"])
+        assert header and header[1] == str(EVAL_LIMIT), task
+        assert re.fullmatch(r", intervals over \d+(-\d+)? groups a language", header[2]), header[2]
     update = research["report"]["tasks"]["reasoning"]["research"]["updateOneLanguage"]
     assert update["merged"]["criticalPathSeconds"] > 0
 

@@ -165,3 +165,40 @@ def test_no_template_is_shared_between_train_and_eval(generator: ModuleType) -> 
             train = {s for item in items[:cut] for s in item[language]}
             evaluation = {s for item in items[cut:] for s in item[language]}
             assert not train & evaluation, language
+
+
+def test_held_out_records_name_the_unit_that_decides_them(
+    data: dict, generator: ModuleType
+) -> None:
+    """Eval and validation records name their group (what the evaluator's intervals
+    resample): for reasoning its scenario, for summarisation its news text, for sentiment
+    the predicate that carries the label, so a group never holds both labels. Training
+    records carry none."""
+    from research_data import copa, summaries  # on sys.path via the generator
+
+    expected = {
+        "reasoning": {f"scenario {i}" for i in range(copa.TRAIN_SCENARIOS, len(copa.SCENARIOS))},
+        "summarisation": {
+            f"text {i}" for i in range(summaries.TRAIN_FRAMES, len(summaries.FRAMES))
+        },
+    }
+    for task in generator.TASKS:
+        for language in generator.LANGUAGES:
+            for split in ("train", "train-v2"):
+                assert not any("group" in r for r in data[task, language, split])
+            evaluation = data[task, language, "eval"]
+            groups = {r["group"] for r in evaluation}
+            if task in expected:
+                assert groups == expected[task], (task, language)
+            else:
+                labels = defaultdict(set)
+                for r in evaluation:
+                    labels[r["group"]].add(r["response"])
+                    assert r["group"] in r["prompt"], (language, r)  # the predicate itself
+                assert all(len(held) == 1 for held in labels.values()), language
+                assert len(groups) >= 20, (language, len(groups))
+            valid = {r["group"] for r in data[task, language, "valid"]}
+            if task == "reasoning":
+                assert valid == {f"validation scenario {i}" for i in range(3)}
+            else:  # reviews and news texts of the eval templates
+                assert valid <= groups, (task, language)

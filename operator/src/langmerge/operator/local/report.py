@@ -28,6 +28,8 @@ def _cell(metrics: dict[str, float], metric: str) -> dict[str, float]:
         cell["loss"] = metrics["loss"]
     if "examples" in metrics:
         cell["n"] = metrics["examples"]
+    if "groups" in metrics:  # the records named their groups: the intervals resample those
+        cell["groups"] = metrics["groups"]
     return cell
 
 
@@ -188,13 +190,14 @@ def _percent(value: float | None) -> str:
 
 def _evaluation_text(task: str, evaluation: dict[str, Any]) -> list[str]:
     metric, languages = evaluation["metric"], evaluation["languages"]
-    n = next(
-        (c.get("n") for r in evaluation["rows"] for c in r["perLanguage"].values() if "n" in c),
-        None,
-    )
+    cells = [c for r in evaluation["rows"] for c in r["perLanguage"].values()]
+    n = next((c["n"] for c in cells if "n" in c), None)
+    groups = sorted({int(c["groups"]) for c in cells if "groups" in c})
+    span = f"{groups[0]}-{groups[-1]}" if len(groups) > 1 else "".join(map(str, groups))
+    over = f", resampling {span} groups a language" if groups else ""
     parts = [
         f"\n## Evaluation ({task}: {metric} with bootstrap 95 % interval, "
-        f"n = {int(n) if n else '?'} per language)"
+        f"n = {int(n) if n else '?'} per language{over})"
     ]
     rows = []
     for row in evaluation["rows"]:
