@@ -323,3 +323,32 @@ def test_groups_named_by_some_records_only_are_refused_naming_the_dataset(
     odd = [{"prompt": "x", "response": "a", "group": ["t1"]}]
     with pytest.raises(ValueError, match=r"dataset de: record 1: 'group' is \['t1'\]; a group"):
         evaluate.evaluate_languages(None, tokenizer, {"de": odd}, "prompt", "response", False)
+
+
+@pytest.mark.parametrize("kind", ["classification", "generation", "reference"])
+def test_a_models_mean_over_languages_resamples_them_together(
+    model_and_tokenizer: tuple[Any, Any], kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's mean of a model: every language weighs alike, its interval from one
+    resample of the units named alike in each language; a model scored by loss alone has
+    none."""
+    model, tokenizer = model_and_tokenizer
+    datasets = _languages()
+    for records in datasets.values():
+        for i, record in enumerate(records):
+            record["group"] = f"text {i % 2}"  # each text written in every language
+            if kind == "reference":
+                record["response"] = f"{record['response']} {i}"
+    monkeypatch.setattr(evaluate, "CLASSIFICATION_MAX_LABELS", 2)
+    scored = evaluate.evaluate_languages(
+        model, tokenizer, datasets, "prompt", "response", kind == "generation"
+    )
+    mean = evaluate.mean_over_languages(scored)
+    if kind == "reference":
+        assert mean == {}
+        return
+    assert mean["languages"] == 3 and mean["units"] == 2
+    for metric in ("accuracy", "f1") if kind == "classification" else ("rouge1", "rougeL"):
+        per_language = [one.metrics[metric] for one in scored.values()]
+        assert mean[metric] == pytest.approx(sum(per_language) / 3, abs=1e-6)
+        assert mean[f"{metric}Low"] <= mean[f"{metric}High"]

@@ -120,3 +120,70 @@ def test_paired_mean_difference_over_groups() -> None:
     _, record_low, record_high = statistics.paired_mean_difference(candidate, baseline)
     assert low <= point <= high
     assert high - low > 2 * (record_high - record_low)
+
+
+def _languages(
+    data: dict[str, tuple[list[str], list[str], list[object] | None]],
+) -> dict[str, tuple[statistics.Sampler, int, statistics.Groups]]:
+    return {
+        language: (statistics.classification_sampler(gold, predicted), len(gold), groups)
+        for language, (gold, predicted, groups) in data.items()
+    }
+
+
+def test_translations_of_one_unit_are_drawn_once_for_every_language() -> None:
+    """Five languages written from the same ten scenarios, a model right or wrong on a
+    scenario in every language alike: the mean over the languages says what one language
+    says, and its interval is that language's; combined as independent languages it would be
+    about sqrt(5) times narrower."""
+    gold, predicted, group_of = _clustered(10, 8, 8)
+    named = [f"scenario {g}" for g in group_of]
+    one = statistics.classification_metrics(gold, predicted, named)
+    mean = statistics.mean_over_languages(
+        _languages({language: (gold, predicted, named) for language in "abcde"})
+    )
+    assert mean["languages"] == 5 and mean["units"] == 10
+    for metric in ("accuracy", "f1", "precision", "recall"):
+        for key in (metric, f"{metric}Low", f"{metric}High"):
+            assert mean[key] == pytest.approx(one[key], abs=1e-12)
+    independent = _width(one, "f1") / 5**0.5  # sqrt(sum of five squared half-widths) / 5
+    assert _width(mean, "f1") > 2 * independent
+
+
+def test_languages_of_units_of_their_own_average_out() -> None:
+    """Records without groups, or groups named differently in each language, are units of
+    their own language: the mean's interval narrows as independent languages' would."""
+    per_language = {language: _clustered(10, 1, seed) for seed, language in enumerate("abcde")}
+    for named in (False, True):
+        data = {
+            language: (gold, predicted, [f"{language}{g}" for g in group_of] if named else None)
+            for language, (gold, predicted, group_of) in per_language.items()
+        }
+        mean = statistics.mean_over_languages(_languages(data))
+        assert mean["units"] == 50
+        ones = [statistics.classification_metrics(g, p) for g, p, _ in data.values()]
+        assert mean["accuracy"] == pytest.approx(sum(o["accuracy"] for o in ones) / 5)
+        assert mean["accuracyLow"] <= mean["accuracy"] <= mean["accuracyHigh"]
+        widest = max(_width(o, "accuracy") for o in ones)
+        assert _width(mean, "accuracy") < 0.7 * widest
+
+
+def test_the_mean_of_per_example_scores_over_languages() -> None:
+    rng = random.Random(9)
+    shared = [rng.random() for _ in range(6)]  # six texts, each as hard in every language
+    languages = {
+        language: (
+            statistics.mean_sampler({"rougeL": [s + shift for s in shared for _ in range(3)]}),
+            18,
+            [f"text {t}" for t in range(6) for _ in range(3)],
+        )
+        for language, shift in (("en", 0.0), ("de", 0.1))
+    }
+    mean = statistics.mean_over_languages(languages)
+    assert mean["rougeL"] == pytest.approx(sum(shared) / 6 + 0.05)
+    one = statistics.mean_with_interval("rougeL", shared)  # the six texts' own interval
+    assert mean["rougeLLow"] == pytest.approx(one["rougeLLow"] + 0.05, abs=1e-12)
+    assert mean["rougeLHigh"] == pytest.approx(one["rougeLHigh"] + 0.05, abs=1e-12)
+    assert mean == statistics.mean_over_languages(languages)  # seeded
+    with pytest.raises(ValueError, match="no languages"):
+        statistics.mean_over_languages({})

@@ -15,6 +15,9 @@ Always: the mean token loss of the reference response. Writes one JSON report.
 Records that name their group (`--group-field`, default `group`: the template, scenario or
 text a record was written from) have their intervals resample whole groups, not records:
 records written from one source are not independent draws (langmerge.merger.statistics).
+Each model's mean over the languages (`means` in the report) has an interval of its own that
+resamples the languages together: a group key names the same unit in every language (the
+same scenario, translated), so one draw weights it everywhere.
 
 `--precision bf16` holds the model's weights in bfloat16, an adapter's update folded into them
 (W + scale * B @ A summed in float32, then rounded: langmerge.merger.folding), and takes the
@@ -486,6 +489,23 @@ def evaluate_languages(
     return score_languages(model, tokenizer, read)
 
 
+def mean_over_languages(scored: dict[str, Scored]) -> dict[str, float]:
+    """One model's metrics averaged over its languages, with the interval of the mean from one
+    resample of the languages together (statistics.mean_over_languages); {} where the
+    languages were scored by loss alone."""
+    languages: dict[str, tuple[statistics.Sampler, int, statistics.Groups]] = {}
+    for language, one in scored.items():
+        if one.gold:
+            sampler = statistics.classification_sampler(one.gold, one.predicted)
+            languages[language] = (sampler, len(one.gold), one.groups)
+        elif one.values:
+            n = len(next(iter(one.values.values())))
+            languages[language] = (statistics.mean_sampler(one.values), n, one.groups)
+        else:
+            return {}
+    return {k: round(v, 6) for k, v in statistics.mean_over_languages(languages).items()}
+
+
 def evaluate(
     model: Any,
     tokenizer: Any,
@@ -716,7 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="group",
         help="field naming the group a record was written from (its template, scenario or "
         "text): where every record has one, the intervals resample whole groups; where none "
-        "has, single records (default: group)",
+        "has, single records. A name used in two languages is one unit (a scenario and its "
+        "translation): the interval of a model's mean over the languages draws it once for "
+        "both (default: group)",
     )
     parser.add_argument(
         "--generation", action="store_true", help="score by generation (ROUGE) (default: off)"
@@ -785,6 +807,8 @@ def main(argv: list[str] | None = None) -> int:
             name: {language: s.metrics for language, s in per_language.items()}
             for name, per_language in scored.items()
         },
+        # each model's mean over the languages, its interval resampling them together
+        "means": {name: mean_over_languages(per_language) for name, per_language in scored.items()},
         "chance": {}
         if args.generation
         else {

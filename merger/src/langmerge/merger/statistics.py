@@ -8,12 +8,18 @@ questions from 20 scenarios say about as much as the 20), and resampling them on
 gives an interval too narrow for the data. A resample is a weight per example: how often
 its group was drawn, so every metric is a weighted count or mean over the same examples.
 
+The mean of a metric over languages has an interval of its own (mean_over_languages): the
+languages are resampled together, the same draw of a group key weighting that unit in every
+language that has it, since held-out sets written as translations of each other (the same
+scenario, text or predicate in each language) fail or pass together; combining the
+per-language intervals as independent would make the mean's interval too narrow.
+
 Everything is vectorised over resamples with numpy and seeded, so the same predictions give
 the same intervals on every run."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +28,8 @@ LEVEL = 0.95
 SEED = 20260
 
 Groups = Sequence[Hashable] | None  # each example's group; None: each example its own
+# A data set's metrics under resample weights (resamples x examples -> metric -> resamples).
+Sampler = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
 def _codes(gold: Sequence[str], *predictions: Sequence[str]) -> tuple[np.ndarray, ...]:
@@ -65,22 +73,31 @@ def _scores(
     }
 
 
+def _codes_of(n: int, groups: Groups) -> tuple[np.ndarray, list[Hashable]]:
+    """Each example's group as an index into the groups in order of first appearance."""
+    if groups is None:
+        return np.arange(n), list(range(n))
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} examples")
+    first: dict[Hashable, int] = {}
+    codes = np.array([first.setdefault(g, len(first)) for g in groups], dtype=np.int64)
+    return codes, list(first)
+
+
+def _draw_counts(count: int, seed: int) -> np.ndarray:
+    """RESAMPLES x count: how often each of `count` units is drawn, `count` draws each."""
+    draws = np.random.default_rng(seed).integers(0, count, size=(RESAMPLES, count))
+    offsets = (np.arange(RESAMPLES) * count)[:, None]
+    drawn = np.bincount((draws + offsets).ravel(), minlength=RESAMPLES * count)
+    return drawn.reshape(RESAMPLES, count).astype(np.float64)
+
+
 def _resample(n: int, groups: Groups, seed: int) -> np.ndarray:
     """RESAMPLES x n weights: in each resample as many groups drawn with replacement as there
     are, and each example weighted by how often its group was drawn. Without groups this is
     the usual bootstrap over examples."""
-    if groups is None:
-        codes = np.arange(n)
-    else:
-        if len(groups) != n:
-            raise ValueError(f"{len(groups)} groups for {n} examples")
-        first: dict[Hashable, int] = {}
-        codes = np.array([first.setdefault(g, len(first)) for g in groups], dtype=np.int64)
-    count = int(codes.max()) + 1
-    draws = np.random.default_rng(seed).integers(0, count, size=(RESAMPLES, count))
-    offsets = (np.arange(RESAMPLES) * count)[:, None]
-    drawn = np.bincount((draws + offsets).ravel(), minlength=RESAMPLES * count)
-    return drawn.reshape(RESAMPLES, count)[:, codes].astype(np.float64)
+    codes, units = _codes_of(n, groups)
+    return _draw_counts(len(units), seed)[:, codes]
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -155,6 +172,58 @@ def paired_mean_difference(
     d = np.asarray(candidate, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
     low, high = _bounds(_weighted_mean(d, _resample(len(d), groups, seed)))
     return float(d.mean()), low, high
+
+
+def classification_sampler(gold: Sequence[str], predicted: Sequence[str]) -> Sampler:
+    """accuracy and macro precision/recall/F1 of one data set under resample weights."""
+    g, p = _codes(gold, predicted)
+    classes = len(set(gold))
+    return lambda weights: _scores(g, p, classes, weights)
+
+
+def mean_sampler(values: Mapping[str, Sequence[float]]) -> Sampler:
+    """The mean of each per-example score (metric -> one score per example) under weights."""
+    arrays = {metric: np.asarray(v, dtype=np.float64) for metric, v in values.items()}
+    return lambda weights: {metric: _weighted_mean(v, weights) for metric, v in arrays.items()}
+
+
+def mean_over_languages(
+    languages: Mapping[str, tuple[Sampler, int, Groups]], seed: int = SEED
+) -> dict[str, float]:
+    """Each metric's mean over the languages (language -> its sampler, examples and groups;
+    every language weighs alike) with a bootstrap 95 % interval that resamples the languages
+    together: the units are the group keys of every language pooled (a key names the same
+    unit in each language that has it, e.g. "scenario 3" and its translations; ungrouped
+    records are units of their own language), each resample draws as many units as there
+    are, and weights each example by how often its unit was drawn. A resample that leaves a
+    language without any example (possible only where its units are few of the pool) is
+    left out. `languages` counts the languages, `units` the units drawn from."""
+    if not languages:
+        raise ValueError("no languages to average")
+    first: dict[Hashable, int] = {}
+    codes = {}
+    for language, (_, n, groups) in languages.items():
+        own, keys = _codes_of(n, groups)
+        # ungrouped records are their own units, never another language's
+        pooled = keys if groups is not None else [(language, k) for k in keys]
+        index = np.array([first.setdefault(key, len(first)) for key in pooled], dtype=np.int64)
+        codes[language] = index[own]
+    counts = _draw_counts(len(first), seed)
+    weights = {language: counts[:, code] for language, code in codes.items()}
+    kept = np.all([w.sum(axis=-1) > 0 for w in weights.values()], axis=0)
+    point: dict[str, list[np.ndarray]] = {}
+    sampled: dict[str, list[np.ndarray]] = {}
+    for language, (sampler, n, _) in languages.items():
+        for metric, value in sampler(np.ones((1, n))).items():
+            point.setdefault(metric, []).append(value)
+        for metric, value in sampler(weights[language][kept]).items():
+            sampled.setdefault(metric, []).append(value)
+    out = {"languages": float(len(languages)), "units": float(len(first))}
+    for metric, values in point.items():
+        out[metric] = float(np.mean(values))
+        low, high = _bounds(np.mean(sampled[metric], axis=0))
+        out[f"{metric}Low"], out[f"{metric}High"] = low, high
+    return out
 
 
 def chance(gold: Sequence[str]) -> dict[str, float]:
