@@ -5,14 +5,14 @@ research.json and figures/*.png (hack/research_figures.py) beside report.json.
 
     python hack/research_report.py .langmerge-research/state
 
-The interval of a mean over languages combines the per-language bootstrap intervals as
-independent (half-width sqrt(sum of squared half-widths) / languages): the languages are
-scored on disjoint examples."""
+The interval of a model's mean over the languages is the evaluator's: one bootstrap that
+resamples the languages together (langmerge.merger.statistics.mean_over_languages), since
+the held-out units (scenarios, texts, predicates) are translations of each other and a hard
+one is hard in every language. INDV, five models each on its own language, has none."""
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,16 +26,6 @@ UPDATE_SHARE = 0.30  # an update's training compute at most 30 % of retraining C
 DEFAULT = {"method": "knots-ties", "density": 0.7, "lambda": 1.0}
 
 
-def mean_interval(row: dict[str, Any], metric: str) -> tuple[float, float, float] | None:
-    cells = [c for c in row["perLanguage"].values() if metric in c]
-    if not cells:
-        return None
-    mean = sum(c[metric] for c in cells) / len(cells)
-    halves = [(c[f"{metric}High"] - c[f"{metric}Low"]) / 2 for c in cells if f"{metric}Low" in c]
-    half = math.sqrt(sum(h * h for h in halves)) / len(cells) if halves else 0.0
-    return mean, mean - half, mean + half
-
-
 def task_reading(task: str, section: dict[str, Any]) -> dict[str, Any]:
     evaluation = section["evaluation"]
     metric = evaluation["metric"]
@@ -43,13 +33,12 @@ def task_reading(task: str, section: dict[str, Any]) -> dict[str, Any]:
     for row in evaluation["rows"]:
         if row["kind"] == "chance":
             continue
-        interval = mean_interval(row, metric)
-        if interval:
+        if row["mean"] is not None:
             models[row["name"]] = {
                 "kind": row["kind"],
-                "mean": interval[0],
-                "low": interval[1],
-                "high": interval[2],
+                "mean": row["mean"],
+                "low": row.get("meanLow"),
+                "high": row.get("meanHigh"),
                 "perLanguage": {
                     language: {
                         "value": c[metric],
@@ -103,6 +92,8 @@ def task_reading(task: str, section: dict[str, Any]) -> dict[str, Any]:
         "research": section["research"],
         "transfer": evaluation["transfer"],
         "languages": evaluation["languages"],
+        "examplesPerLanguage": evaluation["examplesPerLanguage"],
+        "groupsPerLanguage": evaluation["groupsPerLanguage"],
     }
 
 
@@ -157,19 +148,20 @@ def search_target(reading: dict[str, Any]) -> dict[str, Any]:
     return {"met": met, "detail": detail}
 
 
-def render(reading: dict[str, Any], n: dict[str, int], groups: dict[str, str]) -> str:
+def render(reading: dict[str, Any]) -> str:
     parts = ["# The research in miniature: Gemma 3 270M, three tasks, five languages"]
     for task, r in reading.items():
-        metric = r["metric"]
+        metric, groups = r["metric"], r["groupsPerLanguage"]
         # where the records name their groups (scenarios, texts, ...) the intervals resample those
-        over = f", intervals over {groups[task]} groups a language" if groups.get(task) else ""
+        over = f", intervals over {groups} groups a language" if groups else ""
         parts.append(
             f"\n## {task} ({metric}, mean over {len(r['languages'])} languages, "
-            f"n = {n.get(task, '?')} per language{over})\n"
+            f"n = {r['examplesPerLanguage']} per language{over})\n"
         )
         parts.append("| Model | mean | 95 % interval |\n|---|---|---|")
         for name, m in r["models"].items():
-            parts.append(f"| {name} | {m['mean']:.3f} | {m['low']:.3f}-{m['high']:.3f} |")
+            interval = "-" if m["low"] is None else f"{m['low']:.3f}-{m['high']:.3f}"
+            parts.append(f"| {name} | {m['mean']:.3f} | {interval} |")
         parts.append("")
         for key, target in r["targets"].items():
             parts.append(f"- {key}: {'met' if target['met'] else 'NOT met'}: {target['detail']}")
@@ -191,8 +183,6 @@ def render(reading: dict[str, Any], n: dict[str, int], groups: dict[str, str]) -
 def main(state: Path) -> int:
     report = json.loads((state / "report.json").read_text())
     reading: dict[str, Any] = {}
-    n: dict[str, int] = {}
-    groups: dict[str, str] = {}  # task -> its languages' group counts, "10" or "9-10"
     for task, section in report["tasks"].items():
         if not section.get("evaluation"):
             continue
@@ -201,12 +191,8 @@ def main(state: Path) -> int:
         if search is not None:
             reading[task]["search"] = search
             reading[task]["targets"]["searchedWinnerAtLeastDefault"] = search_target(search)
-        cells = [c for row in section["evaluation"]["rows"] for c in row["perLanguage"].values()]
-        n[task] = int(max((c.get("n", 0) for c in cells), default=0))
-        counts = sorted({int(c["groups"]) for c in cells if "groups" in c})
-        groups[task] = "-".join(map(str, dict.fromkeys([counts[0], counts[-1]]))) if counts else ""
     (state / "research.json").write_text(json.dumps(reading, indent=2))
-    text = render(reading, n, groups)
+    text = render(reading)
     (state / "research.md").write_text(text)
     print(text)
     for path in write_figures(reading, state / "figures"):

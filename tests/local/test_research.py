@@ -120,7 +120,15 @@ def test_each_task_is_scored_its_own_way(research: dict[str, Any]) -> None:
         expected += [f"{task}-{m}" for m in MERGES]
         assert [n for n in names if not n.startswith("chance")] == expected, task
         assert any(n.startswith("chance") for n in names) == (task != "summarisation")
+        assert evaluation["examplesPerLanguage"] == EVAL_LIMIT
+        assert evaluation["groupsPerLanguage"]  # "5", or "4-6" where languages differ
         for row in evaluation["rows"]:
+            # a model's mean over the languages has the evaluator's joint interval; INDV, a
+            # model per language, and chance have none
+            joint = row["kind"] not in ("individual", "chance")
+            assert ("meanLow" in row) == joint, (task, row["name"])
+            if joint:
+                assert row["meanLow"] <= row["meanHigh"], (task, row["name"])
             for cell in row["perLanguage"].values():
                 if row["kind"] != "chance":
                     assert cell["n"] == EVAL_LIMIT  # the limit, honoured and reported
@@ -229,6 +237,9 @@ def test_an_update_rescores_only_the_models_it_changed(research: dict[str, Any])
         # BASE and the English adapter did not change: their scores carry over unchanged.
         for kept in ("BASE", "INDV en"):
             assert after[task].models[kept] == research["before"][task].models[kept]
+            assert after[task].means[kept] == research["before"][task].means[kept]
+        assert list(after[task].means) == [m for m in after[task].models if m in after[task].means]
+        assert {"BASE", "COMB", f"{task}-knots"} <= set(after[task].means)
         assert after[task].uris["INDV ja"] != research["before"][task].uris["INDV ja"]
 
 

@@ -179,8 +179,9 @@ def test_two_runs_warm_or_cold_print_the_same_evaluation(runs: Runs) -> None:
     assert runs.warm_evaluation.keys() == runs.cold_evaluation.keys()
     for task, warm in runs.warm_evaluation.items():
         cold = runs.cold_evaluation[task]
-        assert (warm.models, warm.chance, warm.gated_out) == (
+        assert (warm.models, warm.means, warm.chance, warm.gated_out) == (
             cold.models,
+            cold.means,
             cold.chance,
             cold.gated_out,
         ), task

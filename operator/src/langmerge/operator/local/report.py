@@ -34,16 +34,34 @@ def _cell(metrics: dict[str, float], metric: str) -> dict[str, float]:
 
 
 def _row(
-    name: str, kind: str, per_language: dict[str, dict[str, float]], metric: str
+    name: str,
+    kind: str,
+    per_language: dict[str, dict[str, float]],
+    metric: str,
+    mean: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """One model's cells; `mean` the evaluator's mean over the languages, whose interval
+    resamples them together (absent for rows that are no one model: INDV, chance)."""
     cells = {language: _cell(m, metric) for language, m in sorted(per_language.items())}
     values = [c[metric] for c in cells.values() if metric in c]
-    return {
+    row = {
         "name": name,
         "kind": kind,
         "perLanguage": cells,
         "mean": round(sum(values) / len(values), 6) if values else None,
     }
+    if mean and f"{metric}Low" in mean:
+        row["meanLow"], row["meanHigh"] = mean[f"{metric}Low"], mean[f"{metric}High"]
+    return row
+
+
+def _group_span(cells: list[dict[str, float]]) -> str | None:
+    """How many groups a language's intervals resample: "10", or "9-10" where languages
+    differ; None where the records name none."""
+    counts = sorted({int(c["groups"]) for c in cells if "groups" in c})
+    if not counts:
+        return None
+    return f"{counts[0]}-{counts[-1]}" if len(counts) > 1 else str(counts[0])
 
 
 def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str, Any] | None:
@@ -61,8 +79,9 @@ def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str,
     ]
     metric = next(m for m in (*declared, *PRIMARY_METRICS) if m in sample)
     rows = []
+    means = report.means
     if "BASE" in scores:
-        rows.append(_row("BASE (no adapter)", "base", scores["BASE"], metric))
+        rows.append(_row("BASE (no adapter)", "base", scores["BASE"], metric, means.get("BASE")))
     if report.chance:
         rows.append(_row("chance (uniform guess)", "chance", report.chance, metric))
     individual = {
@@ -72,12 +91,12 @@ def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str,
         own = {lang: individual[lang][lang] for lang in languages if lang in individual}
         rows.append(_row("INDV (own language)", "individual", own, metric))
     if "COMB" in scores:
-        rows.append(_row("COMB", "combined", scores["COMB"], metric))
+        rows.append(_row("COMB", "combined", scores["COMB"], metric, means.get("COMB")))
     gated = set(report.gated_out)
     for model in merged:
         name = model.metadata.name
         if model.spec.task == task and name in scores:
-            row = _row(name, "merged", scores[name], metric)
+            row = _row(name, "merged", scores[name], metric, means.get(name))
             row["method"] = str(model.spec.method)
             row["gatedOut"] = name in gated
             status = state.merged.get(name)
@@ -88,7 +107,15 @@ def _evaluation(task: str, state: State, merged: list[MergedModel]) -> dict[str,
         adapter: {language: per[language][metric] for language in languages if language in per}
         for adapter, per in sorted(individual.items())
     }
-    return {"metric": metric, "languages": languages, "rows": rows, "transfer": transfer}
+    cells = [c for row in rows if row["kind"] != "chance" for c in row["perLanguage"].values()]
+    return {
+        "metric": metric,
+        "languages": languages,
+        "examplesPerLanguage": max((int(c.get("n", 0)) for c in cells), default=0),
+        "groupsPerLanguage": _group_span(cells),
+        "rows": rows,
+        "transfer": transfer,
+    }
 
 
 def _side(runs: list[RunFigures]) -> dict[str, float]:
@@ -184,26 +211,32 @@ def _score(cell: dict[str, float], metric: str) -> str:
     return f"{cell[metric]:.3f}" + (f" [{low:.2f}-{high:.2f}]" if low is not None else "")
 
 
+def _mean_cell(row: dict[str, Any]) -> dict[str, float]:
+    """A row's mean as a cell of the metric _score reads (the interval where it has one)."""
+    cell = {"value": row["mean"]}
+    if "meanLow" in row:
+        cell["valueLow"], cell["valueHigh"] = row["meanLow"], row["meanHigh"]
+    return cell
+
+
 def _percent(value: float | None) -> str:
     return f"{value * 100:+.1f} %" if value is not None else "-"
 
 
 def _evaluation_text(task: str, evaluation: dict[str, Any]) -> list[str]:
     metric, languages = evaluation["metric"], evaluation["languages"]
-    cells = [c for r in evaluation["rows"] for c in r["perLanguage"].values()]
-    n = next((c["n"] for c in cells if "n" in c), None)
-    groups = sorted({int(c["groups"]) for c in cells if "groups" in c})
-    span = f"{groups[0]}-{groups[-1]}" if len(groups) > 1 else "".join(map(str, groups))
-    over = f", resampling {span} groups a language" if groups else ""
+    n, span = evaluation["examplesPerLanguage"], evaluation["groupsPerLanguage"]
+    over = f", resampling {span} groups a language" if span else ""
     parts = [
         f"\n## Evaluation ({task}: {metric} with bootstrap 95 % interval, "
-        f"n = {int(n) if n else '?'} per language{over})"
+        f"n = {n or '?'} per language{over}; the mean's interval resamples the languages "
+        "together)"
     ]
     rows = []
     for row in evaluation["rows"]:
         label = row["name"] + (" (gated out)" if row.get("gatedOut") else "")
         cells = [_score(row["perLanguage"].get(lang, {}), metric) for lang in languages]
-        mean = f"{row['mean']:.3f}" if row["mean"] is not None else "-"
+        mean = "-" if row["mean"] is None else _score(_mean_cell(row), "value")
         rows.append([label, *cells, mean])
     parts.append(_table(["Model", *languages, "mean"], rows))
     if evaluation["transfer"]:

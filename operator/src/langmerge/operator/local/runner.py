@@ -468,13 +468,15 @@ class LocalRunner:
         if precision != "fp32":  # absent: fp32, as in states written before the option
             inputs["precision"] = precision
         earlier = self.state.evaluation.get(task)
-        kept = {}
+        kept: dict[str, dict[str, dict[str, float]]] = {}  # model -> language -> metrics
+        kept_means: dict[str, dict[str, float]] = {}
         if earlier and earlier.inputs == inputs:
             kept = {
                 name: earlier.models[name]
                 for name, uri in models.items()
                 if earlier.uris.get(name) == uri and name in earlier.models
             }
+            kept_means = {name: earlier.means[name] for name in kept if name in earlier.means}
         to_score = {name: uri for name, uri in models.items() if name not in kept}
         evaluation = TaskEvaluation(inputs=inputs, uris=models)
         if earlier and kept:
@@ -484,7 +486,10 @@ class LocalRunner:
             if scored is None:
                 return None
             evaluation.models, evaluation.chance = scored.models, scored.chance
+            evaluation.means = scored.means
         evaluation.models = {name: (kept | evaluation.models)[name] for name in models}
+        means = kept_means | evaluation.means
+        evaluation.means = {name: means[name] for name in models if name in means}
         return evaluation
 
     def _score(

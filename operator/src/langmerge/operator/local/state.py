@@ -71,6 +71,7 @@ class TaskEvaluation(StateModel):
     """Every model of a task scored on every language's held-out split."""
 
     models: dict[str, dict[str, Metrics]] = {}  # model -> language -> metrics
+    means: dict[str, Metrics] = {}  # model -> its mean over the languages, with an interval
     chance: dict[str, Metrics] = {}  # language -> a uniform guess's metrics
     gated_out: list[str] = []  # the candidates their gate refused
     uris: dict[str, str] = {}  # model -> the artifact scored ("" the base model)
