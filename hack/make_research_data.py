@@ -21,7 +21,9 @@ stream of its own, after the other splits, which it leaves as they were.
 Eval and validation records name their `group`: the hand-written unit that decides their
 answer (a review's predicate, a COPA scenario, a news text). Many records are written from
 one such unit, so the evaluator's intervals resample the groups, not the records
-(langmerge.merger.statistics). Training records carry no group."""
+(langmerge.merger.statistics). A unit is written in every language, and its group is named
+alike in each ("scenario 3", "positive: domain 2 predicate 1"): the interval of a mean over
+the languages draws each unit once for all of them. Training records carry no group."""
 
 from __future__ import annotations
 
@@ -64,16 +66,19 @@ def _subject(language: str, text: str) -> str:
 def sentiment_reviews(language: str, split: str, label: str) -> list[Record]:
     """Every review `split`'s forms make for `label`, grouped by subject."""
     spec = sentiment.LANGUAGES[language]
-    pairs = [
-        (subject, predicate)
-        for domain in spec["domains"]
-        for subject in domain["subjects"]
-        for predicate in domain[label] + spec["generic"][label]
+    # A predicate's group names its place in the vocabulary, alike in every language (its
+    # translations): the evaluator's mean over languages resamples each such unit once.
+    generic = [
+        (p, f"{label}: generic predicate {j}") for j, p in enumerate(spec["generic"][label], 1)
     ]
-    texts: dict[str, str] = {}
+    pairs = []  # (subject, predicate, its group)
+    for d, domain in enumerate(spec["domains"], 1):
+        own = [(p, f"{label}: domain {d} predicate {j}") for j, p in enumerate(domain[label], 1)]
+        pairs += [(s, p, g) for s in domain["subjects"] for p, g in own + generic]
+    texts: dict[str, tuple[str, str]] = {}
     for form in spec[f"{split}_forms"]:
         contexts = spec["contexts"] if "{c" in form.lower() else [""]
-        for (subject, predicate), context in itertools.product(pairs, contexts):
+        for (subject, predicate, group), context in itertools.product(pairs, contexts):
             text = form.format(
                 S=subject,
                 s=_subject(language, subject),
@@ -81,10 +86,10 @@ def sentiment_reviews(language: str, split: str, label: str) -> list[Record]:
                 C=_upper_first(context),
                 c=context,
             )
-            texts[text] = (subject, predicate)
+            texts[text] = (subject, group)
     return [
-        {"text": text, "_group": subject, "group": predicate}
-        for text, (subject, predicate) in sorted(texts.items())
+        {"text": text, "_group": subject, "group": group}
+        for text, (subject, group) in sorted(texts.items())
     ]
 
 

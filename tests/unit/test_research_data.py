@@ -172,14 +172,32 @@ def test_held_out_records_name_the_unit_that_decides_them(
 ) -> None:
     """Eval and validation records name their group (what the evaluator's intervals
     resample): for reasoning its scenario, for summarisation its news text, for sentiment
-    the predicate that carries the label, so a group never holds both labels. Training
-    records carry none."""
-    from research_data import copa, summaries  # on sys.path via the generator
+    the predicate that carries the label, so a group never holds both labels. A group is
+    named alike in every language (the mean over languages resamples each unit once for
+    all). Training records carry none."""
+    from research_data import copa, sentiment, summaries  # on sys.path via the generator
 
+    def predicate(language: str, group: str) -> str:
+        """The words of `language` a sentiment group names ("positive: domain 2 predicate 1")."""
+        label, _, place = group.partition(": ")
+        spec, words = sentiment.LANGUAGES[language], place.split()
+        at = spec["generic"] if words[0] == "generic" else spec["domains"][int(words[1]) - 1]
+        return str(at[label][int(words[-1]) - 1])
+
+    english = sentiment.LANGUAGES["en"]
     expected = {
         "reasoning": {f"scenario {i}" for i in range(copa.TRAIN_SCENARIOS, len(copa.SCENARIOS))},
         "summarisation": {
             f"text {i}" for i in range(summaries.TRAIN_FRAMES, len(summaries.FRAMES))
+        },
+        "sentiment": {
+            f"{label}: {place} predicate {j}"
+            for label in sentiment.LABELS
+            for place, words in [
+                *((f"domain {d}", domain[label]) for d, domain in enumerate(english["domains"], 1)),
+                ("generic", english["generic"][label]),
+            ]
+            for j in range(1, len(words) + 1)
         },
     }
     for task in generator.TASKS:
@@ -188,15 +206,11 @@ def test_held_out_records_name_the_unit_that_decides_them(
                 assert not any("group" in r for r in data[task, language, split])
             evaluation = data[task, language, "eval"]
             groups = {r["group"] for r in evaluation}
-            if task in expected:
-                assert groups == expected[task], (task, language)
-            else:
-                labels = defaultdict(set)
+            assert groups == expected[task], (task, language)  # the same in every language
+            if task == "sentiment":
                 for r in evaluation:
-                    labels[r["group"]].add(r["response"])
-                    assert r["group"] in r["prompt"], (language, r)  # the predicate itself
-                assert all(len(held) == 1 for held in labels.values()), language
-                assert len(groups) >= 20, (language, len(groups))
+                    assert r["group"].startswith(f"{r['response']}: "), r  # one label a group
+                    assert predicate(language, r["group"]) in r["prompt"], (language, r)
             valid = {r["group"] for r in data[task, language, "valid"]}
             if task == "reasoning":
                 assert valid == {f"validation scenario {i}" for i in range(3)}
