@@ -1,10 +1,10 @@
 """The local loop's report, as data (report.json) and as text (report.md): per task, every
 model's per-language scores with bootstrap 95 % intervals (BASE, chance, INDV, COMB and
 every merged model, gated-out ones marked) and its mean over the languages (with the
-evaluator's interval, which resamples the languages together), the transfer matrix (each language's adapter
-scored on every language), the gate's verdicts, and the research's table in miniature:
-training compute and whole-process cost of the merged path against one combined model, for
-the initial setup and for the update of one language."""
+evaluator's interval, which resamples the languages together), the transfer matrix (each
+language's adapter scored on every language), the gate's verdicts, and the research's table
+in miniature: training compute and whole-process cost of the merged path against one
+combined model, for the initial setup and for the update of one language."""
 
 from __future__ import annotations
 
