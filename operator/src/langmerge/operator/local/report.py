@@ -212,14 +212,6 @@ def _score(cell: dict[str, float], metric: str) -> str:
     return f"{cell[metric]:.3f}" + (f" [{low:.2f}-{high:.2f}]" if low is not None else "")
 
 
-def _mean_cell(row: dict[str, Any]) -> dict[str, float]:
-    """A row's mean as a cell of the metric _score reads (the interval where it has one)."""
-    cell = {"value": row["mean"]}
-    if "meanLow" in row:
-        cell["valueLow"], cell["valueHigh"] = row["meanLow"], row["meanHigh"]
-    return cell
-
-
 def _percent(value: float | None) -> str:
     return f"{value * 100:+.1f} %" if value is not None else "-"
 
@@ -237,7 +229,7 @@ def _evaluation_text(task: str, evaluation: dict[str, Any]) -> list[str]:
     for row in evaluation["rows"]:
         label = row["name"] + (" (gated out)" if row.get("gatedOut") else "")
         cells = [_score(row["perLanguage"].get(lang, {}), metric) for lang in languages]
-        mean = "-" if row["mean"] is None else _score(_mean_cell(row), "value")
+        mean = "-" if row["mean"] is None else _score(row, "mean")  # meanLow/meanHigh
         rows.append([label, *cells, mean])
     parts.append(_table(["Model", *languages, "mean"], rows))
     if evaluation["transfer"]:
